@@ -1,0 +1,204 @@
+"""The layer stack: a clean background plus RGBA layers with their shadow maps.
+
+Tensors are ``[B, C, H, W]`` float32 in [0, 1] on the full canvas. Layer colour is
+*straight* (not premultiplied) alpha; :func:`liwi_core.compositing.over` defines how
+a stack recomposes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .compositing import composite_layers, premultiply, unpremultiply
+
+__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack"]
+
+
+@dataclass
+class Layer:
+    """One foreground object.
+
+    Attributes:
+        rgba: ``[B,4,H,W]`` straight-alpha colour and alpha.
+        shadow: ``[B,1|3,H,W]`` multiplicative shadow this object casts on what lies below it
+            (1 = no shadow).
+        name: display name (PSD / ORA layer name).
+        prompt_index: index of the prompt mask that produced it, or ``None`` (automatic).
+    """
+
+    rgba: torch.Tensor
+    shadow: torch.Tensor
+    name: str = "object"
+    prompt_index: int | None = None
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.rgba[:, 3:4]
+
+    @property
+    def shadow_strength(self) -> torch.Tensor:
+        """``1 - shadow`` averaged over channels, ``[B,1,H,W]``: how much light is removed."""
+        return 1.0 - self.shadow.mean(dim=1, keepdim=True)
+
+
+@dataclass
+class LayerStack:
+    """Background plus layers back to front.
+
+    Attributes:
+        background: ``[B,3,H,W]`` clean background (objects and their shadows removed).
+        layers: foreground layers, back to front.
+        hole: ``[B,1,H,W]``, 1 where the background was invented (inpainted) rather than seen.
+        canvas_alpha: ``[B,1,H,W]`` alpha of an RGBA input, re-applied by :meth:`to_image`.
+        channels: channels of the input image (1 grey, 3 RGB, 4 RGBA).
+        meta: engine name and settings, written to ``layers.json``.
+    """
+
+    background: torch.Tensor
+    layers: list[Layer] = field(default_factory=list)
+    hole: torch.Tensor | None = None
+    canvas_alpha: torch.Tensor | None = None
+    channels: int = 3
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the canvas."""
+        return int(self.background.shape[-2]), int(self.background.shape[-1])
+
+    @property
+    def batch(self) -> int:
+        return int(self.background.shape[0])
+
+    def composite(self) -> torch.Tensor:
+        """Recompose to ``[B,3,H,W]`` RGB with the one composite rule."""
+        return composite_layers(self.background, [(l.rgba, l.shadow) for l in self.layers])
+
+    def combined_shadow(self) -> torch.Tensor:
+        """Product of all shadow maps, ``[B,3,H,W]``: what the shadows do to a white wall."""
+        out = torch.ones_like(self.background)
+        for layer in self.layers:
+            out = out * layer.shadow
+        return out
+
+    def to_image(self, rgb: torch.Tensor | None = None) -> torch.Tensor:
+        """Recomposed RGB in the channel layout of the input (grey, RGB or RGBA)."""
+        rgb = self.composite() if rgb is None else rgb
+        if self.channels == 1:
+            return rgb.mean(dim=1, keepdim=True)
+        if self.channels == 4 and self.canvas_alpha is not None:
+            return torch.cat([rgb, self.canvas_alpha], dim=1)
+        return rgb
+
+    def select(self, index: int) -> "LayerStack":
+        """The stack of one batch element, still ``[1,C,H,W]``."""
+        sl = slice(index, index + 1)
+        pick = lambda t: None if t is None else t[sl]  # noqa: E731
+        return replace(
+            self,
+            background=self.background[sl],
+            layers=[replace(l, rgba=l.rgba[sl], shadow=l.shadow[sl]) for l in self.layers],
+            hole=pick(self.hole),
+            canvas_alpha=pick(self.canvas_alpha),
+            meta=dict(self.meta),
+        )
+
+
+@dataclass
+class LayerEdit:
+    """A per-layer edit applied by :func:`edit_stack`. Offsets are in pixels."""
+
+    visible: bool = True
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+    opacity: float = 1.0
+
+
+def _anchor(alpha: torch.Tensor) -> tuple[float, float]:
+    """Bottom-centre of the layer's visible pixels (its contact point), ``(x, y)``."""
+    mask = alpha[:, 0].amax(dim=0) > 0.01
+    if not bool(mask.any()):
+        h, w = alpha.shape[-2:]
+        return (w - 1) / 2.0, (h - 1) / 2.0
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return float(xs.min() + xs.max()) / 2.0, float(ys.max())
+
+
+def _shift_exact(t: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:
+    """Integer shift with ``fill`` where nothing moved in; no resampling."""
+    out = torch.full_like(t, fill)
+    h, w = t.shape[-2:]
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    src_y = slice(max(0, -dy), h - max(0, dy))
+    dst_y = slice(max(0, dy), h - max(0, -dy))
+    src_x = slice(max(0, -dx), w - max(0, dx))
+    dst_x = slice(max(0, dx), w - max(0, -dx))
+    out[..., dst_y, dst_x] = t[..., src_y, src_x]
+    return out
+
+
+def _warp(t: torch.Tensor, dx: float, dy: float, scale: float, anchor: tuple[float, float]) -> torch.Tensor:
+    """Bilinear warp: scale about ``anchor`` then translate; zeros outside."""
+    b, _, h, w = t.shape
+    ys = torch.arange(h, dtype=t.dtype, device=t.device)
+    xs = torch.arange(w, dtype=t.dtype, device=t.device)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    ax, ay = anchor
+    src_x = (gx - dx - ax) / scale + ax
+    src_y = (gy - dy - ay) / scale + ay
+    grid = torch.stack([src_x / max(w - 1, 1) * 2 - 1, src_y / max(h - 1, 1) * 2 - 1], dim=-1)
+    return F.grid_sample(t, grid.expand(b, h, w, 2), mode="bilinear", padding_mode="zeros",
+                         align_corners=True)
+
+
+def transform_layer(layer: Layer, dx: float = 0.0, dy: float = 0.0, scale: float = 1.0) -> Layer:
+    """Move and scale a layer together with its shadow map.
+
+    Scaling is about the object's contact point (bottom-centre of its alpha), so a scaled
+    object stays on its ground line. Whole-pixel moves at scale 1 are exact copies.
+    """
+    if scale <= 0 or not math.isfinite(scale):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    if scale == 1.0 and float(dx).is_integer() and float(dy).is_integer():
+        if dx == 0 and dy == 0:
+            return layer
+        rgba = _shift_exact(layer.rgba, int(dx), int(dy), 0.0)
+        shadow = _shift_exact(layer.shadow, int(dx), int(dy), 1.0)
+        return replace(layer, rgba=rgba, shadow=shadow)
+    anchor = _anchor(layer.alpha)
+    # warp premultiplied colour so transparent pixels do not bleed black into edges
+    rgba = unpremultiply(_warp(premultiply(layer.rgba), dx, dy, scale, anchor).clamp(0, 1))
+    shadow = 1.0 - _warp(1.0 - layer.shadow, dx, dy, scale, anchor).clamp(0, 1)
+    return replace(layer, rgba=rgba, shadow=shadow)
+
+
+def edit_stack(stack: LayerStack, edits: dict[int, LayerEdit] | list[LayerEdit]) -> LayerStack:
+    """Apply visibility, move, scale and opacity edits per layer index; returns a new stack.
+
+    Opacity scales both the layer's alpha and its shadow's strength; a hidden layer hides
+    its shadow too.
+    """
+    if isinstance(edits, list):
+        edits = dict(enumerate(edits))
+    for index in edits:
+        if not 0 <= index < len(stack.layers):
+            raise IndexError(f"layer index {index} out of range: the stack has {len(stack.layers)} layers")
+    layers = []
+    for i, layer in enumerate(stack.layers):
+        edit = edits.get(i, LayerEdit())
+        if not edit.visible:
+            continue
+        layer = transform_layer(layer, edit.dx, edit.dy, edit.scale)
+        if edit.opacity != 1.0:
+            o = float(min(max(edit.opacity, 0.0), 1.0))
+            rgba = torch.cat([layer.rgba[:, :3], layer.rgba[:, 3:4] * o], dim=1)
+            layer = replace(layer, rgba=rgba, shadow=1.0 - o * (1.0 - layer.shadow))
+        layers.append(layer)
+    return replace(stack, layers=layers, meta=dict(stack.meta))
