@@ -1,0 +1,145 @@
+"""``decompose``: one image (or a batch) plus one mask per object -> a :class:`LayerStack`.
+
+Input rules, shared by the CLI and the nodes:
+
+* ``image`` is ``[B,C,H,W]`` in [0,1] with C = 1 (grey), 3 (RGB) or 4 (RGBA). Grey is
+  decomposed as RGB and recomposes to grey; for RGBA the colour is decomposed and the
+  input alpha is kept as the stack's ``canvas_alpha``.
+* ``masks`` is ``[N,1,H,W]`` or ``[N,H,W]``, 1 = object. With one image, the N masks are
+  N objects of it. With B > 1 images, either N = B (one object per image) or N = 1 (the
+  same mask for every image).
+* Masks are ordered front to back as given (``order="given"``: the first mask is the
+  front-most object), or by ``order="bottom"``: the object whose mask reaches lower in
+  the frame is nearer the camera (objects standing on one ground plane).
+* A mask of another size with the same aspect ratio (within 1%) is resized with a
+  warning; any other size is an error. An empty mask gives an empty layer (alpha 0,
+  no shadow) so layer indices stay aligned with prompts. A mask covering the whole
+  frame gives an opaque layer and a background that is all hole (mid grey).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import torch
+
+from .engines.classical import ClassicalSettings, peel_objects
+from .errors import LiWiError
+from .filters import resize
+from .layers import LayerStack
+
+__all__ = ["decompose", "prepare_masks", "ORDERS"]
+
+ORDERS = ("given", "bottom")
+
+
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(t).all():
+        raise LiWiError(f"the {what} contains NaN or infinite values; fix the node or file that produced it")
+
+
+def prepare_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masks as ``[N,1,H,W]`` float in [0,1] at ``size``; see the module rules."""
+    if masks.dim() == 2:
+        masks = masks[None, None]
+    elif masks.dim() == 3:
+        masks = masks[:, None]
+    elif masks.dim() != 4 or masks.shape[1] != 1:
+        raise LiWiError(f"masks must be [N,H,W] or [N,1,H,W], got shape {tuple(masks.shape)}")
+    masks = masks.float()
+    _check_finite(masks, "mask")
+    h, w = size
+    mh, mw = masks.shape[-2:]
+    if (mh, mw) != (h, w):
+        if abs(mw / mh - w / h) > 0.01 * (w / h):
+            raise LiWiError(f"mask is {mw}x{mh} but the image is {w}x{h}: give a mask of the image's size")
+        warnings.warn(f"LiWi: mask {mw}x{mh} resized to the image's {w}x{h}", stacklevel=3)
+        masks = resize(masks, (h, w), mode="bilinear")
+    return masks.clamp(0.0, 1.0)
+
+
+def _front_to_back(masks: torch.Tensor, order: str) -> list[int]:
+    indices = list(range(masks.shape[0]))
+    if order == "given":
+        return indices
+    if order == "bottom":
+        def lowest(i: int) -> int:
+            rows = torch.nonzero(masks[i, 0].amax(dim=1) > 0.5).flatten()
+            return int(rows.max()) if rows.numel() else -1
+        return sorted(indices, key=lambda i: -lowest(i))
+    raise LiWiError(f"unknown order '{order}': use one of {', '.join(ORDERS)}")
+
+
+def decompose(image: torch.Tensor, masks: torch.Tensor | None, settings: ClassicalSettings | None = None,
+              order: str = "given", names: list[str] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> LayerStack:
+    """Split ``image`` into a clean background and one layer (with shadow) per mask.
+
+    Args:
+        image: ``[B,C,H,W]`` in [0,1], C in {1, 3, 4}.
+        masks: one mask per object (see the module rules); ``None`` asks for automatic mode.
+        settings: classical engine settings.
+        order: ``"given"`` or ``"bottom"`` (front-to-back rule).
+        names: layer names per mask index (default ``object_<i>``).
+        progress: called as ``progress(done, total)`` after each object.
+
+    Returns:
+        A :class:`LayerStack` whose ``composite()`` equals the input's colour.
+    """
+    if masks is None:
+        raise LiWiError("no mask given: connect a MASK with one mask per object "
+                        "(automatic mode needs the learned model from LiWi Load Model)")
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[1] not in (1, 3, 4):
+        raise LiWiError(f"image must be [B,C,H,W] with 1, 3 or 4 channels, got shape {tuple(image.shape)}")
+    if image.shape[-1] < 1 or image.shape[-2] < 1:
+        raise LiWiError("the image is empty (0 pixels)")
+    image = image.float()
+    _check_finite(image, "image")
+    image = image.clamp(0.0, 1.0)
+    settings = settings or ClassicalSettings()
+    if settings.shadow_channels not in (1, 3):
+        raise LiWiError(f"shadow_channels must be 1 or 3, got {settings.shadow_channels}")
+    b, c, h, w = image.shape
+    masks = prepare_masks(masks, (h, w))
+    n = masks.shape[0]
+    if b == 1:
+        per_image = [masks]
+    elif n == b:
+        per_image = [masks[i:i + 1] for i in range(b)]
+    elif n == 1:
+        per_image = [masks] * b
+    else:
+        raise LiWiError(f"{b} images and {n} masks: give one mask per image, one mask for all, "
+                        "or a single image with one mask per object")
+
+    rgb = image if c == 3 else (image.expand(b, 3, h, w) if c == 1 else image[:, :3])
+    total = b * per_image[0].shape[0]
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    results = []
+    for i in range(b):
+        m = per_image[i]
+        order_idx = _front_to_back(m, order)
+        layer_names = [(names[j] if names and j < len(names) else f"object_{j}") for j in order_idx]
+        prompt_index = order_idx if b == 1 else [i if n == b else 0 for _ in order_idx]
+        results.append(peel_objects(rgb[i:i + 1].contiguous(), [m[j:j + 1] for j in order_idx],
+                                    layer_names, prompt_index, settings, step))
+
+    background = torch.cat([r[0] for r in results])
+    hole = torch.cat([r[2] for r in results])
+    layers = results[0][1]
+    for k, layer in enumerate(layers):
+        layer.rgba = torch.cat([r[1][k].rgba for r in results])
+        layer.shadow = torch.cat([r[1][k].shadow for r in results])
+    meta = {"engine": "classical", "settings": settings.to_dict(), "order": order}
+    return LayerStack(background=background, layers=layers, hole=hole,
+                      canvas_alpha=image[:, 3:4] if c == 4 else None, channels=c, meta=meta)

@@ -1,0 +1,133 @@
+"""Shadow maps: estimated from a photo, or synthesized from an object's alpha.
+
+A shadow map is a multiplicative attenuation ``[B,1|3,H,W]`` in [0,1]; 1 = no shadow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .filters import dilate, gaussian_blur, luminance, push_pull_fill, resize
+
+__all__ = ["estimate_shadow", "synthesize_cast_shadow", "smoothstep"]
+
+
+def smoothstep(edge0: float, edge1: float, x: torch.Tensor) -> torch.Tensor:
+    t = ((x - edge0) / max(edge1 - edge0, 1e-8)).clamp(0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, threshold: float = 0.06,
+                    channels: int = 1, work_side: int = 512) -> torch.Tensor:
+    """Shadow an object casts near itself, as the illumination residual of the image.
+
+    The shadow-free illumination near the object is interpolated (push-pull) from the
+    pixels farther than ``reach`` from it; the shadow map is the ratio of the (lightly
+    smoothed) image to that illumination, kept where it darkens by more than
+    ``threshold`` (a soft knee), and continued smoothly under the object so a moved
+    object does not leave a gap in its shadow.
+
+    Args:
+        image: ``[1,3,H,W]`` RGB in [0,1] (the object's neighbourhood).
+        alpha: ``[1,1,H,W]`` the object's alpha.
+        reach: how far from the object (pixels) a shadow may extend.
+        threshold: darkening below this fraction is treated as texture, not shadow.
+        channels: 1 (grey attenuation) or 3 (coloured attenuation).
+        work_side: the map is estimated at most at this size (it is smooth) and upsampled.
+
+    Returns:
+        ``[1,channels,H,W]`` shadow map in [0,1].
+    """
+    h, w = image.shape[-2:]
+    if reach <= 0:
+        return torch.ones((1, channels, h, w), dtype=image.dtype, device=image.device)
+    scale = min(1.0, work_side / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    img = resize(image, size)
+    obj = dilate((resize(alpha, size) > 0.02).float(), 1)
+    near = dilate(obj, max(1, round(reach * scale)))
+    far = 1.0 - near
+    if float(far.sum()) == 0:
+        # no shadow-free reference in view: report no shadow rather than guess
+        return torch.ones((1, channels, h, w), dtype=image.dtype, device=image.device)
+    signal = img if channels == 3 else luminance(img)
+    light = push_pull_fill(signal, far)
+    ratio = gaussian_blur(signal, 1.0) / light.clamp_min(1e-3)
+    darkening = (1.0 - ratio).clamp(0.0, 1.0)
+    darkening = darkening * smoothstep(threshold, 2.0 * threshold, darkening.mean(dim=1, keepdim=True))
+    ring = near * (1.0 - obj)
+    darkening = darkening * ring
+    outside = 1.0 - obj
+    # continue the shadow under the object from its surroundings
+    darkening = push_pull_fill(darkening, outside) * obj + darkening * outside
+    shadow = (1.0 - darkening).clamp(0.0, 1.0)
+    return resize(shadow, (h, w), mode="bilinear").clamp(0.0, 1.0)
+
+
+def _contact_row(alpha: torch.Tensor) -> int | None:
+    rows = torch.nonzero(alpha[0, 0].amax(dim=1) > 0.5).flatten()
+    return int(rows.max()) if rows.numel() else None
+
+
+def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: float = 0.6,
+                           softness: float = 0.04, opacity: float = 0.6, contact: float = 0.5,
+                           tint: tuple[float, float, float] = (1.0, 0.97, 0.9)) -> torch.Tensor:
+    """Cast shadow of an object standing on the ground, projected from its alpha.
+
+    Each object point at height ``h`` above its contact line (the lowest row of the
+    object) lands on the ground at ``h * length`` along the shadow direction; the
+    projected silhouette is blurred more the farther it is from the contact line, and a
+    short, dark contact shadow is added at the base.
+
+    Args:
+        alpha: ``[1,1,H,W]`` object alpha in [0,1].
+        angle: direction the shadow falls, degrees in the image plane: 0 right, 90 up
+            (away from the viewer), 180 left, 270 down (toward the viewer).
+        length: shadow length as a fraction of the object's height.
+        softness: blur at the shadow's far end, as a fraction of the object's height.
+        opacity: darkness of the shadow, 0 (none) to 1 (black).
+        contact: darkness of the contact shadow at the base, 0 to 1.
+        tint: per-channel strength of the attenuation (skylight makes shadows bluish).
+
+    Returns:
+        ``[1,3,H,W]`` shadow map in [0,1].
+    """
+    h, w = alpha.shape[-2:]
+    base = _contact_row(alpha)
+    ones = torch.ones((1, 3, h, w), dtype=alpha.dtype, device=alpha.device)
+    if base is None or opacity <= 0 and contact <= 0:
+        return ones
+    top = int(torch.nonzero(alpha[0, 0].amax(dim=1) > 0.5).flatten().min())
+    height = max(1, base - top)
+    theta = math.radians(angle)
+    cx, cy = math.cos(theta), -math.sin(theta)
+    if abs(cy) < 0.15:  # keep some depth on the ground for sideways light
+        cy = -0.15 if cy <= 0 else 0.15
+    ys = torch.arange(h, dtype=alpha.dtype, device=alpha.device)
+    xs = torch.arange(w, dtype=alpha.dtype, device=alpha.device)
+    gv, gu = torch.meshgrid(ys, xs, indexing="ij")
+    # inverse projection: ground point (u, v) comes from object point (x, y) at height hh
+    hh = (gv - base) / (max(length, 1e-3) * cy)
+    src_x = gu - hh * length * cx
+    src_y = base - hh
+    grid = torch.stack([src_x / max(w - 1, 1) * 2 - 1, src_y / max(h - 1, 1) * 2 - 1], dim=-1)[None]
+    cast = F.grid_sample(alpha, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    cast = cast * (hh >= 0).to(alpha.dtype)
+    # softness grows with distance from the contact line: blend a few blur levels
+    far_sigma = max(0.5, softness * height)
+    t = (hh / height).clamp(0.0, 1.0)
+    levels = [cast] + [gaussian_blur(cast, far_sigma * f) for f in (0.33, 1.0)]
+    density = torch.where(t < 0.33, torch.lerp(levels[0], levels[1], t / 0.33),
+                          torch.lerp(levels[1], levels[2], ((t - 0.33) / 0.67).clamp(0, 1)))
+    density = density * opacity
+    if contact > 0:
+        band = max(1, round(0.03 * height))
+        rows = ((ys >= base - band) & (ys <= base)).to(alpha.dtype).view(1, 1, h, 1)
+        foot = dilate(alpha * rows, max(1, band // 2))
+        foot = gaussian_blur(foot, max(0.7, band * 0.8))
+        density = 1.0 - (1.0 - density) * (1.0 - contact * foot.clamp(0, 1))
+    strength = torch.tensor(tint, dtype=alpha.dtype, device=alpha.device).view(1, 3, 1, 1)
+    return (1.0 - density.clamp(0, 1) * strength).clamp(0.0, 1.0)
