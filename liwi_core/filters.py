@@ -35,6 +35,11 @@ def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the ``(2r+1)^2`` window clipped to the image, ``[B,C,H,W]`` -> same shape."""
     if r <= 0:
         return x
+    if r <= 16:
+        # separable average pooling: exact, float32-accurate, O(r) per pixel
+        k = 2 * r + 1
+        y = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+        return F.avg_pool2d(y, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
     x64 = x.double()  # cumulative sums of large images lose precision in float32
     ones = torch.ones((1, 1, x.shape[-2], x.shape[-1]), dtype=torch.float64, device=x.device)
     s = _box_1d(_box_1d(x64, r, -1), r, -2)

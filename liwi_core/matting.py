@@ -90,7 +90,7 @@ def trimap_from_mask(segmentation: torch.Tensor, band: int) -> torch.Tensor:
 
 
 def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torch.Tensor,
-                   smooth_radius: int = 2) -> torch.Tensor:
+                   smooth_radius: int = 2, tile: int = 512) -> torch.Tensor:
     """Soft alpha ``[1,1,H,W]`` in [0,1] inside the trimap's unknown band.
 
     Args:
@@ -98,6 +98,8 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
         trimap: from :func:`trimap_from_mask`.
         segmentation: ``[1,1,H,W]`` binary segmentation the trimap came from.
         smooth_radius: guided-filter radius of the fallback alpha.
+        tile: the band is solved tile by tile; tiles with no unknown pixel are skipped,
+            which keeps large photos fast and within memory.
     """
     sure_fg = (trimap > 0.75).float()
     sure_bg = (trimap < 0.25).float()
@@ -106,15 +108,33 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
         return sure_fg
     fg = push_pull_fill(image, sure_fg) if float(sure_fg.sum()) > 0 else image
     bg = push_pull_fill(image, sure_bg) if float(sure_bg.sum()) > 0 else image
+    alpha = sure_fg.clone()
+    h, w = image.shape[-2:]
+    r = max(1, smooth_radius)
+    for y in range(0, h, tile):
+        for x in range(0, w, tile):
+            core = (slice(None), slice(None), slice(y, min(h, y + tile)), slice(x, min(w, x + tile)))
+            if not bool(unknown[core].any()):
+                continue
+            # the guided filter needs its window's worth of context around the tile
+            y0, x0 = max(0, y - 2 * r), max(0, x - 2 * r)
+            ctx = (slice(None), slice(None), slice(y0, min(h, y + tile + 2 * r)), slice(x0, min(w, x + tile + 2 * r)))
+            inner = (slice(None), slice(None), slice(y - y0, y - y0 + core[2].stop - y),
+                     slice(x - x0, x - x0 + core[3].stop - x))
+            alpha[core] = _band_alpha(image[ctx], fg[ctx], bg[ctx], segmentation[ctx], unknown[ctx], r)[inner]
+    return alpha
+
+
+def _band_alpha(image, fg, bg, segmentation, unknown, radius):
     diff = fg - bg
     denom = (diff * diff).sum(dim=1, keepdim=True)
-    projected = ((image - bg) * diff).sum(dim=1, keepdim=True) / denom.clamp_min(1e-6)
-    projected = projected.clamp(0.0, 1.0)
+    projected = (((image - bg) * diff).sum(dim=1, keepdim=True) / denom.clamp_min(1e-6)).clamp(0.0, 1.0)
     # trust the colour line only where foreground and background differ clearly
     confidence = denom / (denom + 0.01)
-    fallback = guided_filter(image, segmentation.clamp(0, 1), max(1, smooth_radius), 1e-3).clamp(0, 1)
-    alpha = confidence * projected + (1.0 - confidence) * fallback
-    return sure_fg + unknown * alpha
+    fallback = guided_filter(image, segmentation.clamp(0, 1), radius, 1e-3).clamp(0, 1)
+    band = confidence * projected + (1.0 - confidence) * fallback
+    sure_fg = ((segmentation > 0.5) & (unknown == 0)).float()
+    return sure_fg + unknown * band
 
 
 def solve_foreground(image: torch.Tensor, alpha: torch.Tensor, below: torch.Tensor,

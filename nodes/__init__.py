@@ -1,0 +1,15 @@
+"""ComfyUI adapters for liwi_core. Thin: convert, call the library, report progress."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .decompose import LiWiDecompose
+from .recompose import LiWiRecomposeLayers
+from .save import LiWiSaveLayers
+from .shadow import LiWiShadowLayer
+
+NODES = [LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiSaveLayers]
+
+
+class LiWiExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

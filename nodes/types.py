@@ -1,0 +1,6 @@
+"""Custom socket types of the pack."""
+
+from comfy_api.latest import io
+
+# a liwi_core.layers.LayerStack
+Layers = io.Custom("LIWI_LAYERS")
