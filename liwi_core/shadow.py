@@ -48,23 +48,55 @@ def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, thresh
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     img = resize(image, size)
     obj = dilate((resize(alpha, size) > 0.02).float(), 1)
-    near = dilate(obj, max(1, round(reach * scale)))
-    far = 1.0 - near
+    reach_px = max(1, round(reach * scale))
+    # keep a shadow-free reference ring: shrink the reach until a tenth of the view is left
+    while True:
+        near = dilate(obj, reach_px)
+        far = 1.0 - near
+        if float(far.sum()) >= 0.1 * float((1.0 - obj).sum()) or reach_px <= 2:
+            break
+        reach_px = reach_px // 2
     if float(far.sum()) == 0:
         # no shadow-free reference in view: report no shadow rather than guess
         return torch.ones((1, channels, h, w), dtype=image.dtype, device=image.device)
-    signal = img if channels == 3 else luminance(img)
-    light = push_pull_fill(signal, far)
-    ratio = gaussian_blur(signal, 1.0) / light.clamp_min(1e-3)
+    lit = push_pull_fill(img, far)
+    smooth = gaussian_blur(img, 1.0)
+    if channels == 3:
+        ratio = smooth / lit.clamp_min(1e-3)
+    else:
+        ratio = luminance(smooth) / luminance(lit).clamp_min(1e-3)
     darkening = (1.0 - ratio).clamp(0.0, 1.0)
-    darkening = darkening * smoothstep(threshold, 2.0 * threshold, darkening.mean(dim=1, keepdim=True))
-    ring = near * (1.0 - obj)
-    darkening = darkening * ring
+    strength = darkening.mean(dim=1, keepdim=True)
+    # a shadow dims the surface but keeps its hue, and rarely removes more than ~80% of
+    # the light: darker or differently coloured patches are other things, not shadow
+    chroma_shift = (_chromaticity(smooth) - _chromaticity(lit)).abs().sum(dim=1, keepdim=True)
+    plausible = (1.0 - smoothstep(0.04, 0.1, chroma_shift)) * (1.0 - smoothstep(0.75, 0.85, strength))
+    darkening = darkening * smoothstep(threshold, 2.0 * threshold, strength) * plausible
+    darkening = darkening * (near * (1.0 - obj)) * _attached(darkening, obj)
     outside = 1.0 - obj
     # continue the shadow under the object from its surroundings
     darkening = push_pull_fill(darkening, outside) * obj + darkening * outside
     shadow = (1.0 - darkening).clamp(0.0, 1.0)
     return resize(shadow, (h, w), mode="bilinear").clamp(0.0, 1.0)
+
+
+def _chromaticity(rgb: torch.Tensor) -> torch.Tensor:
+    return rgb / rgb.sum(dim=1, keepdim=True).clamp_min(0.05)
+
+
+def _attached(darkening: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+    """``[1,1,h,w]`` 1 on shadow regions that touch the object: a cast shadow starts at its
+    caster, so dark patches standing apart (other objects, dark texture) are not its shadow."""
+    import cv2
+    import numpy as np
+
+    dark = (darkening.mean(dim=1)[0] > 0).numpy().astype(np.uint8)
+    count, labels = cv2.connectedComponents(dark, connectivity=8)
+    if count <= 1:
+        return torch.zeros_like(obj)
+    touching = np.unique(labels[dilate(obj, 2)[0, 0].numpy() > 0.5])
+    keep = np.isin(labels, touching[touching > 0])
+    return torch.from_numpy(keep.astype(np.float32))[None, None]
 
 
 def _contact_row(alpha: torch.Tensor) -> int | None:

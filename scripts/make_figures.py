@@ -1,0 +1,82 @@
+"""Render the README's before/after figures from the bundled examples with the pack itself.
+
+    python scripts/make_figures.py [--out docs]
+
+Per example: input with its rough mask, clean background, object layer (on a checkerboard),
+its shadow map, and the object moved with its shadow, recomposed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from liwi_core.decompose import decompose
+from liwi_core.imageio import load_image, load_mask, to_uint8
+from liwi_core.layers import LayerEdit, edit_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "example_images"
+MOVES = {"coffee": (-140, 0), "chelsea": (-60, 0), "astronaut": (-90, 0), "rocket": (120, 0)}
+
+
+def checker(h: int, w: int, size: int = 12) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h) // size, torch.arange(w) // size, indexing="ij")
+    return (0.75 + 0.2 * ((yy + xx) % 2)).float()[None, None].expand(1, 3, h, w)
+
+
+def tiles_for(name: str) -> list[tuple[str, torch.Tensor]]:
+    image = load_image(EXAMPLES / f"{name}.png")[:, :3]
+    mask = load_mask(EXAMPLES / f"{name}_mask.png")
+    stack = decompose(image, mask, names=[name])
+    layer = stack.layers[0]
+    h, w = stack.size
+    on_checker = layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)
+    overlay = image * (1 - 0.45 * mask) + torch.tensor([1.0, 0.1, 0.1]).view(1, 3, 1, 1) * 0.45 * mask
+    dx, dy = MOVES.get(name, (60, 0))
+    moved = edit_stack(stack, {0: LayerEdit(dx=dx, dy=dy)}).composite()
+    return [("input + rough mask", overlay), ("background", stack.background), ("object layer", on_checker),
+            ("shadow map", layer.shadow.expand(1, 3, h, w)), (f"moved dx={dx}", moved)]
+
+
+def sheet(rows: list[list[tuple[str, torch.Tensor]]], width: int = 240) -> Image.Image:
+    cells = []
+    for row in rows:
+        imgs = []
+        for label, t in row:
+            im = Image.fromarray(to_uint8(t))
+            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+            imgs.append((label, im))
+        cells.append(imgs)
+    row_h = [max(im.height for _, im in r) + 18 for r in cells]
+    out = Image.new("RGB", (width * len(cells[0]) + 4 * len(cells[0]), sum(row_h)), "white")
+    draw = ImageDraw.Draw(out)
+    y = 0
+    for r, rh in zip(cells, row_h):
+        for i, (label, im) in enumerate(r):
+            x = i * (width + 4)
+            draw.text((x + 2, y + 2), label, fill="black")
+            out.paste(im, (x, y + 16))
+        y += rh
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--examples", nargs="*", default=["coffee", "chelsea", "astronaut", "rocket"])
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows = [tiles_for(n) for n in args.examples]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / "examples.png"
+    sheet(rows).save(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
