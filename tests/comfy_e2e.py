@@ -1,7 +1,7 @@
 """Support code for testing ComfyUI workflows: offline checks and a real server.
 
-Pure Python (standard library only, ``requests`` is imported lazily by the
-server helpers), so the offline workflow check can run without ComfyUI.
+Standard library only (HTTP through urllib), so both the offline workflow
+check and the server helpers run in the project's own venv.
 
 * :func:`ui_to_api` turns a UI-format workflow (what the ComfyUI frontend
   saves: ``nodes`` with ``widgets_values``, a ``links`` list) into the API
@@ -52,11 +52,14 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -748,12 +751,27 @@ class Server:
         return log_tail(self.log_path, n)
 
     def object_info(self, node_class: str | None = None) -> dict:
-        import requests
-
         url = f"{self.base_url}/object_info" + (f"/{node_class}" if node_class else "")
-        r = requests.get(url, timeout=60)
-        r.raise_for_status()
-        return r.json()
+        status, body = http_json("GET", url)
+        if status != 200:
+            raise ServerError(f"GET {url}: {status} {body!r}")
+        return body
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
+    """``(status, decoded JSON or text)``; HTTP error statuses are returned, not raised."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw.decode() or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return status, raw.decode(errors="replace")
 
 
 def log_tail(path: str | os.PathLike, n: int = 80) -> str:
@@ -798,8 +816,6 @@ def start_server(
     :class:`ServerError` with the log tail if the server exits, doesn't answer
     in time, or logs an import failure of ``pack_name``.
     """
-    import requests
-
     comfy_dir = Path(comfy_dir).resolve()
     port = port or free_port()
     own_work = work_dir is None
@@ -841,10 +857,9 @@ def start_server(
             if proc.poll() is not None:
                 raise ServerError(f"ComfyUI exited with {proc.returncode} during start-up:\n{server.log_tail()}")
             try:
-                r = requests.get(f"{server.base_url}/object_info", timeout=10)
-                if r.status_code == 200:
+                if http_json("GET", f"{server.base_url}/object_info", timeout=30)[0] == 200:
                     break
-            except requests.RequestException:
+            except (OSError, urllib.error.URLError):
                 pass
             if time.monotonic() > deadline:
                 raise ServerError(f"ComfyUI did not answer /object_info in {startup_timeout:.0f} s:\n{server.log_tail()}")
@@ -857,6 +872,8 @@ def start_server(
     finally:
         _stop(proc)
         log.close()
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -884,25 +901,19 @@ def post_and_wait(base_url: str, prompt: dict, timeout: float = 600.0, *, poll: 
     Raises :class:`PromptError` with the server's node errors when the prompt
     is refused, or with the exception message when execution fails.
     """
-    import requests
-
     client_id = uuid.uuid4().hex
-    r = requests.post(f"{base_url}/prompt", json={"prompt": prompt, "client_id": client_id}, timeout=60)
-    if r.status_code != 200:
-        try:
-            body = r.json()
-        except ValueError:
-            body = r.text
-        raise PromptError(f"prompt refused ({r.status_code}): {json.dumps(body, indent=1)[:6000]}")
-    body = r.json()
+    status, body = http_json("POST", f"{base_url}/prompt", {"prompt": prompt, "client_id": client_id})
+    if status != 200:
+        raise PromptError(f"prompt refused ({status}): {json.dumps(body, indent=1)[:6000]}")
     if body.get("node_errors"):
         raise PromptError(f"prompt has node errors: {json.dumps(body['node_errors'], indent=1)[:6000]}")
     prompt_id = body["prompt_id"]
     deadline = time.monotonic() + timeout
     while True:
-        h = requests.get(f"{base_url}/history/{prompt_id}", timeout=60)
-        h.raise_for_status()
-        entry = h.json().get(prompt_id)
+        hstatus, history = http_json("GET", f"{base_url}/history/{prompt_id}")
+        if hstatus != 200:
+            raise PromptError(f"GET /history/{prompt_id}: {hstatus} {history!r}")
+        entry = history.get(prompt_id)
         if entry is not None:
             status = entry.get("status") or {}
             if status.get("status_str") == "error" or (status.get("completed") is False and status.get("messages")):

@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import psnr
+from liwi_core.cli import main
+from liwi_core.imageio import load_image
+
+ROOT = Path(__file__).resolve().parent.parent
+EX = ROOT / "example_images"
+
+
+def test_decompose_recompose_export_roundtrip(tmp_path):
+    out = tmp_path / "layers"
+    assert main(["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"),
+                 "--out", str(out), "--psd", str(tmp_path / "a.psd")]) == 0
+    for name in ["background.png", "layer_00.png", "shadow_00.png", "shadow.png", "layers.json"]:
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "layers.json").read_text())
+    assert meta["engine"] == "classical" and meta["layers"][0]["name"] == "coffee_mask"
+    assert main(["recompose", str(out), "--out", str(tmp_path / "re.png")]) == 0
+    assert psnr(load_image(tmp_path / "re.png"), load_image(EX / "coffee.png")) >= 45
+    assert main(["recompose", str(out), "--out", str(tmp_path / "moved.png"), "--edit", "0:dx=-100"]) == 0
+    assert psnr(load_image(tmp_path / "moved.png"), load_image(EX / "coffee.png")) < 40
+    assert main(["export", str(out), "--ora", str(tmp_path / "a.ora")]) == 0
+    assert (tmp_path / "a.psd").read_bytes()[:4] == b"8BPS"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["decompose", "nope.png", "--mask", "m.png", "--out", "o"], "no such file"),
+    (["decompose", str(EX / "coffee.png"), "--out", "o"], "connect a MASK"),
+    (["recompose", "missing_dir", "--out", "x.png"], "layers.json"),
+    (["export", "missing_dir"], "--psd FILE or --ora FILE"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_unreadable_image_file(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert main(["decompose", str(bad), "--mask", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_psd_to_a_directory_is_an_error(tmp_path, capsys):
+    out = tmp_path / "layers"
+    main(["decompose", str(EX / "rocket.png"), "--mask", str(EX / "rocket_mask.png"), "--out", str(out)])
+    assert main(["export", str(out), "--psd", str(tmp_path)]) == 2
+    assert "liwi: error:" in capsys.readouterr().err
+
+
+def test_module_entry_point(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "liwi_core", "decompose", "missing.png", "--mask", "x",
+                        "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("liwi: error:")
+
+
+def test_greyscale_and_rgba_inputs(tmp_path):
+    from liwi_core.imageio import save_image
+    grey = torch.rand(1, 1, 40, 50)
+    rgba = torch.rand(1, 4, 40, 50)
+    mask = torch.zeros(1, 1, 40, 50)
+    mask[..., 10:30, 10:30] = 1
+    save_image(mask, tmp_path / "m.png")
+    for name, img in [("g", grey), ("r", rgba)]:
+        save_image(img, tmp_path / f"{name}.png")
+        assert main(["decompose", str(tmp_path / f"{name}.png"), "--mask", str(tmp_path / "m.png"),
+                     "--out", str(tmp_path / name)]) == 0
+        assert main(["recompose", str(tmp_path / name), "--out", str(tmp_path / f"{name}_re.png")]) == 0
+        src, back = load_image(tmp_path / f"{name}.png"), load_image(tmp_path / f"{name}_re.png")
+        assert back.shape == src.shape
+        assert psnr(back, src) >= 45

