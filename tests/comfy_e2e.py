@@ -87,6 +87,7 @@ WIDGET_TYPES = frozenset(
 )
 
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
+_AUDIO_UI_NODES = ("LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus")
 
 #: File extensions of model weights: a COMBO value with one of these that the
 #: server doesn't list is a model file missing on that server.
@@ -115,8 +116,11 @@ class Widget:
     input_name: str | None
     #: The input spec ``[type, options]`` (``None`` for helper widgets).
     spec: tuple | None
-    #: "widget", "control", "filter" or "upload".
+    #: "widget", "control", "filter", "upload", "refresh" or "ui".
     role: str = "widget"
+    #: Written to ``widgets_values`` (``widget.serialize !== false``); DOM
+    #: widgets such as ``audioUI`` leave a ``null`` hole or nothing.
+    saved: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +174,7 @@ def _widget_type(spec: Any) -> str | None:
 
 def _is_media_upload_combo(spec: Any) -> bool:
     opts = _spec_options(spec)
-    return any(opts.get(flag) is True for flag in _UPLOAD_FLAGS) and combo_options(spec) is not None
+    return any(opts.get(flag) is True for flag in _UPLOAD_FLAGS) and spec_type(spec) == "COMBO"
 
 
 def ordered_inputs(node_def: dict) -> list[tuple[str, Any, bool]]:
@@ -181,15 +185,21 @@ def ordered_inputs(node_def: dict) -> list[tuple[str, Any, bool]]:
     inp = node_def.get("input") or {}
     required = dict(inp.get("required") or {})
     optional = dict(inp.get("optional") or {})
-    # Comfy.UploadImage: first media COMBO among the required inputs.
-    for name, spec in list(required.items()):
+    # beforeRegisterNodeDef of the core frontend extensions, in their order.
+    node_name = node_def.get("name")
+    if node_name in ("Preview3D", "SaveGLB"):  # Comfy.Preview3D, Comfy.SaveGLB
+        required["image"] = ["PREVIEW_3D"]
+    elif node_name == "Preview3DAnimation":
+        required["image"] = ["PREVIEW_3D_ANIMATION"]
+    if node_name in _AUDIO_UI_NODES:  # Comfy.AudioWidget
+        required["audioUI"] = ["AUDIO_UI", {}]
+    audio = required.get("audio")
+    if isinstance(audio, (list, tuple)) and _spec_options(audio).get("audio_upload") is True:
+        required["upload"] = ["AUDIOUPLOAD", {}]  # Comfy.UploadAudio
+    for name, spec in list(required.items()):  # Comfy.UploadImage: first media COMBO
         if _is_media_upload_combo(spec):
             required["upload"] = ["IMAGEUPLOAD", {**_spec_options(spec), "imageInputName": name}]
             break
-    # Comfy.AudioWidget
-    audio = required.get("audio")
-    if isinstance(audio, (list, tuple)) and _spec_options(audio).get("audio_upload") is True:
-        required["upload"] = ["AUDIOUPLOAD", {}]
 
     specs: dict[str, tuple[Any, bool]] = {}
     for name, spec in required.items():
@@ -221,10 +231,20 @@ def node_widgets(node_def: dict) -> list[Widget]:
         if wtype is None:
             continue
         opts = _spec_options(spec)
-        if wtype in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
+        if wtype == "IMAGEUPLOAD":  # button, saved as "image", not sent
             widgets.append(Widget(name, False, None, None, "upload"))
             continue
+        if wtype == "AUDIOUPLOAD":
+            widgets.append(Widget(name, False, None, None, "upload", saved=False))
+            continue
+        if wtype == "AUDIO_UI":  # DOM <audio> element named "audioUI"
+            widgets.append(Widget(name, False, None, None, "ui", saved=False))
+            continue
         widgets.append(Widget(name, True, name, tuple(spec) if isinstance(spec, list) else spec))
+        remote = opts.get("remote")
+        if wtype == "COMBO" and isinstance(remote, dict) and remote.get("refresh_button"):
+            # useRemoteWidget.addRefreshButton: a button named "refresh" (sent, ignored by the server)
+            widgets.append(Widget("refresh", True, None, None, "refresh"))
         cag = opts.get("control_after_generate")
         control_name = cag if isinstance(cag, str) else "control_after_generate"
         if wtype == "INT":
@@ -447,6 +467,9 @@ class _Graph:
         for i, w in enumerate(widgets):
             if not w.serialize:
                 continue
+            if w.role == "refresh":
+                values[w.name] = "refresh"
+                continue
             if isinstance(saved, dict):
                 value = saved[w.name] if w.name in saved else _default_value(w.spec)
             elif isinstance(saved, list) and i < len(saved):
@@ -635,7 +658,9 @@ def workflow_problems(workflow_ui: dict, object_info: dict, *, check_file_combos
         widgets = node_widgets(node_def)
         saved = node.get("widgets_values")
         if isinstance(saved, list):
-            if len(saved) != len(widgets):
+            # Widgets that are not saved leave a null hole, or nothing when last.
+            shortest = max((i + 1 for i, w in enumerate(widgets) if w.saved), default=0)
+            if not shortest <= len(saved) <= len(widgets):
                 names = [w.name for w in widgets]
                 problems.append(Problem("widget_count", f"{_describe(node)}: {len(saved)} widgets_values but the node has {len(widgets)} widgets {names}"))
         elif isinstance(saved, dict):
@@ -686,9 +711,12 @@ def workflow_problems(workflow_ui: dict, object_info: dict, *, check_file_combos
             if not is_valid_connection(out_type, in_type):
                 problems.append(Problem("type_mismatch", f"{_describe(node)} input {name!r} ({in_type}) is linked to output {resolved[2]} ({out_type}) of {_describe(origin)}"))
 
+        server_inputs = node_def.get("input") or {}
         for name, (spec, optional) in specs.items():
-            if name in linked or name == "upload" and spec_type(spec) in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
+            if name in linked:
                 continue
+            if name not in (server_inputs.get("required") or {}) and name not in (server_inputs.get("optional") or {}):
+                continue  # added by a frontend extension (upload button, audioUI, ...)
             if name in wvalues:
                 problems.extend(_check_value(f"{_describe(node)} widget {name!r}", spec, wvalues[name], check_file_combos))
             elif not optional:
@@ -788,7 +816,7 @@ def import_failures(log_text: str, pack_name: str) -> list[str]:
     for line in log_text.splitlines():
         if pack_name not in line:
             continue
-        if "IMPORT FAILED" in line or "Cannot import" in line:
+        if "IMPORT FAILED" in line or "Cannot import" in line or "Error while calling comfy_entrypoint" in line:
             out.append(line.strip())
     return out
 

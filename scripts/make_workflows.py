@@ -1,0 +1,152 @@
+"""Write the example workflows in workflows/ (ComfyUI's UI format, to drag into ComfyUI).
+
+    python scripts/make_workflows.py
+
+Widget values follow each node's input order (required, then optional), as the frontend
+saves them; tests/test_workflows.py checks them against the node definitions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "workflows"
+
+
+class Graph:
+    def __init__(self) -> None:
+        self.nodes: list[dict] = []
+        self.links: list[list] = []
+
+    def node(self, type_: str, pos, widgets=(), inputs=(), outputs=(), title=None) -> int:
+        nid = len(self.nodes) + 1
+        node = {
+            "id": nid, "type": type_, "pos": list(pos), "size": [300, 120], "flags": {}, "order": nid - 1,
+            "mode": 0, "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
+            "properties": {"Node name for S&R": type_}, "widgets_values": list(widgets),
+        }
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return nid
+
+    def link(self, src: int, src_slot: int, dst: int, dst_name: str) -> None:
+        lid = len(self.links) + 1
+        src_node, dst_node = self.nodes[src - 1], self.nodes[dst - 1]
+        type_ = src_node["outputs"][src_slot]["type"]
+        slot = next(i for i, inp in enumerate(dst_node["inputs"]) if inp["name"] == dst_name)
+        dst_node["inputs"][slot]["link"] = lid
+        src_node["outputs"][src_slot]["links"].append(lid)
+        self.links.append([lid, src, src_slot, dst, slot, type_])
+
+    def note(self, text: str, pos) -> None:
+        self.node("Note", pos, widgets=[text])
+
+    def save(self, name: str) -> None:
+        data = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+        OUT.mkdir(exist_ok=True)
+        (OUT / name).write_text(json.dumps(data, indent=1) + "\n")
+
+
+DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
+                 ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK")]
+DECOMPOSE_WIDGETS = ["given", True, 0, 0.5, 0.06, "grey"]
+
+
+def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:
+    image = g.node("LoadImage", (0, y), widgets=[f"{name}.png", "image"],
+                   outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+    mask = g.node("LoadImageMask", (0, y + 380), widgets=[f"{name}_mask.png", "red", "image"],
+                  outputs=[("MASK", "MASK")], title="Load object mask (white = object)")
+    return image, mask
+
+
+def decompose(g: Graph, image: int, mask: int, pos=(360, 100)) -> int:
+    node = g.node("LiWiDecompose", pos, widgets=DECOMPOSE_WIDGETS,
+                  inputs=[("image", "IMAGE"), ("masks", "MASK")], outputs=DECOMPOSE_OUT)
+    g.link(image, 0, node, "image")
+    g.link(mask, 0, node, "masks")
+    return node
+
+
+def decompose_to_psd() -> None:
+    g = Graph()
+    image, mask = load_pair(g, "coffee")
+    dec = decompose(g, image, mask)
+    save = g.node("LiWiSaveLayers", (760, 0), widgets=["LiWi/coffee", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
+    g.link(dec, 0, save, "layers")
+    # the object as an RGBA cut-out through the core nodes: JoinImageWithAlpha wants 1 - alpha
+    inv = g.node("InvertMask", (760, 300), inputs=[("mask", "MASK")], outputs=[("MASK", "MASK")])
+    g.link(dec, 3, inv, "mask")
+    join = g.node("JoinImageWithAlpha", (1000, 300), inputs=[("image", "IMAGE"), ("alpha", "MASK")],
+                  outputs=[("IMAGE", "IMAGE")])
+    g.link(dec, 2, join, "image")
+    g.link(inv, 0, join, "alpha")
+    cut = g.node("SaveImage", (1250, 300), widgets=["LiWi/coffee_cutout"], inputs=[("images", "IMAGE")])
+    g.link(join, 0, cut, "images")
+    bg = g.node("SaveImage", (1000, 600), widgets=["LiWi/coffee_background"], inputs=[("images", "IMAGE")])
+    g.link(dec, 1, bg, "images")
+    g.note("Copy example_images/coffee.png and coffee_mask.png into ComfyUI/input. The PSD opens in "
+           "Photoshop, Krita or GIMP: each object over its shadow (a Multiply layer) over the clean background.",
+           (0, 760))
+    g.save("decompose_to_psd.json")
+
+
+def move_object() -> None:
+    g = Graph()
+    image, mask = load_pair(g, "coffee")
+    dec = decompose(g, image, mask)
+    rec = g.node("LiWiRecomposeLayers", (760, 100), widgets=[0, True, -140.0, 0.0, 1.0, 1.0, ""],
+                 inputs=[("layers", "LIWI_LAYERS")],
+                 outputs=[("image", "IMAGE"), ("layers", "LIWI_LAYERS"), ("canvas_alpha", "MASK")])
+    g.link(dec, 0, rec, "layers")
+    save = g.node("SaveImage", (1120, 100), widgets=["LiWi/coffee_moved"], inputs=[("images", "IMAGE")])
+    g.link(rec, 0, save, "images")
+    g.note("Layer 0 (the cup) moves 140 px left and takes its shadow along; the background under it was "
+           "filled by the classical engine.", (0, 760))
+    g.save("move_object_with_shadow.json")
+
+
+def inpaint_background() -> None:
+    g = Graph()
+    image, mask = load_pair(g, "coffee")
+    dec = decompose(g, image, mask)
+    ckpt = g.node("CheckpointLoaderSimple", (360, 600), widgets=["512-inpainting-ema.safetensors"],
+                  outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")])
+    pos = g.node("CLIPTextEncode", (760, 500), widgets=["an empty wooden table, photo, natural light"],
+                 inputs=[("clip", "CLIP")], outputs=[("CONDITIONING", "CONDITIONING")])
+    neg = g.node("CLIPTextEncode", (760, 700), widgets=["cup, saucer, object, blurry"],
+                 inputs=[("clip", "CLIP")], outputs=[("CONDITIONING", "CONDITIONING")])
+    g.link(ckpt, 1, pos, "clip")
+    g.link(ckpt, 1, neg, "clip")
+    enc = g.node("VAEEncodeForInpaint", (760, 100), widgets=[8],
+                 inputs=[("pixels", "IMAGE"), ("vae", "VAE"), ("mask", "MASK")], outputs=[("LATENT", "LATENT")])
+    g.link(dec, 1, enc, "pixels")
+    g.link(ckpt, 2, enc, "vae")
+    g.link(dec, 5, enc, "mask")
+    ks = g.node("KSampler", (1120, 100), widgets=[42, "fixed", 25, 7.0, "euler", "normal", 1.0],
+                inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                        ("latent_image", "LATENT")], outputs=[("LATENT", "LATENT")])
+    g.link(ckpt, 0, ks, "model")
+    g.link(pos, 0, ks, "positive")
+    g.link(neg, 0, ks, "negative")
+    g.link(enc, 0, ks, "latent_image")
+    vd = g.node("VAEDecode", (1480, 100), inputs=[("samples", "LATENT"), ("vae", "VAE")], outputs=[("IMAGE", "IMAGE")])
+    g.link(ks, 0, vd, "samples")
+    g.link(ckpt, 2, vd, "vae")
+    save = g.node("SaveImage", (1760, 100), widgets=["LiWi/coffee_new_background"], inputs=[("images", "IMAGE")])
+    g.link(vd, 0, save, "images")
+    g.note("The hole mask (1 = background invented under the object) goes to the core inpainting nodes. "
+           "Needs an inpainting checkpoint in models/checkpoints (e.g. SD 2 512-inpainting-ema.safetensors).",
+           (0, 760))
+    g.save("inpaint_background.json")
+
+
+if __name__ == "__main__":
+    decompose_to_psd()
+    move_object()
+    inpaint_background()
+    print(f"wrote workflows to {OUT}")
