@@ -237,8 +237,8 @@ def node_widgets(node_def: dict) -> list[Widget]:
         if wtype == "AUDIOUPLOAD":
             widgets.append(Widget(name, False, None, None, "upload", saved=False))
             continue
-        if wtype == "AUDIO_UI":  # DOM <audio> element named "audioUI"
-            widgets.append(Widget(name, False, None, None, "ui", saved=False))
+        if wtype == "AUDIO_UI":  # DOM <audio> element: not saved, sent as ""
+            widgets.append(Widget(name, True, None, None, "ui", saved=False))
             continue
         widgets.append(Widget(name, True, name, tuple(spec) if isinstance(spec, list) else spec))
         remote = opts.get("remote")
@@ -255,6 +255,8 @@ def node_widgets(node_def: dict) -> list[Widget]:
         elif wtype == "COMBO" and cag and not opts.get("multi_select"):
             widgets.append(Widget(control_name, False, None, None, "control"))
             widgets.append(Widget("control_filter_list", False, None, None, "filter"))
+    if node_def.get("name") == "PreviewAny":  # Comfy.PreviewAny: read-only text, sent as ""
+        widgets.append(Widget("preview", True, None, None, "ui", saved=False))
     return widgets
 
 
@@ -469,6 +471,9 @@ class _Graph:
                 continue
             if w.role == "refresh":
                 values[w.name] = "refresh"
+                continue
+            if w.role == "ui":
+                values[w.name] = ""
                 continue
             if isinstance(saved, dict):
                 value = saved[w.name] if w.name in saved else _default_value(w.spec)

@@ -1,0 +1,218 @@
+"""End-to-end: the pack inside a real ComfyUI server, every workflows/*.json run on it.
+
+Skipped unless ``LIWI_COMFYUI_DIR`` points to a ComfyUI checkout (the folder
+with main.py). ``LIWI_COMFYUI_PYTHON`` is the python that has ComfyUI's
+requirements (default: the python running pytest). The server runs on the CPU,
+listens on 127.0.0.1 only, and writes only under pytest's tmp folder.
+
+With ``LIWI_UPDATE_FIXTURES=1`` the object_info of the core nodes the
+workflows use is written to tests/fixtures/comfy_core_object_info.json, for the
+offline workflow check. Without it, the fixture is compared with the server.
+
+    LIWI_COMFYUI_DIR=.comfyui LIWI_COMFYUI_PYTHON=.comfy-venv/bin/python \\
+        .venv/bin/python -m pytest -q tests/test_e2e_comfyui.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import comfy_e2e as ce  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_NAME = "ComfyUI-LiWi"
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+FIXTURE = REPO / "tests" / "fixtures" / "comfy_core_object_info.json"
+
+#: Core nodes whose schema the offline check needs, besides those in workflows/.
+CORE_NODES = [
+    "LoadImage", "SaveImage", "PreviewImage", "JoinImageWithAlpha", "SplitImageWithAlpha",
+    "VAEEncodeForInpaint", "InpaintModelConditioning", "ImageCompositeMasked",
+    "MaskToImage", "ImageToMask", "CheckpointLoaderSimple", "KSampler",
+    "CLIPTextEncode", "VAEDecode",
+]
+
+COMFY_DIR = os.environ.get("LIWI_COMFYUI_DIR")
+COMFY_PYTHON = os.environ.get("LIWI_COMFYUI_PYTHON") or sys.executable
+PROMPT_TIMEOUT = float(os.environ.get("LIWI_E2E_PROMPT_TIMEOUT", "600"))
+
+pytestmark = pytest.mark.skipif(
+    not COMFY_DIR or not (Path(COMFY_DIR) / "main.py").is_file(),
+    reason="end-to-end test: set LIWI_COMFYUI_DIR to a ComfyUI checkout (and "
+    "LIWI_COMFYUI_PYTHON to a python with its requirements) to run it",
+)
+
+SIGNATURES = {
+    ".psd": b"8BPS",
+    ".png": b"\x89PNG\r\n\x1a\n",
+    ".ora": b"PK\x03\x04",
+    ".jpg": b"\xff\xd8\xff",
+    ".jpeg": b"\xff\xd8\xff",
+    ".webp": b"RIFF",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfyui")
+    custom_nodes = ce.make_custom_nodes_dir(REPO, base / "custom_nodes", PACK_NAME)
+    input_dir = base / "input"
+    input_dir.mkdir()
+    for img in sorted((REPO / "example_images").glob("*")):
+        if img.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+            shutil.copy2(img, input_dir / img.name)
+    with ce.start_server(
+        COMFY_DIR, COMFY_PYTHON, custom_nodes, base / "output", input_dir,
+        pack_name=PACK_NAME, work_dir=base / "work",
+    ) as srv:
+        srv.all_object_info = srv.object_info()
+        yield srv
+
+
+def test_pack_imported(server):
+    log = server.log_path.read_text(errors="replace")
+    assert ce.import_failures(log, PACK_NAME) == []
+    assert f"{PACK_NAME}" in log, "the pack's folder was not even tried (custom_nodes path not picked up?)"
+    liwi = sorted(k for k in server.all_object_info if k.startswith("LiWi"))
+    assert liwi, f"no LiWi* node types in /object_info; log tail:\n{server.log_tail()}"
+    used = set().union(*(ce.node_types_used(json.loads(p.read_text())) for p in WORKFLOWS)) if WORKFLOWS else set()
+    missing = sorted(t for t in used if t.startswith("LiWi") and t not in server.all_object_info)
+    assert not missing, f"workflows use LiWi node types the server doesn't have: {missing}; it has {liwi}"
+
+
+def _comfyui_identity(server) -> dict:
+    ident: dict = {"version": None, "commit": os.environ.get("LIWI_COMFYUI_COMMIT")}
+    status, stats = ce.http_json("GET", f"{server.base_url}/system_stats")
+    if status == 200:
+        system = stats.get("system", {})
+        ident["version"] = system.get("comfyui_version")
+        ident["pytorch_version"] = system.get("pytorch_version")
+    if not ident["commit"]:
+        try:
+            ident["commit"] = subprocess.run(
+                ["git", "-C", str(COMFY_DIR), "rev-parse", "HEAD"],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip() or None
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    try:
+        out = subprocess.run(
+            [COMFY_PYTHON, "-c", "import importlib.metadata as m; print(m.version('comfyui-frontend-package'))"],
+            capture_output=True, text=True, timeout=60,
+        )
+        ident["frontend_version"] = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        ident["frontend_version"] = None
+    return ident
+
+
+def _core_types() -> list[str]:
+    types = list(CORE_NODES)
+    for p in WORKFLOWS:
+        for t in sorted(ce.node_types_used(json.loads(p.read_text()))):
+            if not t.startswith("LiWi") and t not in ce.FRONTEND_ONLY_TYPES and t not in types:
+                types.append(t)
+    return types
+
+
+def _shape(node_def: dict) -> dict:
+    """What the offline check relies on: input names, order, types; outputs."""
+    inputs = node_def.get("input") or {}
+    return {
+        "required": [(n, ce.spec_type(s)) for n, s in (inputs.get("required") or {}).items()],
+        "optional": [(n, ce.spec_type(s)) for n, s in (inputs.get("optional") or {}).items()],
+        "input_order": node_def.get("input_order"),
+        "output": ce.output_types(node_def),
+        "output_node": node_def.get("output_node"),
+    }
+
+
+def test_core_object_info_fixture(server):
+    types = _core_types()
+    missing = [t for t in types if t not in server.all_object_info]
+    assert not missing, f"core node types not on this server: {missing}"
+    if os.environ.get("LIWI_UPDATE_FIXTURES") == "1":
+        data = {"_comfyui": _comfyui_identity(server)}
+        data["_comfyui"]["note"] = (
+            "GET /object_info of a real ComfyUI server (CPU, no models), for the "
+            "node types our workflows use; file COMBO options list the input "
+            "folder of that run (example_images/) and no model files."
+        )
+        for t in types:
+            data[t] = server.all_object_info[t]
+        FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+        FIXTURE.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+        return
+    if not FIXTURE.is_file():
+        pytest.skip(f"{FIXTURE.name} absent; LIWI_UPDATE_FIXTURES=1 writes it")
+    fixture = json.loads(FIXTURE.read_text())
+    absent = [t for t in types if t not in fixture]
+    assert not absent, f"{FIXTURE.name} lacks {absent}; regenerate it with LIWI_UPDATE_FIXTURES=1"
+    changed = [t for t in types if _shape(fixture[t]) != _shape(server.all_object_info[t])]
+    assert not changed, (
+        f"these core nodes differ between {FIXTURE.name} (ComfyUI "
+        f"{fixture.get('_comfyui', {}).get('version')}) and the server: {changed}; "
+        "regenerate it with LIWI_UPDATE_FIXTURES=1"
+    )
+
+
+def _file_path(server, item: dict) -> Path:
+    root = {"output": server.output_dir, "temp": server.temp_dir, "input": server.input_dir}[item.get("type", "output")]
+    return root / (item.get("subfolder") or "") / item["filename"]
+
+
+@pytest.mark.parametrize("workflow_path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_runs(server, workflow_path):
+    workflow = json.loads(workflow_path.read_text())
+    oi = server.all_object_info
+    problems = ce.workflow_problems(workflow, oi)
+    missing_models = [p for p in problems if p.kind == "missing_file"]
+    assert [str(p) for p in problems if p.kind != "missing_file"] == []
+    if missing_models:
+        pytest.skip("needs model files this server doesn't have: " + "; ".join(map(str, missing_models)))
+
+    prompt = ce.ui_to_api(workflow, oi)
+    before = _snapshot(server.output_dir)
+    entry = ce.post_and_wait(server.base_url, prompt, timeout=PROMPT_TIMEOUT)
+
+    output_nodes = [nid for nid, n in prompt.items() if oi[n["class_type"]].get("output_node")]
+    assert output_nodes, "the prompt has no output node"
+    silent = [f"{nid} ({prompt[nid]['class_type']})" for nid in output_nodes if nid not in (entry.get("outputs") or {})]
+    assert not silent, f"output nodes reported nothing in /history outputs: {silent}"
+
+    files = ce.output_files(entry)
+    assert files, f"no files in /history outputs: {json.dumps(entry.get('outputs'))[:2000]}"
+    for item in files:
+        path = _file_path(server, item)
+        where = f"node {item['node_id']} ({prompt[item['node_id']]['class_type']}) {item['key']}: {path}"
+        assert path.is_file(), f"reported file missing: {where}"
+        _check_file(path, where)
+
+    # Files written but not reported (e.g. a PSD beside a reported preview) are checked too.
+    new_files = sorted(_snapshot(server.output_dir) - before)
+    assert new_files, "the workflow wrote nothing into the output folder"
+    for rel in new_files:
+        _check_file(server.output_dir / rel, f"written file {rel}")
+
+
+def _snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _check_file(path: Path, where: str) -> None:
+    data = path.read_bytes()
+    assert data, f"file is empty: {where}"
+    suffix = path.suffix.lower()
+    sig = SIGNATURES.get(suffix)
+    if sig:
+        assert data.startswith(sig), f"{where} does not start with {sig!r}: {data[:8]!r}"
+    if suffix == ".json":
+        json.loads(data)
