@@ -38,7 +38,7 @@ class LiWiRecomposeLayers(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output("image", tooltip="The recomposed image."),
-                Layers.Output("layers", tooltip="The edited stack, for further nodes or Save Layers."),
+                Layers.Output("edited_layers", display_name="layers", tooltip="The edited stack, for further nodes or Save Layers."),
                 io.Mask.Output("canvas_alpha", tooltip="Alpha of an RGBA input (1 = opaque); all ones for RGB."),
             ],
         )

@@ -51,7 +51,7 @@ class LiWiShadowLayer(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output("shadow", tooltip="Shadow map, white = no shadow (multiply it over the scene)."),
-                Layers.Output("layers", tooltip="The stack with the layer's shadow replaced (if connected)."),
+                Layers.Output("layers_with_shadow", display_name="layers", tooltip="The stack with the layer's shadow replaced (if connected)."),
             ],
         )
 

@@ -128,3 +128,4 @@ def test_every_input_has_a_tooltip(comfy):
         for item in schema.inputs + schema.outputs:
             assert item.tooltip, f"{name}.{item.id} has no tooltip"
         assert schema.category == "LiWi"
+        schema.validate()  # real ComfyUI refuses to load a pack whose ids repeat between inputs and outputs
