@@ -216,3 +216,24 @@ def _check_file(path: Path, where: str) -> None:
         assert data.startswith(sig), f"{where} does not start with {sig!r}: {data[:8]!r}"
     if suffix == ".json":
         json.loads(data)
+
+
+def test_core_join_node_wiring_gives_the_layer_alpha(server):
+    """Decompose's foreground_alphas (1 = object) -> InvertMask -> JoinImageWithAlpha (alpha = 1 - mask)
+    must give the object's own alpha, as saved in the PSD+PNG folder."""
+    import numpy as np
+    from PIL import Image
+
+    workflow = json.loads((REPO / "workflows" / "decompose_to_psd.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] in ("SaveImage", "LiWiSaveLayers"):
+            node["widgets_values"][0] = node["widgets_values"][0].replace("LiWi/", "LiWi/wiring_")
+    entry = ce.post_and_wait(server.base_url, ce.ui_to_api(workflow, server.all_object_info), timeout=PROMPT_TIMEOUT)
+    files = [_file_path(server, item) for item in ce.output_files(entry)]
+    cutout = next(p for p in files if "wiring_coffee_cutout" in p.name)
+    layer_dirs = sorted(p for p in (server.output_dir / "LiWi").glob("wiring_coffee_*") if p.is_dir())
+    assert layer_dirs, "Save Layers wrote no PNG folder"
+    cut_alpha = np.asarray(Image.open(cutout).convert("RGBA"), np.float32)[..., 3]
+    layer_alpha = np.asarray(Image.open(layer_dirs[-1] / "layer_00.png").convert("RGBA"), np.float32)[..., 3]
+    assert np.abs(cut_alpha - layer_alpha).max() <= 1.0
+    assert cut_alpha.mean() > 20  # the object is opaque, not inverted
