@@ -21,6 +21,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_large(threads: int) -> dict:
+    """A 6000x4000 photo-sized input with a 2500x2000 object: must fit well inside 24 GB."""
+    import torch
+
+    from liwi_core.decompose import decompose
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 4000, 6000, generator=g) * 0.2 + 0.4
+    mask = torch.zeros(1, 1, 4000, 6000)
+    mask[..., 1000:3000, 2000:4500] = 1.0
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    decompose(image, mask)
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_rss_mb": peak / 1024.0, "peak_extra_mb": (peak - base) / 1024.0}
+
+
 def run_one(size: int, threads: int, repeats: int) -> dict:
     import torch
 
@@ -47,8 +66,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--large", action="store_true", help="also time a 6000x4000 photo")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.large:
+        print(json.dumps(run_large(args.threads)))
+        return
     if args.one:
         print(json.dumps(run_one(args.one, args.threads, args.repeats)))
         return
