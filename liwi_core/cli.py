@@ -16,28 +16,9 @@ from .decompose import ORDERS, decompose
 from .engines.classical import ClassicalSettings
 from .errors import LiWiError
 from .imageio import load_image, load_mask, save_image
-from .layers import LayerEdit, edit_stack
+from .layers import edit_stack, parse_edit
 
-__all__ = ["main", "parse_edit"]
-
-
-def parse_edit(text: str) -> tuple[int, LayerEdit]:
-    """``"1:dx=40,dy=-5,scale=1.2,opacity=0.5,visible=0"`` -> ``(1, LayerEdit(...))``."""
-    try:
-        index_text, _, rest = text.partition(":")
-        edit = LayerEdit()
-        for item in filter(None, rest.split(",")):
-            key, _, value = item.partition("=")
-            key = key.strip()
-            if key == "visible":
-                edit.visible = value.strip() not in ("0", "false", "no")
-            elif key in ("dx", "dy", "scale", "opacity"):
-                setattr(edit, key, float(value))
-            else:
-                raise ValueError(key)
-        return int(index_text), edit
-    except ValueError:
-        raise LiWiError(f"bad --edit '{text}': use INDEX:dx=..,dy=..,scale=..,opacity=..,visible=0|1") from None
+__all__ = ["main"]
 
 
 def _cmd_decompose(args) -> None:

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from .compositing import composite_layers, premultiply, unpremultiply
+from .errors import LiWiError
 
-__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack"]
+__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack", "parse_edit"]
 
 
 @dataclass
@@ -202,3 +203,22 @@ def edit_stack(stack: LayerStack, edits: dict[int, LayerEdit] | list[LayerEdit])
             layer = replace(layer, rgba=rgba, shadow=1.0 - o * (1.0 - layer.shadow))
         layers.append(layer)
     return replace(stack, layers=layers, meta=dict(stack.meta))
+
+
+def parse_edit(text: str) -> tuple[int, LayerEdit]:
+    """``"1:dx=40,dy=-5,scale=1.2,opacity=0.5,visible=0"`` -> ``(1, LayerEdit(...))``."""
+    try:
+        index_text, _, rest = text.partition(":")
+        edit = LayerEdit()
+        for item in filter(None, rest.split(",")):
+            key, _, value = item.partition("=")
+            key = key.strip()
+            if key == "visible":
+                edit.visible = value.strip() not in ("0", "false", "no")
+            elif key in ("dx", "dy", "scale", "opacity"):
+                setattr(edit, key, float(value))
+            else:
+                raise ValueError(key)
+        return int(index_text), edit
+    except ValueError:
+        raise LiWiError(f"bad --edit '{text}': use INDEX:dx=..,dy=..,scale=..,opacity=..,visible=0|1") from None

@@ -30,15 +30,17 @@ def b1hw_to_mask(t: torch.Tensor) -> torch.Tensor:
     return t[:, 0].contiguous()
 
 
-def comfy_progress(total: int):
+def comfy_progress():
     """A ``progress(done, total)`` callback driving ComfyUI's progress bar and interrupts."""
     import comfy.model_management
     import comfy.utils
 
-    bar = comfy.utils.ProgressBar(total)
+    bar = None
 
-    def progress(done: int, total_: int) -> None:
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
         comfy.model_management.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, total_)
+        bar = bar or comfy.utils.ProgressBar(total)
+        bar.update_absolute(done, total)
 
     return progress

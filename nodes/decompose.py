@@ -62,8 +62,7 @@ class LiWiDecompose(io.ComfyNode):
         settings = ClassicalSettings(refine=refine_masks, edge_radius=edge_radius, shadow_reach=shadow_reach,
                                      shadow_threshold=shadow_threshold,
                                      shadow_channels=3 if shadow_channels == "colour" else 1)
-        total = img.shape[0] * (1 if m is None else (m.shape[0] if img.shape[0] == 1 else 1))
-        stack = decompose(img, m, settings, order=order, progress=comfy_progress(total))
+        stack = decompose(img, m, settings, order=order, progress=comfy_progress())
         if stack.layers:
             fg = torch.cat([torch.stack([l.rgba[b] for l in stack.layers]) for b in range(stack.batch)])
         else:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..liwi_core.cli import parse_edit
-from ..liwi_core.layers import LayerEdit, edit_stack
+from ..liwi_core.layers import LayerEdit, edit_stack, parse_edit
 from .convert import b1hw_to_mask, bchw_to_image
 from .types import Layers
 
