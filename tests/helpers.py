@@ -5,15 +5,8 @@ from __future__ import annotations
 import torch
 
 from liwi_core.filters import gaussian_blur
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
-
-
-def soft_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.minimum(a, b).sum() / torch.maximum(a, b).sum().clamp_min(1e-8))
+from liwi_core.metrics import alpha_soft_iou as soft_iou  # noqa: F401  (re-exported for the tests)
+from liwi_core.metrics import recompose_psnr as psnr  # noqa: F401
 
 
 def scene(h: int = 200, w: int = 260, seed: int = 0):
