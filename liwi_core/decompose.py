@@ -26,7 +26,7 @@ import torch
 
 from .engines.classical import ClassicalSettings, peel_objects
 from .errors import LiWiError
-from .filters import resize
+from .filters import bounding_box, resize
 from .layers import LayerStack
 
 __all__ = ["decompose", "prepare_masks", "ORDERS"]
@@ -65,8 +65,8 @@ def _front_to_back(masks: torch.Tensor, order: str) -> list[int]:
         return indices
     if order == "bottom":
         def lowest(i: int) -> int:
-            rows = torch.nonzero(masks[i, 0].amax(dim=1) > 0.5).flatten()
-            return int(rows.max()) if rows.numel() else -1
+            box = bounding_box(masks[i:i + 1])
+            return box[1] if box else -1
         return sorted(indices, key=lambda i: -lowest(i))
     raise LiWiError(f"unknown order '{order}': use one of {', '.join(ORDERS)}")
 

@@ -18,6 +18,7 @@ __all__ = [
     "push_pull_fill",
     "resize",
     "luminance",
+    "bounding_box",
 ]
 
 
@@ -162,3 +163,14 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         mean = val / wt.clamp_min(1e-8)
         coarse = wt * mean + (1.0 - wt) * up
     return coarse
+
+
+def bounding_box(mask: torch.Tensor, threshold: float = 0.5) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)``, end exclusive, of pixels above ``threshold`` in any batch element
+    or channel of ``[B,C,H,W]``; ``None`` when there are none."""
+    hit = mask.amax(dim=(0, 1)) > threshold
+    rows = torch.nonzero(hit.any(dim=1)).flatten()
+    if rows.numel() == 0:
+        return None
+    cols = torch.nonzero(hit.any(dim=0)).flatten()
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1

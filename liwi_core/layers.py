@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .compositing import composite_layers, premultiply, unpremultiply
 from .errors import LiWiError
+from .filters import bounding_box
 
 __all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack", "parse_edit"]
 
@@ -123,12 +124,12 @@ class LayerEdit:
 
 def _anchor(alpha: torch.Tensor) -> tuple[float, float]:
     """Bottom-centre of the layer's visible pixels (its contact point), ``(x, y)``."""
-    mask = alpha[:, 0].amax(dim=0) > 0.01
-    if not bool(mask.any()):
+    box = bounding_box(alpha, threshold=0.01)
+    if box is None:
         h, w = alpha.shape[-2:]
         return (w - 1) / 2.0, (h - 1) / 2.0
-    ys, xs = torch.nonzero(mask, as_tuple=True)
-    return float(xs.min() + xs.max()) / 2.0, float(ys.max())
+    y0, y1, x0, x1 = box
+    return (x0 + x1 - 1) / 2.0, float(y1 - 1)
 
 
 def _shift_exact(t: torch.Tensor, dx: int, dy: int, fill: float) -> torch.Tensor:

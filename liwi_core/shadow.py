@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .filters import dilate, gaussian_blur, luminance, push_pull_fill, resize
+from .filters import bounding_box, dilate, gaussian_blur, luminance, push_pull_fill, resize
 
 __all__ = ["estimate_shadow", "synthesize_cast_shadow", "smoothstep"]
 
@@ -99,11 +99,6 @@ def _attached(darkening: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(keep.astype(np.float32))[None, None]
 
 
-def _contact_row(alpha: torch.Tensor) -> int | None:
-    rows = torch.nonzero(alpha[0, 0].amax(dim=1) > 0.5).flatten()
-    return int(rows.max()) if rows.numel() else None
-
-
 def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: float = 0.6,
                            softness: float = 0.04, opacity: float = 0.6, contact: float = 0.5,
                            tint: tuple[float, float, float] = (1.0, 0.97, 0.9)) -> torch.Tensor:
@@ -128,11 +123,11 @@ def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: flo
         ``[1,3,H,W]`` shadow map in [0,1].
     """
     h, w = alpha.shape[-2:]
-    base = _contact_row(alpha)
+    box = bounding_box(alpha)
     ones = torch.ones((1, 3, h, w), dtype=alpha.dtype, device=alpha.device)
-    if base is None or opacity <= 0 and contact <= 0:
+    if box is None or opacity <= 0 and contact <= 0:
         return ones
-    top = int(torch.nonzero(alpha[0, 0].amax(dim=1) > 0.5).flatten().min())
+    top, base = box[0], box[1] - 1  # base: the contact row, the object's lowest row
     height = max(1, base - top)
     theta = math.radians(angle)
     cx, cy = math.cos(theta), -math.sin(theta)

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from ..filters import push_pull_fill
+from ..filters import bounding_box, push_pull_fill
 from ..layers import Layer
 from ..matting import estimate_alpha, refine_mask, solve_foreground, trimap_from_mask
 from ..shadow import estimate_shadow
@@ -54,15 +54,6 @@ class ClassicalSettings:
         return asdict(self)
 
 
-def _box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """``(y0, y1, x0, x1)`` of pixels > 0.5 in ``[1,1,H,W]``, end exclusive."""
-    rows = torch.nonzero(mask[0, 0].amax(dim=1) > 0.5).flatten()
-    if rows.numel() == 0:
-        return None
-    cols = torch.nonzero(mask[0, 0].amax(dim=0) > 0.5).flatten()
-    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-
-
 def _auto_band(seg: torch.Tensor, scale_hint: float) -> int:
     area = float((seg > 0.5).sum())
     return max(3, round(0.02 * math.sqrt(area)), math.ceil(2.0 * scale_hint))
@@ -75,8 +66,7 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
     """
     h, w = image.shape[-2:]
-    box = _box(mask)
-    y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = bounding_box(mask)
     size = max(y1 - y0, x1 - x0)
     reach = round(settings.shadow_reach * size)
     pad = reach + max(8, size // 8)
@@ -128,7 +118,7 @@ def peel_objects(image: torch.Tensor, masks: list[torch.Tensor], names: list[str
     hole = torch.zeros_like(image[:, :1])
     peeled: list[Layer] = []
     for mask, name, index in zip(masks, names, prompt_indices):
-        if _box(mask) is None:
+        if bounding_box(mask) is None:
             rgba = torch.zeros((1, 4) + tuple(image.shape[-2:]), dtype=image.dtype)
             shadow = torch.ones((1, settings.shadow_channels) + tuple(image.shape[-2:]), dtype=image.dtype)
         else:
