@@ -24,9 +24,11 @@ Image.MAX_IMAGE_PIXELS = 200_000_000  # large photos are legitimate; decompressi
 
 
 def _open(path) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise LiWiError(f"cannot read image '{path}': no such file")
+    """Open a path or a binary file object (a tar member, bytes in memory)."""
+    if not hasattr(path, "read"):
+        path = Path(path)
+        if not path.is_file():
+            raise LiWiError(f"cannot read image '{path}': no such file")
     try:
         im = Image.open(path)
         im.load()
