@@ -2,12 +2,13 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .add import LiWiADDSynthesize
 from .decompose import LiWiDecompose
 from .recompose import LiWiRecomposeLayers
 from .save import LiWiSaveLayers
 from .shadow import LiWiShadowLayer
 
-NODES = [LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiSaveLayers]
+NODES = [LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiSaveLayers, LiWiADDSynthesize]
 
 
 class LiWiExtension(ComfyExtension):

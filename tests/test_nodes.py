@@ -19,7 +19,7 @@ from helpers import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "example_images"
-LIWI_NODES = ["LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers"]
+LIWI_NODES = ["LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers", "LiWiADDSynthesize"]
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,20 @@ def test_every_input_has_a_tooltip(comfy):
         assert schema.category == "LiWi"
         # real ComfyUI refuses to load a pack whose ids repeat between inputs and outputs
         assert not {i.id for i in schema.inputs} & {o.id for o in schema.outputs}, name
+
+
+def test_add_synthesize_node(comfy):
+    images, masks = [], []
+    for name in ["coffee", "chelsea"]:
+        image, mask = _load(comfy, name)
+        images.append(torch.nn.functional.interpolate(image.movedim(-1, 1), size=(200, 300)).movedim(1, -1))
+        masks.append(torch.nn.functional.interpolate(mask[None], size=(200, 300))[0])
+    composites, layers, preview = comfy.execute_node(
+        "LiWiADDSynthesize", images=torch.cat(images), masks=torch.cat(masks), num_samples=3,
+        objects_per_sample=1, seed=1, size=128, save_folder="add_node")
+    assert composites.shape[0] == layers.batch >= 1 and composites.shape[-1] == 3
+    assert len(layers.layers) == 1
+    assert psnr(layers.composite().movedim(1, -1), composites) >= 45
+    assert preview.shape[2] == 4 * composites.shape[2]
+    from liwi_core.dataset import sample_ids
+    assert len(sample_ids(Path(comfy.output_dir) / "add_node")) == composites.shape[0]

@@ -1,0 +1,339 @@
+"""ADD runner: ``python -m liwi_core.add --images DIR [--masks DIR] --out DIR --num N --seed S``.
+
+Sample ``i`` of a run is made from ``(seed, i, attempt)`` alone, so:
+
+* **deterministic**: the same command gives the same samples;
+* **resumable**: finished samples (their folder has ``sample.json``) are skipped, each
+  sample is written atomically, and a killed run restarted with the same command ends
+  with exactly the samples of an uninterrupted one;
+* **parallel**: under ``accelerate launch`` (or torchrun) process ``r`` of ``n`` makes
+  the samples with ``i % n == r``: none twice, none lost.
+
+Each of the N slots is tried up to ``--attempts`` times; a slot whose attempts the
+curator all rejects is dropped, so a run keeps at most N samples. Every decision is
+logged to ``<out>/log/rank-RRR.jsonl``; the summary counts kept, dropped, rejections by
+reason and skipped source files by reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..dataset import Sample, sample_ids, write_sample
+from ..errors import LiWiError
+from ..filters import resize
+from ..imageio import load_image, load_mask
+from ..layers import Layer, LayerStack
+from . import tools
+from .agents import CuratorLimits, Plan, Source, curate, plan_sample, sample_generator
+
+__all__ = ["AddConfig", "scan_sources", "compose_sample", "run", "main"]
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class AddConfig:
+    images: str
+    out: str
+    masks: str | None = None
+    num: int = 100
+    seed: int = 0
+    size: int = 512
+    max_objects: int = 3
+    attempts: int = 4
+    min_side: int = 64
+    max_pixels: int = 50_000_000
+    limits: CuratorLimits = field(default_factory=CuratorLimits)
+
+
+def _check_photo(path: Path, min_side: int, max_pixels: int) -> str | None:
+    """Why a file is not a usable photo, or None. Reads only the header where it can."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                return f"huge ({w}x{h})"
+            if min(w, h) < min_side:
+                return f"tiny ({w}x{h})"
+            if getattr(im, "n_frames", 1) > 1:
+                return "animated"
+            if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+                return f"greyscale ({im.mode})"
+            im.load()  # catches truncated files
+    except Image.DecompressionBombError:
+        return "huge (decompression bomb)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable ({exc.__class__.__name__}: {str(exc)[:80]})"
+    return None
+
+
+def scan_sources(images: str, masks: str | None, min_side: int = 64, max_pixels: int = 50_000_000
+                 ) -> tuple[list[Source], dict[str, list[str]]]:
+    """Usable photos under ``images`` (recursively) with their masks, and what was skipped.
+
+    A photo's masks are the files in ``masks`` named ``<stem>_mask*.png`` or ``<stem>.png``
+    (same relative folder). Masks matching no photo are skipped with that reason.
+    """
+    root = Path(images)
+    if not root.is_dir():
+        raise LiWiError(f"image folder '{images}' does not exist")
+    skipped: dict[str, list[str]] = {}
+    sources = []
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    mask_files = []
+    if masks:
+        mroot = Path(masks)
+        if not mroot.is_dir():
+            raise LiWiError(f"mask folder '{masks}' does not exist")
+        mask_files = sorted(p for p in mroot.rglob("*.png") if p.is_file())
+    used_masks = set()
+    for path in files:
+        rel = path.relative_to(root).with_suffix("").as_posix()
+        if masks and "_mask" in path.stem and Path(masks).resolve() == root.resolve():
+            continue  # masks living beside their photos are not photos
+        reason = _check_photo(path, min_side, max_pixels)
+        if reason:
+            skipped.setdefault(reason.split(" (")[0], []).append(rel)
+            continue
+        mine = []
+        for m in mask_files:
+            mrel = m.relative_to(Path(masks)).with_suffix("").as_posix()
+            if mrel == rel or mrel.startswith(rel + "_mask"):
+                mine.append(str(m))
+                used_masks.add(m)
+        sources.append(Source(id=rel, path=str(path), masks=mine))
+    for m in mask_files:
+        if m not in used_masks and not (Path(masks).resolve() == root.resolve() and "_mask" not in m.stem):
+            skipped.setdefault("mask matches no photo", []).append(str(m))
+    return sources, skipped
+
+
+class _Cache:
+    """Cleaned backgrounds and extracted cut-outs, made once per process."""
+
+    def __init__(self, sources: list[Source], size: int,
+                 photos: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] | None = None):
+        self.by_id = {s.id: s for s in sources}
+        self.size = size
+        self.photos = photos or {}  # in-memory (image, masks) by source id, e.g. from the node
+        self.backgrounds: dict[str, torch.Tensor] = {}
+        self.cutouts: dict[tuple[str, int], torch.Tensor] = {}
+
+    def _photo(self, source: Source) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if source.id in self.photos:
+            image, masks = self.photos[source.id]
+        else:
+            image, masks = load_image(source.path)[:, :3], [load_mask(m) for m in source.masks]
+        h, w = image.shape[-2:]
+        scale = min(1.0, self.size / max(h, w))
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        return resize(image, size), [resize(m, size) for m in masks]
+
+    def background(self, source_id: str) -> torch.Tensor:
+        if source_id not in self.backgrounds:
+            source = self.by_id[source_id]
+            image, masks = self._photo(source)
+            bg, _ = tools.clean_background(image, torch.cat(masks) if masks else None)
+            self.backgrounds[source_id] = bg
+        return self.backgrounds[source_id]
+
+    def cutout(self, source_id: str, index: int) -> torch.Tensor:
+        key = (source_id, index)
+        if key not in self.cutouts:
+            image, masks = self._photo(self.by_id[source_id])
+            self.cutouts[key] = tools.extract_foreground(image, masks[index])
+        return self.cutouts[key]
+
+
+def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor, list[dict], dict]:
+    """Build the layers of a plan: placement, harmonisation, cast shadows, prompt masks."""
+    g = sample_generator(plan.seed, plan.index, plan.attempt)
+    background = cache.background(plan.background)
+    h, w = background.shape[-2:]
+    cutouts = [cache.cutout(sid, m) for sid, m in plan.objects]
+    placed = tools.place_objects((h, w), cutouts, g)
+    layers, prompts, shadows = [], [], []
+    for k, (rgba, box) in enumerate(placed):
+        rgba = tools.harmonize(rgba, background, box)
+        shadow, params = tools.cast_shadow(rgba[:, 3:4], g)
+        layers.append(Layer(rgba=rgba, shadow=shadow, name=f"object_{k}", prompt_index=k))
+        prompts.append(tools.degrade_prompts(rgba[:, 3:4], g))
+        shadows.append(params)
+    hole = torch.zeros_like(background[:, :1])
+    for layer in layers:
+        hole = torch.maximum(hole, (layer.alpha > 0).float())
+    stack = LayerStack(background=background, layers=layers, hole=hole,
+                       meta={"engine": "add", "settings": {}})
+    settings = {"shadows": shadows, "objects": [list(o) for o in plan.objects], "boxes": [list(b) for _, b in placed]}
+    return stack, stack.composite(), prompts, settings
+
+
+def _reason_key(reason: str) -> str:
+    """'layer 2: only 31% visible' -> 'only visible': reasons counted without their numbers."""
+    key = reason.split(":")[-1].strip() if reason.startswith("layer") else reason.split(":")[0]
+    return "".join(ch for ch in key if not ch.isdigit()).strip(" .%()")
+
+
+def make_slot(index: int, sources: list[Source], cache: "_Cache", config: AddConfig, seen_keys: set[str],
+              log=None, rejections: dict | None = None, layers: int | None = None) -> Sample | None:
+    """Plan, compose and curate sample ``index``, retrying up to ``config.attempts`` times.
+
+    Returns the kept sample, or None when every attempt was rejected. ``layers`` asks for
+    exactly that many objects (the node batches samples, so they must match).
+    """
+    sid = _sample_id(config.seed, index)
+    for attempt in range(config.attempts):
+        plan = plan_sample(sources, config.seed, index, attempt, config.max_objects, min_objects=layers or 1)
+        stack, composite, prompts, settings = compose_sample(plan, cache)
+        verdict = curate(stack, composite, seen_keys, config.limits)
+        if layers is not None and len(stack.layers) != layers:
+            verdict.keep = False
+            verdict.reasons.append(f"placement kept {len(stack.layers)} of {layers} objects")
+        if log is not None:
+            log.write(json.dumps({"sample": sid, "attempt": attempt, "keep": verdict.keep,
+                                  "reasons": verdict.reasons, "score": round(verdict.score, 4)}) + "\n")
+        if verdict.keep:
+            seen_keys.add(verdict.key)
+            meta = {"index": index, "attempt": attempt, "seed": config.seed, "sample_seed": plan.seed,
+                    "background": plan.background,
+                    "sources": sorted({plan.background} | {o[0] for o in plan.objects}),
+                    "tools": settings,
+                    # rounded: the last float digits depend on the thread count
+                    "curator": {"score": round(verdict.score, 4), "key": verdict.key}}
+            return Sample(id=sid, composite=composite, stack=stack, prompts=prompts, meta=meta)
+        if rejections is not None:
+            for reason in verdict.reasons:
+                rejections[_reason_key(reason)] = rejections.get(_reason_key(reason), 0) + 1
+    return None
+
+
+def synthesize(images: torch.Tensor, masks: list[list[torch.Tensor]] | None, num: int, seed: int = 0,
+               size: int = 512, objects: int = 1, attempts: int = 8) -> list[Sample]:
+    """ADD on in-memory photos (the node's path): ``images`` ``[B,3,H,W]``, ``masks[b]`` the
+    object masks ``[1,1,H,W]`` of image b. Returns the kept samples, each with ``objects`` layers."""
+    photos = {f"image_{b:03d}": (images[b:b + 1, :3], list(masks[b]) if masks else []) for b in range(images.shape[0])}
+    sources = [Source(id=k, path="", masks=[f"mask_{j}" for j in range(len(m))]) for k, (_, m) in photos.items()]
+    if not any(s.is_donor for s in sources):
+        raise LiWiError("ADD needs at least one object mask to cut objects from")
+    config = AddConfig(images="", out="", num=num, seed=seed, size=size, max_objects=objects, attempts=attempts)
+    cache = _Cache(sources, size, photos)
+    seen: set[str] = set()
+    kept = [make_slot(i, sources, cache, config, seen, layers=objects) for i in range(num)]
+    return [s for s in kept if s is not None]
+
+
+def _rank() -> tuple[int, int]:
+    """(process index, process count) from accelerate / torchrun's environment."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _sample_id(seed: int, index: int) -> str:
+    return f"s{seed}-{index:07d}"
+
+
+def run(config: AddConfig, rank: int | None = None, world_size: int | None = None,
+        progress: bool = True, on_sample=None) -> dict:
+    """Make this process's share of the samples; returns the summary."""
+    r, n = _rank() if rank is None else (rank, world_size or 1)
+    out = Path(config.out)
+    sources, skipped = scan_sources(config.images, config.masks, config.min_side, config.max_pixels)
+    if not sources:
+        raise LiWiError(f"no usable photos in '{config.images}' (skipped: "
+                        f"{', '.join(f'{k}: {len(v)}' for k, v in skipped.items()) or 'none found'})")
+    if not any(s.is_donor for s in sources):
+        raise LiWiError("no photo has a mask: give --masks (one <stem>_mask.png per object) so objects can be cut out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "log").mkdir(exist_ok=True)
+    if r == 0:
+        cfg = {**asdict(config), "format": "liwi-add/1", "world_size": n}
+        (out / "config.json").write_text(json.dumps(cfg, indent=1, default=str) + "\n")
+    done = set(sample_ids(out))
+    mine = [i for i in range(config.num) if i % n == r]
+    seen_keys: set[str] = set()
+    for i in mine:  # keys of this share's finished samples: the duplicate check stays deterministic
+        sid = _sample_id(config.seed, i)
+        if sid in done:
+            meta = json.loads((out / "samples" / sid / "sample.json").read_text())
+            seen_keys.add(meta.get("curator", {}).get("key", ""))
+    cache = _Cache(sources, config.size)
+    log_path = out / "log" / f"rank-{r:03d}.jsonl"
+    stats = {"kept": 0, "already_done": 0, "dropped": 0, "rejections": {}, "skipped_files":
+             {k: len(v) for k, v in skipped.items()}}
+    start = time.perf_counter()
+    with open(log_path, "a") as log:
+        for count, i in enumerate(mine, 1):
+            sid = _sample_id(config.seed, i)
+            if sid in done:
+                stats["already_done"] += 1
+                continue
+            sample = make_slot(i, sources, cache, config, seen_keys, log, stats["rejections"])
+            if sample is None:
+                stats["dropped"] += 1
+            else:
+                write_sample(out, sample)
+                if on_sample is not None:
+                    on_sample(sample)
+                stats["kept"] += 1
+            log.flush()
+            if progress and r == 0:
+                rate = (stats["kept"] + stats["dropped"]) / max(time.perf_counter() - start, 1e-9)
+                print(f"\r  [{count}/{len(mine)}] kept {stats['kept']} dropped {stats['dropped']} "
+                      f"rejections {sum(stats['rejections'].values())} {rate:.2f} samples/s", end="", file=sys.stderr)
+    if progress and r == 0:
+        print(file=sys.stderr)
+    stats["seconds"] = time.perf_counter() - start
+    stats["rank"], stats["world_size"] = r, n
+    (out / "log" / f"summary-rank-{r:03d}.json").write_text(json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m liwi_core.add", description="ADD: synthesize layered training data")
+    p.add_argument("--images", help="folder of photos (searched recursively)")
+    p.add_argument("--masks", help="folder of object masks: <stem>_mask*.png, white = object")
+    p.add_argument("--out", help="dataset folder (samples/, log/, config.json)")
+    p.add_argument("--num", type=int, default=100, help="number of sample slots")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=512, help="longest side of the samples")
+    p.add_argument("--max-objects", type=int, default=3)
+    p.add_argument("--attempts", type=int, default=4, help="tries per slot before it is dropped")
+    p.add_argument("--config", help="JSON file with any of these options (flags win)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"liwi: error: cannot read config '{args.config}': {exc}", file=sys.stderr)
+            return 2
+    for key in ("images", "masks", "out", "num", "seed", "size", "max_objects", "attempts"):
+        given = getattr(args, key)
+        if given is not None and (given != parser.get_default(key) or key not in values):
+            values[key] = given
+    missing = [k for k in ("images", "out") if not values.get(k)]
+    if missing:
+        print(f"liwi: error: give --{' and --'.join(missing)} (or put them in --config)", file=sys.stderr)
+        return 2
+    try:
+        stats = run(AddConfig(**values), progress=not args.quiet)
+    except LiWiError as exc:
+        print(f"liwi: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats))
+    return 0

@@ -1,0 +1,164 @@
+"""ADD runner, agents and dataset together: determinism, resumability, sharding, curation."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from liwi_core import Layer, LayerStack
+from liwi_core.add.agents import curate
+from liwi_core.add.run import AddConfig, main, run, scan_sources
+from liwi_core.dataset import iter_samples, sample_ids
+from liwi_core.metrics import recompose_psnr
+
+ROOT = Path(__file__).resolve().parent.parent
+EX = ROOT / "example_images"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The example photos (with their masks in a separate folder) plus a few bad files."""
+    root = tmp_path_factory.mktemp("photos")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ["coffee", "chelsea", "astronaut", "rocket"]:
+        shutil.copy(EX / f"{name}.png", images / f"{name}.png")
+        shutil.copy(EX / f"{name}_mask.png", masks / f"{name}_mask.png")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    from PIL import Image
+    Image.new("RGB", (20, 20)).save(images / "tiny.png")
+    Image.new("L", (200, 200), 128).save(images / "grey.png")
+    Image.new("RGB", (200, 100)).save(masks / "nobody_mask.png")
+    return images, masks
+
+
+def _config(photos, out, num=6, **kw):
+    images, masks = photos
+    return AddConfig(images=str(images), masks=str(masks), out=str(out), num=num, seed=3, size=128, **kw)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "samples").rglob("*")) if p.is_file()}
+
+
+def test_scan_skips_bad_files_with_reasons(photos):
+    sources, skipped = scan_sources(str(photos[0]), str(photos[1]))
+    assert sorted(s.id for s in sources) == ["astronaut", "chelsea", "coffee", "rocket"]
+    assert all(s.is_donor for s in sources)
+    assert skipped["unreadable"] == ["broken"] and skipped["tiny"] == ["tiny"]
+    assert skipped["greyscale"] == ["grey"] and len(skipped["mask matches no photo"]) == 1
+
+
+def test_run_writes_samples_that_read_back_and_recompose(photos, tmp_path):
+    composed = {}
+    stats = run(_config(photos, tmp_path), progress=False, on_sample=lambda s: composed.__setitem__(s.id, s))
+    assert stats["kept"] >= 4 and stats["kept"] + stats["dropped"] == 6
+    assert stats["skipped_files"]["unreadable"] == 1
+    for sample in iter_samples(tmp_path):
+        original = composed[sample.id]
+        assert float((sample.composite - original.composite).abs().max()) <= 1 / 255 + 1e-6
+        assert len(sample.stack.layers) == len(original.stack.layers)
+        for a, b in zip(sample.stack.layers, original.stack.layers):
+            assert float((a.rgba - b.rgba).abs().max()) <= 1 / 255 + 1e-6
+        # lossless from the files on disk
+        assert recompose_psnr(sample.stack.composite(), sample.composite) >= 45
+        assert set(sample.prompts[0]) == {"eroded", "dilated", "blurred", "box", "scribble"}
+        assert sample.meta["curator"]["score"] > 0
+    log = (tmp_path / "log" / "rank-000.jsonl").read_text().splitlines()
+    assert len(log) >= 6 and all("reasons" in json.loads(line) for line in log)
+
+
+def test_killed_run_resumes_to_the_same_samples(photos, tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    run(_config(photos, clean), progress=False)
+
+    class Kill(Exception):
+        pass
+
+    made = []
+
+    def die_after_two(sample):
+        made.append(sample.id)
+        if len(made) == 2:
+            raise Kill()
+
+    with pytest.raises(Kill):
+        run(_config(photos, killed), progress=False, on_sample=die_after_two)
+    assert len(sample_ids(killed)) == 2
+    (killed / "samples" / ".tmp-half-written").mkdir()  # what a kill mid-write leaves
+    stats = run(_config(photos, killed), progress=False)
+    assert stats["already_done"] == 2
+    assert _files(killed) == _files(clean)
+
+
+def test_rank_split_has_no_duplicate_and_no_gap(photos, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(_config(photos, one), progress=False)
+    for r in range(2):
+        run(_config(photos, two), rank=r, world_size=2, progress=False)
+    assert _files(two) == _files(one)
+
+
+def test_accelerate_launch_splits_the_work(photos, tmp_path):
+    pytest.importorskip("accelerate")
+    out = tmp_path / "acc"
+    images, masks = photos
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # --multi_gpu is accelerate's torchrun-style launcher; with no GPU its processes run on the CPU
+    # (--cpu with several processes wants an MPI set-up instead)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "liwi_core.add", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--num", "6", "--seed", "3", "--size", "128", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted((out / "log").glob("summary-rank-*.json"))]
+    assert [s["rank"] for s in summaries] == [0, 1] and all(s["world_size"] == 2 for s in summaries)
+    single = tmp_path / "single"
+    run(_config(photos, single), progress=False)
+    assert _files(out) == _files(single)
+
+
+def _stack_with(alpha, shadow=None):
+    h, w = alpha.shape[-2:]
+    rgba = torch.cat([torch.full((1, 3, h, w), 0.2), alpha], dim=1)
+    shadow = torch.ones(1, 1, h, w) if shadow is None else shadow
+    bg = torch.linspace(0.5, 0.9, w).view(1, 1, 1, w).expand(1, 3, h, w).contiguous()
+    stack = LayerStack(background=bg, layers=[Layer(rgba, shadow)])
+    return stack, stack.composite()
+
+
+def _disc(h=96, w=96, cx=48, cy=48, r=20):
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    return ((r - torch.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)) / 2 + 0.5).clamp(0, 1)[None, None]
+
+
+def test_curator_keeps_a_good_sample_and_rejects_planted_bad_ones():
+    good = curate(*_stack_with(_disc()), set())
+    assert good.keep, good.reasons
+    empty = curate(*_stack_with(torch.zeros(1, 1, 96, 96)), set())
+    assert not empty.keep and any("empty" in r for r in empty.reasons)
+    cut = curate(*_stack_with(_disc(cx=5)), set())
+    assert not cut.keep and any("cut off" in r for r in cut.reasons)
+    dark = curate(*_stack_with(_disc(), torch.full((1, 1, 96, 96), 0.5)), set())
+    assert not dark.keep and any("shadow covers" in r for r in dark.reasons)
+    block = torch.zeros(1, 1, 96, 96)
+    block[..., 30:60, 30:60] = 1.0
+    hard = curate(*_stack_with(block), set())
+    assert not hard.keep and any("hard block" in r for r in hard.reasons)
+    dup = curate(*_stack_with(_disc()), {good.key})
+    assert not dup.keep and any("duplicate" in r for r in dup.reasons)
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["--images", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no usable photos" in capsys.readouterr().err
