@@ -65,6 +65,35 @@ def sheet(rows: list[list[tuple[str, torch.Tensor]]], width: int = 240) -> Image
     return out
 
 
+def add_rows(num: int = 4, size: int = 384) -> list[list[tuple[str, torch.Tensor]]]:
+    """ADD samples from the bundled photos: composite, background, each layer, shadows."""
+    import shutil
+    import tempfile
+
+    from liwi_core.add.run import AddConfig, run
+    from liwi_core.dataset import iter_samples
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        images, masks = Path(tmp) / "i", Path(tmp) / "m"
+        images.mkdir()
+        masks.mkdir()
+        for p in EXAMPLES.glob("*.png"):
+            shutil.copy(p, (masks if p.stem.endswith("_mask") else images) / p.name)
+        run(AddConfig(images=str(images), masks=str(masks), out=f"{tmp}/out", num=num, seed=0, size=size),
+            progress=False)
+        for sample in iter_samples(f"{tmp}/out"):
+            stack = sample.stack
+            h, w = stack.size
+            row = [(f"{sample.id} composite", sample.composite), ("background", stack.background)]
+            for k, layer in enumerate(stack.layers[:3]):
+                row.append((f"layer {k}", layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)))
+            row += [("", torch.ones(1, 3, h, w))] * (3 - min(3, len(stack.layers)))
+            row.append(("shadows", stack.combined_shadow()))
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"))
@@ -75,6 +104,9 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / "examples.png"
     sheet(rows).save(path)
+    print(f"wrote {path}")
+    path = Path(args.out) / "add_samples.png"
+    sheet(add_rows(), width=200).save(path)
     print(f"wrote {path}")
 
 

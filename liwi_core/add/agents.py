@@ -27,11 +27,18 @@ class Source:
     id: str
     path: str
     masks: list[str] = field(default_factory=list)
+    donors: list[int] | None = None  # masks whose object is whole in the photo (default: all)
+    bottom_cut: list[int] = field(default_factory=list)  # donors cut only by the photo's bottom edge
+    background_ok: bool = True       # little enough of it is hidden by its objects
+
+    @property
+    def donor_masks(self) -> list[int]:
+        return list(range(len(self.masks))) if self.donors is None else self.donors
 
     @property
     def is_donor(self) -> bool:
-        """Photos with masks give foreground objects (and a background once they are removed)."""
-        return bool(self.masks)
+        """Photos with usable masks give foreground objects."""
+        return bool(self.donor_masks)
 
 
 @dataclass
@@ -61,12 +68,13 @@ def plan_sample(sources: list[Source], seed: int, index: int, attempt: int,
     """
     if not sources:
         raise ValueError("no sources")
-    order = torch.randperm(len(sources), generator=sample_generator(seed, -1, 0)).tolist()
+    backgrounds = [s for s in sources if s.background_ok] or sources
+    order = torch.randperm(len(backgrounds), generator=sample_generator(seed, -1, 0)).tolist()
     g = sample_generator(seed, index, attempt)
-    background = sources[order[(index + attempt) % len(sources)]]
-    pool = [(s.id, m) for s in sources if s.is_donor and s.id != background.id for m in range(len(s.masks))]
+    background = backgrounds[order[(index + attempt) % len(backgrounds)]]
+    pool = [(s.id, m) for s in sources if s.id != background.id for m in s.donor_masks]
     if not pool:
-        pool = [(s.id, m) for s in sources if s.is_donor for m in range(len(s.masks))]
+        pool = [(s.id, m) for s in sources for m in s.donor_masks]
     count = int(torch.randint(min(min_objects, max_objects), max_objects + 1, (1,), generator=g))
     picks = torch.randint(0, len(pool), (count,), generator=g).tolist() if pool else []
     return Plan(index=index, attempt=attempt, background=background.id, objects=[pool[i] for i in picks],
@@ -113,12 +121,13 @@ def content_key(composite: torch.Tensor) -> str:
 
 
 def curate(stack: LayerStack, composite: torch.Tensor, seen_keys: set[str],
-           limits: CuratorLimits | None = None) -> CuratorVerdict:
+           limits: CuratorLimits | None = None, open_bottom: list[bool] | None = None) -> CuratorVerdict:
     """Check one sample; every failed check adds a reason.
 
     Checks: the 8-bit files recompose to the composite (PSNR >= min_psnr); each alpha is
     neither empty nor a hard rectangular block; no object is cut off by the canvas edge;
-    each shadow darkens at most ``max_shadow_area`` of the canvas and mostly near its
+    (``open_bottom[i]``: layer i is a bust, cut by the frame's bottom on purpose); each
+    shadow darkens at most ``max_shadow_area`` of the canvas and mostly near its
     object; each object stays visible enough behind the ones in front; the sample is not a
     near-duplicate of one already kept. The quality score (0..1) is the mean of the
     objects' visibility, soft-edge presence and contrast against their surroundings.
@@ -145,7 +154,10 @@ def curate(stack: LayerStack, composite: torch.Tensor, seen_keys: set[str],
         soft = float(((alpha > 0.02) & (alpha < 0.98)).float().sum() / (alpha > 0.02).float().sum())
         if float((inside > 0.98).float().mean()) > limits.max_hard_fill and soft < 0.002:
             reasons.append(f"layer {i}: alpha is a hard block")
-        border = torch.cat([alpha[..., 0, :], alpha[..., -1, :], alpha[..., :, 0], alpha[..., :, -1]], dim=-1)
+        edges = [alpha[..., 0, :], alpha[..., :, 0], alpha[..., :, -1]]
+        if not (open_bottom and open_bottom[i]):
+            edges.append(alpha[..., -1, :])
+        border = torch.cat(edges, dim=-1)
         if float(border.max()) > 0.5:
             reasons.append(f"layer {i}: object cut off by the canvas edge")
         darkened = (layer.shadow.mean(dim=1, keepdim=True) < 0.9).float()

@@ -53,7 +53,36 @@ class AddConfig:
     attempts: int = 4
     min_side: int = 64
     max_pixels: int = 50_000_000
+    max_background_hole: float = 0.35  # photos whose objects cover more are not used as backgrounds
     limits: CuratorLimits = field(default_factory=CuratorLimits)
+
+
+def _review_masks(sources: list[Source], max_hole: float, skipped: dict[str, list[str]],
+                  load=lambda source: [load_mask(m) for m in source.masks]) -> None:
+    """Mark which masks give whole objects and which photos can serve as backgrounds.
+
+    An object touching its photo's edge is cut off there (a cat's head filling the frame):
+    pasted elsewhere it would show a straight cut, so it is not used as a foreground. A
+    photo mostly covered by its objects would leave a background that is mostly invented.
+    """
+    for source in sources:
+        if not source.masks:
+            continue
+        masks = [m > 0.5 for m in load(source)]
+        source.donors = []
+        for k, m in enumerate(masks):
+            edge = torch.cat([m[..., 0, :], m[..., :, 0], m[..., :, -1]], dim=-1)
+            if bool(edge.any()):
+                skipped.setdefault("object cut off by its photo's edge (not used as foreground)", []).append(
+                    source.masks[k])
+            elif bool(m.any()):
+                source.donors.append(k)
+                if bool(m[..., -1, :].any()):
+                    source.bottom_cut.append(k)
+        union = torch.stack(masks).any(dim=0).float().mean()
+        if float(union) > max_hole:
+            source.background_ok = False
+            skipped.setdefault("objects cover too much of the photo (not used as background)", []).append(source.id)
 
 
 def _check_photo(path: Path, min_side: int, max_pixels: int) -> str | None:
@@ -161,7 +190,8 @@ def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor,
     background = cache.background(plan.background)
     h, w = background.shape[-2:]
     cutouts = [cache.cutout(sid, m) for sid, m in plan.objects]
-    placed = tools.place_objects((h, w), cutouts, g)
+    anchored = [m in cache.by_id[sid].bottom_cut for sid, m in plan.objects]
+    placed = tools.place_objects((h, w), cutouts, g, anchored=anchored)
     layers, prompts, shadows = [], [], []
     for k, (rgba, box) in enumerate(placed):
         rgba = tools.harmonize(rgba, background, box)
@@ -174,7 +204,7 @@ def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor,
         hole = torch.maximum(hole, (layer.alpha > 0).float())
     stack = LayerStack(background=background, layers=layers, hole=hole,
                        meta={"engine": "add", "settings": {}})
-    settings = {"shadows": shadows, "objects": [list(o) for o in plan.objects], "boxes": [list(b) for _, b in placed]}
+    settings = {"shadows": shadows, "open_bottom": [box[1] == h for _, box in placed], "objects": [list(o) for o in plan.objects], "boxes": [list(b) for _, b in placed]}
     return stack, stack.composite(), prompts, settings
 
 
@@ -195,7 +225,7 @@ def make_slot(index: int, sources: list[Source], cache: "_Cache", config: AddCon
     for attempt in range(config.attempts):
         plan = plan_sample(sources, config.seed, index, attempt, config.max_objects, min_objects=layers or 1)
         stack, composite, prompts, settings = compose_sample(plan, cache)
-        verdict = curate(stack, composite, seen_keys, config.limits)
+        verdict = curate(stack, composite, seen_keys, config.limits, settings["open_bottom"])
         if layers is not None and len(stack.layers) != layers:
             verdict.keep = False
             verdict.reasons.append(f"placement kept {len(stack.layers)} of {layers} objects")
@@ -223,8 +253,9 @@ def synthesize(images: torch.Tensor, masks: list[list[torch.Tensor]] | None, num
     object masks ``[1,1,H,W]`` of image b. Returns the kept samples, each with ``objects`` layers."""
     photos = {f"image_{b:03d}": (images[b:b + 1, :3], list(masks[b]) if masks else []) for b in range(images.shape[0])}
     sources = [Source(id=k, path="", masks=[f"mask_{j}" for j in range(len(m))]) for k, (_, m) in photos.items()]
+    _review_masks(sources, AddConfig.max_background_hole, {}, load=lambda source: photos[source.id][1])
     if not any(s.is_donor for s in sources):
-        raise LiWiError("ADD needs at least one object mask to cut objects from")
+        raise LiWiError("ADD needs at least one object mask whose object does not touch its photo's edge")
     config = AddConfig(images="", out="", num=num, seed=seed, size=size, max_objects=objects, attempts=attempts)
     cache = _Cache(sources, size, photos)
     seen: set[str] = set()
@@ -247,11 +278,13 @@ def run(config: AddConfig, rank: int | None = None, world_size: int | None = Non
     r, n = _rank() if rank is None else (rank, world_size or 1)
     out = Path(config.out)
     sources, skipped = scan_sources(config.images, config.masks, config.min_side, config.max_pixels)
+    _review_masks(sources, config.max_background_hole, skipped)
     if not sources:
         raise LiWiError(f"no usable photos in '{config.images}' (skipped: "
                         f"{', '.join(f'{k}: {len(v)}' for k, v in skipped.items()) or 'none found'})")
     if not any(s.is_donor for s in sources):
-        raise LiWiError("no photo has a mask: give --masks (one <stem>_mask.png per object) so objects can be cut out")
+        raise LiWiError("no photo has a usable mask: give --masks (one <stem>_mask.png per object, objects "
+                        "not touching the photo's edge) so objects can be cut out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "log").mkdir(exist_ok=True)
     if r == 0:

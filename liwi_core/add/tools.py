@@ -104,7 +104,8 @@ def _resize_rgba(rgba: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def place_objects(canvas_hw: tuple[int, int], cutouts: list[torch.Tensor], generator: torch.Generator,
                   ground: tuple[float, float] = (0.55, 0.95), scale: tuple[float, float] = (0.25, 0.6),
-                  max_overlap: float = 0.6, tries: int = 6) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
+                  max_overlap: float = 0.6, tries: int = 6, anchored: list[bool] | None = None
+                  ) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
     """Place cut-outs on a ground line, fully inside the canvas; returned back to front.
 
     Each object's height is a fraction of the canvas height drawn from ``scale`` (shrunk
@@ -112,6 +113,8 @@ def place_objects(canvas_hw: tuple[int, int], cutouts: list[torch.Tensor], gener
     ``ground`` (fractions of the height), and x keeps it inside the frame. Objects may
     occlude each other, but a front object may cover at most ``max_overlap`` of one
     behind it; one that cannot be placed so after ``tries`` draws is left out.
+    ``anchored[i]``: cut-out i was cut by its photo's bottom edge (a bust), so its bottom
+    goes on the canvas's bottom edge, where the cut stays out of view.
 
     Returns:
         ``[(rgba [1,4,H,W] on the full canvas, (y0, y1, x0, x1))]`` ordered back to front
@@ -119,12 +122,16 @@ def place_objects(canvas_hw: tuple[int, int], cutouts: list[torch.Tensor], gener
     """
     h, w = canvas_hw
     placed: list[tuple[torch.Tensor, tuple[int, int, int, int]]] = []
-    for cut in cutouts:
+    for i, cut in enumerate(cutouts):
         ch, cw = cut.shape[-2:]
         for _ in range(tries):
             bottom = round(_uniform(generator, *ground) * (h - 1)) + 1
+            if anchored and anchored[i]:
+                bottom = h
             height = _uniform(generator, *scale) * h
             height = min(height, bottom - 1, (w - 2) * ch / cw)
+            if anchored and anchored[i]:
+                height = min(height, (w - 2) * ch / cw)
             if height < 8:
                 continue
             oh, ow = max(1, round(height)), max(1, round(height * cw / ch))
