@@ -145,7 +145,25 @@ def inpaint_background() -> None:
     g.save("inpaint_background.json")
 
 
+def add_synthesize() -> None:
+    g = Graph()
+    image, mask = load_pair(g, "coffee")
+    add = g.node("LiWiADDSynthesize", (360, 100), widgets=[4, 1, 0, "fixed", 384, "LiWi/add_dataset"],
+                 inputs=[("images", "IMAGE"), ("masks", "MASK")],
+                 outputs=[("composites", "IMAGE"), ("layers", "LIWI_LAYERS"), ("preview", "IMAGE")])
+    g.link(image, 0, add, "images")
+    g.link(mask, 0, add, "masks")
+    prev = g.node("SaveImage", (760, 100), widgets=["LiWi/add_preview"], inputs=[("images", "IMAGE")])
+    g.link(add, 2, prev, "images")
+    g.note("ADD: the cup is cut out, its photo cleaned, and new layered samples are composed with "
+           "harmonised colour and cast shadows; the curator rejects bad ones. Samples are also written "
+           "to output/LiWi/add_dataset in the training dataset format. Add more photos to the batch for variety.",
+           (0, 760))
+    g.save("add_synthesize.json")
+
+
 if __name__ == "__main__":
+    add_synthesize()
     decompose_to_psd()
     move_object()
     inpaint_background()

@@ -35,6 +35,12 @@ def photos(tmp_path_factory):
     Image.new("RGB", (20, 20)).save(images / "tiny.png")
     Image.new("L", (200, 200), 128).save(images / "grey.png")
     Image.new("RGB", (200, 100)).save(masks / "nobody_mask.png")
+    good = (EX / "rocket.png").read_bytes()
+    (images / "truncated.png").write_bytes(good[: len(good) // 2])
+    frames = [Image.new("RGB", (100, 100), c) for c in ("red", "blue")]
+    frames[0].save(images / "animated.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (1300, 1000), "green").save(images / "huge.png")
+    Image.open(EX / "coffee.png").convert("CMYK").save(images / "cmyk.jpg")
     return images, masks
 
 
@@ -48,10 +54,11 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_scan_skips_bad_files_with_reasons(photos):
-    sources, skipped = scan_sources(str(photos[0]), str(photos[1]))
-    assert sorted(s.id for s in sources) == ["astronaut", "chelsea", "coffee", "rocket"]
-    assert all(s.is_donor for s in sources)
-    assert skipped["unreadable"] == ["broken"] and skipped["tiny"] == ["tiny"]
+    sources, skipped = scan_sources(str(photos[0]), str(photos[1]), max_pixels=1_000_000)
+    assert sorted(s.id for s in sources) == ["astronaut", "chelsea", "cmyk", "coffee", "rocket"]
+    assert [s.is_donor for s in sources if s.id == "cmyk"] == [False]  # converted, used as a background
+    assert sorted(skipped["unreadable"]) == ["broken", "truncated"] and skipped["tiny"] == ["tiny"]
+    assert skipped["animated"] == ["animated"] and skipped["huge"] == ["huge"]
     assert skipped["greyscale"] == ["grey"] and len(skipped["mask matches no photo"]) == 1
 
 
@@ -59,7 +66,7 @@ def test_run_writes_samples_that_read_back_and_recompose(photos, tmp_path):
     composed = {}
     stats = run(_config(photos, tmp_path), progress=False, on_sample=lambda s: composed.__setitem__(s.id, s))
     assert stats["kept"] >= 4 and stats["kept"] + stats["dropped"] == 6
-    assert stats["skipped_files"]["unreadable"] == 1
+    assert stats["skipped_files"]["unreadable"] == 2
     # the cat fills its frame: cut off by the photo's edge, never pasted as an object
     assert stats["skipped_files"]["object cut off by its photo's edge (not used as foreground)"] >= 1
     assert not any("chelsea" in str(s.meta["tools"]["objects"]) for s in composed.values())
