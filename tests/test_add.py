@@ -62,6 +62,13 @@ def test_scan_skips_bad_files_with_reasons(photos):
     assert skipped["greyscale"] == ["grey"] and len(skipped["mask matches no photo"]) == 1
 
 
+def test_masks_beside_their_photos():
+    sources, skipped = scan_sources(str(EX), str(EX))
+    assert {s.id: [Path(m).name for m in s.masks] for s in sources} == {
+        n: [f"{n}_mask.png"] for n in ["astronaut", "chelsea", "coffee", "rocket"]}
+    assert "mask matches no photo" not in skipped
+
+
 def test_run_writes_samples_that_read_back_and_recompose(photos, tmp_path):
     composed = {}
     stats = run(_config(photos, tmp_path), progress=False, on_sample=lambda s: composed.__setitem__(s.id, s))

@@ -18,6 +18,7 @@ reason and skipped source files by reason.
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import os
 import sys
@@ -125,6 +126,8 @@ def scan_sources(images: str, masks: str | None, min_side: int = 64, max_pixels:
         if not mroot.is_dir():
             raise LiWiError(f"mask folder '{masks}' does not exist")
         mask_files = sorted(p for p in mroot.rglob("*.png") if p.is_file())
+        if mroot.resolve() == root.resolve():  # masks beside their photos: only *_mask* files are masks
+            mask_files = [p for p in mask_files if "_mask" in p.stem]
     used_masks = set()
     for path in files:
         rel = path.relative_to(root).with_suffix("").as_posix()
@@ -142,7 +145,7 @@ def scan_sources(images: str, masks: str | None, min_side: int = 64, max_pixels:
                 used_masks.add(m)
         sources.append(Source(id=rel, path=str(path), masks=mine))
     for m in mask_files:
-        if m not in used_masks and not (Path(masks).resolve() == root.resolve() and "_mask" not in m.stem):
+        if m not in used_masks:
             skipped.setdefault("mask matches no photo", []).append(str(m))
     return sources, skipped
 
@@ -210,8 +213,8 @@ def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor,
 
 def _reason_key(reason: str) -> str:
     """'layer 2: only 31% visible' -> 'only visible': reasons counted without their numbers."""
-    key = reason.split(":")[-1].strip() if reason.startswith("layer") else reason.split(":")[0]
-    return "".join(ch for ch in key if not ch.isdigit()).strip(" .%()")
+    key = reason.split(":")[-1] if reason.startswith("layer") else reason.split(":")[0]
+    return " ".join(re.sub(r"[\d.%]+", " ", key).replace("()", " ").split())
 
 
 def make_slot(index: int, sources: list[Source], cache: "_Cache", config: AddConfig, seen_keys: set[str],
