@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from .dataset import iter_samples, sample_ids
 from .errors import LiWiError
 from .metrics import (alpha_soft_iou, background_l1_in_hole, match_stacks, recompose_psnr, rgb_l1, shadow_l1,
@@ -101,7 +103,6 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
             missing = [k for k, p in enumerate(sample.prompts) if prompt not in p]
             if missing:
                 raise LiWiError(f"sample {sample.id} has no '{prompt}' prompt for layer(s) {missing}")
-            import torch
             masks = torch.cat([sample.prompts[k][prompt] for k in reversed(range(len(sample.prompts)))])
         start = time.perf_counter()
         try:
