@@ -12,6 +12,7 @@ import torch.nn.functional as F
 __all__ = [
     "box_filter",
     "guided_filter",
+    "guided_upsample",
     "dilate",
     "erode",
     "gaussian_blur",
@@ -48,15 +49,8 @@ def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
     return (s / n).to(x.dtype)
 
 
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
-    """Colour guided filter (He et al. 2010): ``src`` smoothed so its edges follow ``guide``.
-
-    Args:
-        guide: ``[B,3,H,W]`` colour guide in [0,1].
-        src: ``[B,1,H,W]`` input (e.g. a coarse alpha).
-        r: window radius in pixels.
-        eps: regulariser; smaller keeps more guide detail.
-    """
+def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float):
+    """Per-pixel linear model ``src ~ a . guide + b`` over ``(2r+1)^2`` windows, box-averaged."""
     mean_i = box_filter(guide, r)
     mean_p = box_filter(src, r)
     mean_ip = box_filter(guide * src, r)
@@ -70,7 +64,32 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) ->
     a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1)  # [B,H,W,3]
     a = a.permute(0, 3, 1, 2)
     bias = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
-    return (box_filter(a, r) * guide).sum(dim=1, keepdim=True) + box_filter(bias, r)
+    return box_filter(a, r), box_filter(bias, r)
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """Colour guided filter (He et al. 2010): ``src`` smoothed so its edges follow ``guide``.
+
+    Args:
+        guide: ``[B,3,H,W]`` colour guide in [0,1].
+        src: ``[B,1,H,W]`` input (e.g. a coarse alpha).
+        r: window radius in pixels.
+        eps: regulariser; smaller keeps more guide detail.
+    """
+    a, bias = _guided_coefficients(guide, src, r, eps)
+    return (a * guide).sum(dim=1, keepdim=True) + bias
+
+
+def guided_upsample(src_low: torch.Tensor, guide_low: torch.Tensor, guide: torch.Tensor,
+                    r: int = 2, eps: float = 1e-4) -> torch.Tensor:
+    """Bring a low-resolution map to full resolution along the full-resolution image's edges
+    (fast guided filter): the linear coefficients are fitted at low resolution, upsampled,
+    and applied to the full-resolution ``guide`` ``[B,3,H,W]``. Output ``[B,1,H,W]``."""
+    a, bias = _guided_coefficients(guide_low, src_low, r, eps)
+    size = guide.shape[-2:]
+    a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
+    bias = F.interpolate(bias, size=size, mode="bilinear", align_corners=False)
+    return (a * guide).sum(dim=1, keepdim=True) + bias
 
 
 def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:

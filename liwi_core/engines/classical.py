@@ -24,7 +24,7 @@ from ..layers import Layer
 from ..matting import estimate_alpha, refine_mask, solve_foreground, trimap_from_mask
 from ..shadow import estimate_shadow
 
-__all__ = ["ClassicalSettings", "peel_objects"]
+__all__ = ["ClassicalSettings", "peel_objects", "explain_object"]
 
 # value of background pixels nothing in the photo tells us about (full-frame masks)
 UNKNOWN_BACKGROUND = 0.5
@@ -59,6 +59,28 @@ def _auto_band(seg: torch.Tensor, scale_hint: float) -> int:
     return max(3, round(0.02 * math.sqrt(area)), math.ceil(2.0 * scale_hint))
 
 
+def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,
+                   fill: torch.Tensor | None = None):
+    """Turn an object's estimated alpha and shadow into layers that explain ``image`` exactly.
+
+    The background under the shadow is the image with the shadow divided out (a shadow map
+    never darker than the pixel keeps it within [0, 1]); under the object it is ``fill``
+    (``[1,3,H,W]``, e.g. a learned completion) or push-pull inpainting; the foreground is
+    then solved so that ``image == alpha * fg + (1 - alpha) * clean * shadow``.
+
+    Returns ``(fg, alpha, shadow, clean)``.
+    """
+    floor = image if shadow.shape[1] == 3 else image.amax(dim=1, keepdim=True)
+    shadow = torch.maximum(shadow, floor).clamp(max=1.0)
+    seen = (alpha <= 0).float()
+    unshadowed = image / shadow.clamp_min(1e-6)
+    if fill is None:
+        fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
+    clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
+    fg, alpha = solve_foreground(image, alpha, clean * shadow)
+    return fg, alpha, shadow, clean
+
+
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
     """Remove one object from ``image`` ``[1,3,H,W]``.
 
@@ -83,18 +105,7 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     alpha = estimate_alpha(img, trimap, seg)
 
     shadow = estimate_shadow(img, alpha, reach, settings.shadow_threshold, settings.shadow_channels)
-    # the background under the shadow is the image with the shadow divided out; a shadow
-    # map never darker than the pixel keeps that background within [0, 1]
-    floor = img if shadow.shape[1] == 3 else img.amax(dim=1, keepdim=True)
-    shadow = torch.maximum(shadow, floor).clamp(max=1.0)
-    seen = (alpha <= 0).float()
-    unshadowed = img / shadow.clamp_min(1e-6)
-    if float(seen.sum()) > 0:
-        clean = push_pull_fill(unshadowed, seen)
-    else:
-        clean = torch.full_like(img, UNKNOWN_BACKGROUND)
-    clean = torch.where(seen > 0, unshadowed, clean).clamp(0.0, 1.0)
-    fg, alpha = solve_foreground(img, alpha, clean * shadow)
+    fg, alpha, shadow, clean = explain_object(img, alpha, shadow, fill=None)
 
     def paste(part: torch.Tensor, fill: float | torch.Tensor) -> torch.Tensor:
         if isinstance(fill, torch.Tensor):
