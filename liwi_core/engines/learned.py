@@ -1,0 +1,107 @@
+"""The learned engine: :class:`~liwi_core.model.LiWiNet` predictions, made exact.
+
+Objects are peeled front to back as in the classical engine. For each, the model runs at
+its working size on what is left of the image (with the object's prompt mask, or an
+empty one in automatic mode); its alpha is brought to full resolution by guided
+upsampling (edges follow the full-resolution photo), its shadow and completed background
+by bilinear upsampling, and :func:`~liwi_core.engines.classical.explain_object` solves
+the colours so the stack recomposes to the input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import LiWiError
+from ..filters import guided_upsample, resize
+from ..layers import Layer
+from .classical import explain_object
+
+__all__ = ["load_model", "peel_learned"]
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+
+
+def load_model(path):
+    """Load a ``LiWiNet`` checkpoint folder (``config.json`` + ``.safetensors``); safetensors only.
+
+    Raises:
+        LiWiError: naming the file, when the checkpoint is missing, a pickle, truncated,
+            of another architecture, or its weights do not match its config.
+    """
+    from ..model import LiWiNet
+
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise LiWiError(f"'{path}' is a pickle checkpoint: LiWi loads only .safetensors weights")
+    if path.is_file() and path.suffix == ".safetensors":
+        path = path.parent
+    if not (path / "config.json").is_file():
+        raise LiWiError(f"'{path}' is not a LiWi checkpoint folder: config.json is missing")
+    weights = list(path.glob("*.safetensors"))
+    if not weights:
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        raise LiWiError(f"'{path}' has no .safetensors weights" + (f" (found pickles {pickles}, never loaded)"
+                                                                   if pickles else ""))
+    try:
+        import json
+        config = json.loads((path / "config.json").read_text())
+        if config.get("_class_name") != "LiWiNet":
+            raise LiWiError(f"'{path / 'config.json'}' describes a {config.get('_class_name')!r}, not a LiWiNet")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = LiWiNet.from_pretrained(str(path), use_safetensors=True, low_cpu_mem_usage=False)
+    except LiWiError:
+        raise
+    except Exception as exc:  # diffusers / safetensors raise many kinds for broken files
+        raise LiWiError(f"cannot load checkpoint '{weights[0]}': {str(exc).splitlines()[0][:200]}") from None
+    return model.eval()
+
+
+@torch.no_grad()
+def _predict(model, image: torch.Tensor, prompt: torch.Tensor):
+    """Model outputs for one object at full resolution: ``(alpha, shadow, background)``."""
+    h, w = image.shape[-2:]
+    side = model.config.working_size
+    scale = min(1.0, side / max(h, w))
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    small = resize(image, size)
+    out = model(small, resize(prompt, size))
+    if size == (h, w):
+        alpha = out["alpha"]
+    else:
+        alpha = guided_upsample(out["alpha"], small, image, r=2, eps=1e-3)
+    alpha = torch.where(alpha < 0.02, torch.zeros_like(alpha), alpha.clamp(0, 1))
+    shadow = resize(out["shadow"], (h, w), mode="bilinear").clamp(0, 1)
+    background = resize(out["background"], (h, w), mode="bilinear").clamp(0, 1)
+    return alpha, shadow, background
+
+
+def peel_learned(image: torch.Tensor, masks: list[torch.Tensor] | None, model, names: list[str] | None = None,
+                 max_objects: int = 4, min_area: float = 0.002, step: Callable[[], None] | None = None):
+    """Decompose ``image`` ``[1,3,H,W]``; ``masks`` front to back, or None for automatic mode.
+
+    In automatic mode the front-most object is peeled and the model runs again on the
+    completed background, until ``max_objects`` or until the found alpha covers less than
+    ``min_area`` of the image. Returns ``(background, layers back to front, hole)``.
+    """
+    current = image
+    hole = torch.zeros_like(image[:, :1])
+    peeled: list[Layer] = []
+    prompts = masks if masks is not None else [torch.zeros_like(image[:, :1])] * max_objects
+    for k, prompt in enumerate(prompts):
+        alpha, shadow, fill = _predict(model, current, prompt)
+        if masks is None and float(alpha.mean()) < min_area:
+            break
+        fg, alpha, shadow, current = explain_object(current, alpha, shadow, fill)
+        hole = torch.maximum(hole, (alpha > 0).float())
+        name = names[k] if names and k < len(names) else f"object_{k}"
+        peeled.append(Layer(rgba=torch.cat([fg, alpha], 1), shadow=shadow, name=name,
+                            prompt_index=k if masks is not None else None))
+        if step is not None:
+            step()
+    return current, peeled[::-1], hole

@@ -1,0 +1,118 @@
+"""The learned model: training, checkpoints, resume, ablation switches, loading errors."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("accelerate")
+
+from helpers import scene  # noqa: E402
+from liwi_core import Layer, LayerStack, LiWiError  # noqa: E402
+from liwi_core.dataset import Sample, write_sample  # noqa: E402
+from liwi_core.decompose import decompose  # noqa: E402
+from liwi_core.engines.learned import load_model  # noqa: E402
+from liwi_core.metrics import recompose_psnr  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "training"))
+import train as trainer  # noqa: E402
+
+TINY = json.loads((ROOT / "training" / "configs" / "tiny.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    for seed in range(3):
+        image, bg, alpha, shadow, _ = scene(64, 80, seed=seed)
+        rgba = torch.cat([torch.tensor([0.1, 0.2, 0.8]).view(1, 3, 1, 1).expand(1, 3, 64, 80), alpha], 1)
+        stack = LayerStack(background=bg, layers=[Layer(rgba, shadow, "disc", 0)], hole=(alpha > 0).float())
+        prompts = [{"dilated": (alpha > 0.3).float()}]
+        write_sample(root, Sample(f"d{seed}", stack.composite(), stack, prompts, {}))
+    return root
+
+
+def _config(data, out, **kw):
+    return trainer.TrainConfig(**{**TINY, "data": str(data), "out": str(out), **kw})
+
+
+def test_loss_falls(data, tmp_path):
+    result = trainer.train(_config(data, tmp_path, steps=40), log=lambda *_: None)
+    losses = [h["loss"] for h in result["history"]]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_resume_is_exact(data, tmp_path):
+    straight = trainer.train(_config(data, tmp_path / "a", steps=6, checkpoint_every=3), log=lambda *_: None)
+    trainer.train(_config(data, tmp_path / "b", steps=6, checkpoint_every=3), log=lambda *_: None, stop_at=3)
+    resumed = trainer.train(_config(data, tmp_path / "b", steps=6, checkpoint_every=3), resume=True,
+                            log=lambda *_: None)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"][3:]]
+    for (name, a), (_, b) in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().items()):
+        assert torch.equal(a, b), name
+    # and the checkpoint on disk is the model: save and load give identical weights
+    loaded = load_model(tmp_path / "b" / "checkpoint-latest")
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), resumed["model"].state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_each_switch_turns_its_term_off(data):
+    cfg = trainer.TrainConfig(**TINY)
+    g = torch.Generator().manual_seed(0)
+    batch = trainer.SampleBank(str(data)).batch(cfg, g)
+    model = trainer.LiWiNet(base_channels=8, depth=2, working_size=64)
+    out = model(batch["image"], batch["prompt"])
+    full = trainer.loss_terms(out, batch, cfg.loss_weights)
+    assert set(full) == set(trainer.LOSSES) and all(float(v) > 0 for v in full.values())
+    for name in trainer.LOSSES:
+        terms = trainer.loss_terms(out, batch, {**cfg.loss_weights, name: 0.0})
+        assert name not in terms and set(terms) == set(trainer.LOSSES) - {name}
+    clean = trainer.TrainConfig(**{**TINY, "degrade": False, "p_automatic": 0.0})
+    b2 = trainer.SampleBank(str(data)).batch(clean, torch.Generator().manual_seed(1))
+    assert torch.equal(b2["prompt"], (b2["alpha"] > 0.5).float())
+
+
+def test_empty_or_missing_data_fails_before_any_step(tmp_path):
+    with pytest.raises(LiWiError, match="does not exist"):
+        trainer.train(_config(tmp_path / "none", tmp_path / "o"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LiWiError, match="no finished samples"):
+        trainer.train(_config(tmp_path / "empty", tmp_path / "o"))
+    assert not (tmp_path / "o" / "checkpoint-latest").exists()
+
+
+def test_learned_engine_is_lossless_and_runs_automatic(data, tmp_path):
+    result = trainer.train(_config(data, tmp_path, steps=3), log=lambda *_: None)
+    model = load_model(tmp_path / "checkpoint-latest")
+    image, _, _, _, rough = scene(90, 70, seed=5)
+    stack = decompose(image, rough, model=model)
+    assert stack.meta["engine"] == "learned" and recompose_psnr(stack.composite(), image) >= 45
+    auto = decompose(image, None, model=model, max_objects=2)
+    assert recompose_psnr(auto.composite(), image) >= 45 and len(auto.layers) <= 2
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(LiWiError, match="pickle"):
+        load_model(tmp_path / "model.pt")
+    with pytest.raises(LiWiError, match="config.json is missing"):
+        load_model(tmp_path)
+    model = trainer.LiWiNet(base_channels=8, depth=2, working_size=64)
+    model.save_pretrained(str(tmp_path / "ok"), safe_serialization=True)
+    weights = next((tmp_path / "ok").glob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LiWiError, match="cannot load checkpoint"):
+        load_model(tmp_path / "ok")
+    model.save_pretrained(str(tmp_path / "other"), safe_serialization=True)
+    cfg = json.loads((tmp_path / "other" / "config.json").read_text())
+    (tmp_path / "other" / "config.json").write_text(json.dumps({**cfg, "_class_name": "UNet2DModel"}))
+    with pytest.raises(LiWiError, match="not a LiWiNet"):
+        load_model(tmp_path / "other")
+    model.save_pretrained(str(tmp_path / "mismatch"), safe_serialization=True)
+    (tmp_path / "mismatch" / "config.json").write_text(json.dumps({**cfg, "base_channels": 16}))
+    with pytest.raises(LiWiError, match="cannot load checkpoint"):
+        load_model(tmp_path / "mismatch")
