@@ -34,7 +34,14 @@ def _cmd_decompose(args) -> None:
     def progress(done: int, total: int) -> None:
         print(f"  object {done}/{total}", file=sys.stderr)
 
-    stack = decompose(image, masks, settings, order=args.order, names=names, progress=progress)
+    model = None
+    if args.engine == "learned":
+        from .engines.learned import load_model
+        if not args.checkpoint:
+            raise LiWiError("no bundled checkpoint ships yet: give --checkpoint FOLDER (from training/train.py)")
+        model = load_model(args.checkpoint)
+    stack = decompose(image, masks, settings, order=args.order, names=names, progress=progress, model=model,
+                      max_objects=args.max_objects)
     stack.meta["source"] = str(args.image)
     save_layers_dir(stack, args.out)
     if args.psd:
@@ -88,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how far shadows are looked for, as a fraction of object size (0 = off)")
     d.add_argument("--shadow-threshold", type=float, default=0.06, help="weakest darkening counted as shadow")
     d.add_argument("--shadow-channels", type=int, choices=(1, 3), default=1, help="grey or coloured shadows")
+    d.add_argument("--engine", choices=("classical", "learned"), default="classical",
+                   help="classical (no weights, masks required) or learned (a LiWiNet checkpoint; masks optional)")
+    d.add_argument("--checkpoint", help="learned engine: checkpoint folder (config.json + .safetensors)")
+    d.add_argument("--max-objects", type=int, default=4, help="automatic mode: at most this many layers")
     d.add_argument("--psd", help="also write a layered PSD here")
     d.add_argument("--ora", help="also write an OpenRaster file here")
     d.set_defaults(func=_cmd_decompose)

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..liwi_core.decompose import ORDERS, decompose
 from ..liwi_core.engines.classical import ClassicalSettings
 from .convert import b1hw_to_mask, bchw_to_image, comfy_progress, image_to_bchw, mask_to_b1hw
-from .types import Layers
+from .types import Layers, Model
 
 
 class LiWiDecompose(io.ComfyNode):
@@ -26,6 +26,9 @@ class LiWiDecompose(io.ComfyNode):
                 io.Mask.Input("masks", optional=True,
                               tooltip="One mask per object, 1 = object (mask editor, SAM and LoadImageMask "
                                       "convention). Rough is fine: a box, a loose outline. Front-most first."),
+                Model.Input("model", optional=True,
+                            tooltip="Learned model from LiWi Load Model. Without it the classical engine runs "
+                                    "(masks required); with it and no masks, objects are found automatically."),
                 io.Combo.Input("order", options=list(ORDERS), default="given",
                                tooltip="given: first mask is the front-most object. bottom: the object reaching "
                                        "lowest in the frame is in front."),
@@ -40,6 +43,8 @@ class LiWiDecompose(io.ComfyNode):
                                tooltip="Darkening weaker than this is treated as texture, not shadow."),
                 io.Combo.Input("shadow_channels", options=["grey", "colour"], default="grey",
                                tooltip="grey: one attenuation for R, G, B. colour: tinted shadows."),
+                io.Int.Input("max_objects", default=4, min=1, max=32,
+                             tooltip="Automatic mode (model, no masks): at most this many layers."),
             ],
             outputs=[
                 Layers.Output("layers", tooltip="The layer stack, for Recompose, Shadow Layer and Save Layers."),
@@ -56,13 +61,16 @@ class LiWiDecompose(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, order, refine_masks, edge_radius, shadow_reach, shadow_threshold,
-                shadow_channels, masks=None) -> io.NodeOutput:
+                shadow_channels, max_objects=4, masks=None, model=None) -> io.NodeOutput:
         img = image_to_bchw(image)
         m = None if masks is None else mask_to_b1hw(masks)
         settings = ClassicalSettings(refine=refine_masks, edge_radius=edge_radius, shadow_reach=shadow_reach,
                                      shadow_threshold=shadow_threshold,
                                      shadow_channels=3 if shadow_channels == "colour" else 1)
-        stack = decompose(img, m, settings, order=order, progress=comfy_progress())
+        if model is not None:
+            img, m = img.to(model.device), None if m is None else m.to(model.device)
+        stack = decompose(img, m, settings, order=order, progress=comfy_progress(), model=model,
+                          max_objects=max_objects)
         if stack.layers:
             fg = torch.cat([torch.stack([l.rgba[b] for l in stack.layers]) for b in range(stack.batch)])
         else:

@@ -53,7 +53,7 @@ class Graph:
 
 DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
                  ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK")]
-DECOMPOSE_WIDGETS = ["given", True, 0, 0.5, 0.06, "grey"]
+DECOMPOSE_WIDGETS = ["given", True, 0, 0.5, 0.06, "grey", 4]
 
 
 def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:
@@ -162,7 +162,23 @@ def add_synthesize() -> None:
     g.save("add_synthesize.json")
 
 
+def automatic_mode() -> None:
+    g = Graph()
+    image = g.node("LoadImage", (0, 0), widgets=["coffee.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+    model = g.node("LiWiLoadModel", (0, 380), widgets=["liwi-default"], outputs=[("model", "LIWI_MODEL")])
+    dec = g.node("LiWiDecompose", (360, 100), widgets=DECOMPOSE_WIDGETS,
+                 inputs=[("image", "IMAGE"), ("masks", "MASK"), ("model", "LIWI_MODEL")], outputs=DECOMPOSE_OUT)
+    g.link(image, 0, dec, "image")
+    g.link(model, 0, dec, "model")
+    save = g.node("LiWiSaveLayers", (760, 100), widgets=["LiWi/automatic", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
+    g.link(dec, 0, save, "layers")
+    g.note("Automatic mode: no mask, the learned model finds the objects (up to max_objects). Put a checkpoint "
+           "folder (config.json + .safetensors, from training/train.py) in models/liwi/liwi-default.", (0, 760))
+    g.save("automatic_mode.json")
+
+
 if __name__ == "__main__":
+    automatic_mode()
     add_synthesize()
     decompose_to_psd()
     move_object()

@@ -566,7 +566,9 @@ def _check_value(where: str, spec: Any, value: Any, check_file_combos: bool) -> 
             return out
         if value not in options:
             shown = options if len(options) <= 20 else f"(list of {len(options)})"
-            kind = "missing_file" if isinstance(value, str) and value.lower().endswith(MODEL_FILE_EXTENSIONS) else "bad_value"
+            # an empty option list is a model folder this server has nothing in (e.g. models/liwi)
+            is_file = isinstance(value, str) and (value.lower().endswith(MODEL_FILE_EXTENSIONS) or not options)
+            kind = "missing_file" if is_file else "bad_value"
             out.append(Problem(kind, f"{where}: {value!r} is not one of {shown}"))
         return out
     if t in ("INT", "FLOAT"):

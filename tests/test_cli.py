@@ -78,3 +78,18 @@ def test_greyscale_and_rgba_inputs(tmp_path):
         src, back = load_image(tmp_path / f"{name}.png"), load_image(tmp_path / f"{name}_re.png")
         assert back.shape == src.shape
         assert psnr(back, src) >= 45
+
+
+def test_learned_engine_from_the_cli(tmp_path, capsys):
+    pytest.importorskip("diffusers")
+    from liwi_core.model import LiWiNet
+    LiWiNet(base_channels=8, depth=2, working_size=64).save_pretrained(str(tmp_path / "ck"), safe_serialization=True)
+    assert main(["decompose", str(EX / "rocket.png"), "--engine", "learned", "--checkpoint", str(tmp_path / "ck"),
+                 "--max-objects", "2", "--out", str(tmp_path / "auto")]) == 0
+    assert json.loads((tmp_path / "auto" / "layers.json").read_text())["engine"] == "learned"
+    assert main(["decompose", str(EX / "rocket.png"), "--engine", "learned", "--out", str(tmp_path / "x")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    (tmp_path / "model.ckpt").write_bytes(b"pickle")
+    assert main(["decompose", str(EX / "rocket.png"), "--engine", "learned", "--checkpoint",
+                 str(tmp_path / "model.ckpt"), "--out", str(tmp_path / "y")]) == 2
+    assert "pickle" in capsys.readouterr().err

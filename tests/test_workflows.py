@@ -45,8 +45,8 @@ def test_workflow_matches_node_definitions(path, object_info):
     missing = node_types_used(workflow) - set(object_info) - {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
     assert not missing, f"node types unknown to the fixture: {missing}"
     problems = check_workflow(workflow, object_info, check_file_combos=False)
-    # the fixture's server had no model files; the inpainting checkpoint is the user's to add
-    problems = [p for p in problems if "'ckpt_name'" not in p or "is not one of []" not in p]
+    # the fixture's server had no model files; checkpoints are the user's to add
+    problems = [p for p in problems if not ("is not one of" in p and ("'ckpt_name'" in p or "'checkpoint'" in p))]
     assert problems == []
     prompt = ui_to_api(workflow, object_info)
     assert any(n["class_type"].startswith("LiWi") for n in prompt.values())
