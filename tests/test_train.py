@@ -67,7 +67,7 @@ def test_each_switch_turns_its_term_off(data):
     model = trainer.LiWiNet(base_channels=8, depth=2, working_size=64)
     out = model(batch["image"], batch["prompt"])
     full = trainer.loss_terms(out, batch, cfg.loss_weights)
-    assert set(full) == set(trainer.LOSSES) and all(float(v) > 0 for v in full.values())
+    assert set(full) == set(trainer.LOSSES) and all(float(v.detach()) > 0 for v in full.values())
     for name in trainer.LOSSES:
         terms = trainer.loss_terms(out, batch, {**cfg.loss_weights, name: 0.0})
         assert name not in terms and set(terms) == set(trainer.LOSSES) - {name}
