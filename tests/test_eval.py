@@ -3,23 +3,13 @@ import json
 import pytest
 import torch
 
-from helpers import scene
-from liwi_core import Layer, LayerStack
-from liwi_core.dataset import Sample, write_sample
+from helpers import write_scene_dataset
 from liwi_core.eval import evaluate, main
-from liwi_core.filters import dilate
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evalset")
-    for seed in range(2):
-        image, bg, alpha, shadow, rough = scene(48, 64, seed=seed)
-        rgba = torch.cat([torch.tensor([0.1, 0.2, 0.8]).view(1, 3, 1, 1).expand(1, 3, 48, 64), alpha], 1)
-        stack = LayerStack(background=bg, layers=[Layer(rgba, shadow, "disc", 0)], hole=(alpha > 0).float())
-        prompts = [{"dilated": dilate((alpha > 0.5).float(), 3), "box": rough}]
-        write_sample(root, Sample(f"t{seed}", stack.composite(), stack, prompts, {"seed": seed}))
-    return root
+    return write_scene_dataset(tmp_path_factory.mktemp("evalset"), 2, 48, 64, prefix="t")
 
 
 def test_ground_truth_against_itself_is_perfect(dataset, tmp_path):

@@ -10,9 +10,8 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
-from helpers import scene  # noqa: E402
-from liwi_core import Layer, LayerStack, LiWiError  # noqa: E402
-from liwi_core.dataset import Sample, write_sample  # noqa: E402
+from helpers import scene, write_scene_dataset  # noqa: E402
+from liwi_core import LiWiError  # noqa: E402
 from liwi_core.decompose import decompose  # noqa: E402
 from liwi_core.engines.learned import load_model  # noqa: E402
 from liwi_core.metrics import recompose_psnr  # noqa: E402
@@ -26,14 +25,7 @@ TINY = json.loads((ROOT / "training" / "configs" / "tiny.json").read_text())
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_data")
-    for seed in range(3):
-        image, bg, alpha, shadow, _ = scene(64, 80, seed=seed)
-        rgba = torch.cat([torch.tensor([0.1, 0.2, 0.8]).view(1, 3, 1, 1).expand(1, 3, 64, 80), alpha], 1)
-        stack = LayerStack(background=bg, layers=[Layer(rgba, shadow, "disc", 0)], hole=(alpha > 0).float())
-        prompts = [{"dilated": (alpha > 0.3).float()}]
-        write_sample(root, Sample(f"d{seed}", stack.composite(), stack, prompts, {}))
-    return root
+    return write_scene_dataset(tmp_path_factory.mktemp("train_data"), 3, 64, 80, prefix="d")
 
 
 def _config(data, out, **kw):
