@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from helpers import write_scene_dataset
 from liwi_core.eval import evaluate, main
