@@ -841,11 +841,13 @@ def start_server(
     work_dir: str | os.PathLike | None = None,
     extra_args: list[str] = (),
     startup_timeout: float = 300.0,
+    model_paths: dict[str, str | os.PathLike] | None = None,
 ) -> Iterator[Server]:
     """Run ``python main.py --cpu`` on 127.0.0.1 until the block ends.
 
     ``custom_nodes_parent`` is added as a custom_nodes folder through a
-    temporary ``--extra-model-paths-config`` (see :func:`make_custom_nodes_dir`).
+    temporary ``--extra-model-paths-config`` (see :func:`make_custom_nodes_dir`), with
+    ``model_paths`` (model folder name -> path, e.g. ``{"liwi": ...}``) beside it.
     Temp, user folder and database go under ``work_dir`` (a new temporary
     folder by default). Waits for ``GET /object_info``; raises
     :class:`ServerError` with the log tail if the server exits, doesn't answer
@@ -876,7 +878,9 @@ def start_server(
     if custom_nodes_parent is not None:
         yaml_path = work / "extra_model_paths.yaml"
         cn = str(Path(custom_nodes_parent).resolve())
-        yaml_path.write_text(f"comfy_e2e:\n  custom_nodes: {json.dumps(cn)}\n")
+        lines = [f"  custom_nodes: {json.dumps(cn)}"]
+        lines += [f"  {name}: {json.dumps(str(Path(p).resolve()))}" for name, p in (model_paths or {}).items()]
+        yaml_path.write_text("comfy_e2e:\n" + "\n".join(lines) + "\n")
         cmd += ["--extra-model-paths-config", str(yaml_path)]
     cmd += list(extra_args)
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", DO_NOT_TRACK="1")

@@ -33,7 +33,10 @@ def load_model(path):
         LiWiError: naming the file, when the checkpoint is missing, a pickle, truncated,
             of another architecture, or its weights do not match its config.
     """
-    from ..model import LiWiNet
+    try:
+        from ..model import LiWiNet
+    except ImportError:
+        raise LiWiError("the learned engine needs diffusers: pip install 'diffusers>=0.30'") from None
 
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
