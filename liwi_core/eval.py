@@ -1,25 +1,38 @@
 """Evaluation: ``python -m liwi_core.eval DATASET`` or ``python -m liwi_core.eval --benchmark``.
 
-Runs engines over a layered dataset (:mod:`liwi_core.dataset`) and prints one table of
-quality and speed, each engine also as a ratio to the naive baseline.
+Runs engines over a layered dataset (:mod:`liwi_core.dataset`) and prints a markdown table
+of quality and speed, each engine also as a ratio to the naive baseline when the baseline
+ran too, then the DTW scores per merge-edit count.
 
 Engines: ``classical`` (mask-guided, no weights), ``baseline`` (:mod:`liwi_core.baseline`),
-``folder:DIR`` (layers another tool wrote in the CLI's folder format, ``DIR/<sample id>/``).
+``folder`` with ``--pred-dir DIR`` (or ``folder:DIR``): layers another tool wrote in the
+CLI's folder format, one folder per sample, ``DIR/<sample id>/layers.json``.
 
-Flavours: ``prompted`` (each ground-truth layer's prompt mask of ``--prompt`` kind is
-given, front to back) and ``automatic`` (no masks; engines that need masks report n/a).
+Flavours: ``prompted`` (the prompt masks of kind ``--prompt`` of the ground-truth layers
+are given, front to back, i.e. mask ``i`` belongs to ground-truth layer ``n-1-i``) and
+``automatic`` (no masks; engines that need masks report n/a).
 
-Per sample and engine: DTW scores with 0 and 5 merge edits (LayerD's protocol, background
-included as the bottom layer); in prompted mode also alpha IoU and RGB L1 of each layer
-against the ground-truth layer its prompt came from; background L1 in the ground-truth
-hole; shadow L1 inside the ground-truth shadow; recomposition PSNR; seconds per image; and
-the process's peak memory. Each engine runs in its own process so its peak is its own.
+Per sample and engine (definitions in :mod:`liwi_core.metrics`):
+
+* ``dtw_cost@k``, ``dtw_rgb_l1@k``, ``dtw_alpha_iou@k`` for k = 0..5 merge edits: LayerD's
+  protocol, the background being the bottom layer (alpha 1) of both stacks;
+* prompted only, each predicted layer against the ground-truth layer its prompt came from
+  (no DTW needed): ``prompt_alpha_iou``, ``prompt_rgb_l1``, ``shadow_l1`` (inside the
+  ground-truth shadow). Predicted layers are paired by ``prompt_index``, or by position
+  when a folder's layers have none and their count equals the ground truth's;
+* ``background_l1_hole``: background L1 inside the ground-truth hole;
+* ``recompose_psnr``: the prediction recomposed against the input (capped at 99 dB);
+* ``seconds`` per image (engine call only; for ``folder``, reading the files).
+
+Per engine: the peak memory (``ru_maxrss``) of its process, absolute and above what it was
+before the first sample. Each engine runs in its own process so its peak is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,20 +41,25 @@ from pathlib import Path
 
 import torch
 
-from .dataset import iter_samples, sample_ids
+from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .metrics import (alpha_soft_iou, background_l1_in_hole, match_stacks, recompose_psnr, rgb_l1, shadow_l1,
                       stack_layers)
 
-__all__ = ["evaluate", "build_benchmark", "main", "BENCHMARK"]
+__all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # the held-out benchmark: ADD on the bundled example photos, which training recipes exclude
 BENCHMARK = {"images": str(ROOT / "example_images"), "masks": str(ROOT / "example_images"),
              "num": 24, "seed": 2605, "size": 384, "max_objects": 2}
-METRICS = ["dtw_rgb_l1@0", "dtw_alpha_iou@0", "dtw_rgb_l1@5", "dtw_alpha_iou@5", "prompt_alpha_iou",
-           "prompt_rgb_l1", "background_l1_hole", "shadow_l1", "recompose_psnr", "seconds"]
-HIGHER_IS_BETTER = {"dtw_alpha_iou@0", "dtw_alpha_iou@5", "prompt_alpha_iou", "recompose_psnr"}
+MAX_EDITS = 5
+DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "rgb_l1", "alpha_iou")]
+METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1", "background_l1_hole", "shadow_l1", "recompose_psnr",
+                         "seconds"]
+TABLE = ["dtw_rgb_l1@0", "dtw_alpha_iou@0", "dtw_rgb_l1@5", "dtw_alpha_iou@5", "prompt_alpha_iou",
+         "prompt_rgb_l1", "background_l1_hole", "shadow_l1", "recompose_psnr", "seconds"]
+HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m} | {"recompose_psnr"}
+PSNR_CAP = 99.0
 
 
 def build_benchmark(out) -> Path:
@@ -53,8 +71,19 @@ def build_benchmark(out) -> Path:
     return out
 
 
+def check_dataset(dataset) -> list[str]:
+    """The sample ids of ``dataset``; a one-line :class:`LiWiError` when it is missing or empty."""
+    path = Path(dataset)
+    if not path.is_dir():
+        raise LiWiError(f"dataset '{dataset}' does not exist (give a folder made by ADD)")
+    ids = sample_ids(path)
+    if not ids:
+        raise LiWiError(f"dataset '{dataset}' has no finished samples")
+    return ids
+
+
 def _engine(name: str):
-    """``run(composite, masks_front_to_back or None, sample_id) -> LayerStack``."""
+    """``run(composite [1,3,H,W], masks [N,1,H,W] front to back or None, sample id) -> LayerStack``."""
     if name == "classical":
         from .decompose import decompose
         return lambda image, masks, sid: decompose(image, masks)
@@ -69,41 +98,94 @@ def _engine(name: str):
     if name.startswith("folder:"):
         from .export import load_layers_dir
         folder = Path(name.split(":", 1)[1])
+        if not folder.is_dir():
+            raise LiWiError(f"prediction folder '{folder}' does not exist")
         return lambda image, masks, sid: load_layers_dir(folder / sid)
-    raise LiWiError(f"unknown engine '{name}': use classical, baseline or folder:DIR")
+    raise LiWiError(f"unknown engine '{name}': use classical, baseline or folder (with --pred-dir)")
 
 
-def _score(sample, pred, prompted: bool) -> dict:
-    gt = sample.stack
-    scores = match_stacks(stack_layers(pred), stack_layers(gt))
-    row = {"dtw_rgb_l1@0": scores[0]["rgb_l1"], "dtw_alpha_iou@0": scores[0]["alpha_iou"],
-           "dtw_rgb_l1@5": scores[5]["rgb_l1"], "dtw_alpha_iou@5": scores[5]["alpha_iou"],
-           "background_l1_hole": background_l1_in_hole(pred.background, gt.background, gt.hole),
-           "recompose_psnr": min(recompose_psnr(pred.composite(), sample.composite), 99.0)}
+def _prompt_pairs(pred, gt) -> tuple[list, str | None]:
+    """``[(pred layer, gt layer)]`` for the prompted metrics, and how they were paired."""
     n = len(gt.layers)
-    pairs = [(layer, gt.layers[n - 1 - layer.prompt_index]) for layer in pred.layers
-             if prompted and layer.prompt_index is not None and 0 <= layer.prompt_index < n]
+    if pred.layers and all(l.prompt_index is not None for l in pred.layers):
+        return [(l, gt.layers[n - 1 - l.prompt_index]) for l in pred.layers if 0 <= l.prompt_index < n], "prompt_index"
+    if len(pred.layers) == n and n:
+        return list(zip(pred.layers, gt.layers)), "position"
+    return [], None
+
+
+def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS) -> dict:
+    """All per-sample metrics of one prediction (see the module docstring).
+
+    Args:
+        sample: a :class:`~liwi_core.dataset.Sample` (ground truth and composite).
+        pred: the engine's :class:`~liwi_core.layers.LayerStack` for ``sample.composite``.
+        prompted: whether the prompt metrics apply.
+        max_edits: merge edits of the DTW matching.
+
+    Returns:
+        ``{metric: float}`` plus ``dtw``: the per-edit-count results of
+        :func:`~liwi_core.metrics.match_stacks`, and ``prompt_match``.
+    """
+    gt = sample.stack
+    dtw = match_stacks(stack_layers(pred), stack_layers(gt), max_edits=max_edits)
+    row: dict = {}
+    for r in dtw:
+        k = r["edits"]
+        row.update({f"dtw_cost@{k}": r["cost"], f"dtw_rgb_l1@{k}": r["rgb_l1"], f"dtw_alpha_iou@{k}": r["alpha_iou"]})
+    if gt.hole is not None:
+        row["background_l1_hole"] = background_l1_in_hole(pred.background, gt.background, gt.hole)
+    row["recompose_psnr"] = min(recompose_psnr(pred.composite(), sample.composite), PSNR_CAP)
+    pairs, how = _prompt_pairs(pred, gt) if prompted else ([], None)
     if pairs:
         row["prompt_alpha_iou"] = sum(alpha_soft_iou(p.alpha, g.alpha) for p, g in pairs) / len(pairs)
         row["prompt_rgb_l1"] = sum(rgb_l1(p.rgba[:, :3], g.rgba[:, :3], g.alpha) for p, g in pairs) / len(pairs)
         row["shadow_l1"] = sum(shadow_l1(p.shadow, g.shadow) for p, g in pairs) / len(pairs)
+    row["prompt_match"] = how
+    row["dtw"] = dtw
     return row
+
+
+def _masks(sample, prompt: str) -> torch.Tensor:
+    """The sample's ``prompt`` masks front to back, ``[N,1,H,W]``."""
+    missing = [k for k, p in enumerate(sample.prompts) if prompt not in p]
+    if missing:
+        have = sorted({k for p in sample.prompts for k in p})
+        raise LiWiError(f"sample {sample.id} has no '{prompt}' prompt for layer(s) {missing} "
+                        f"(it has: {', '.join(have) or 'none'})")
+    return torch.cat([sample.prompts[k][prompt] for k in reversed(range(len(sample.prompts)))])
+
+
+def _max_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
 
 
 def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dilated",
              limit: int | None = None) -> dict:
-    """Mean metrics of one engine over a dataset, plus per-sample rows and peak memory."""
+    """Run one engine over a dataset and score it.
+
+    Args:
+        dataset: dataset folder.
+        engine: ``classical``, ``baseline`` or ``folder:DIR``.
+        flavour: ``prompted`` or ``automatic``.
+        prompt: prompt kind for the prompted flavour.
+        limit: only the first ``limit`` samples (by sorted id).
+
+    Returns:
+        ``engine``, ``flavour``, ``prompt``, ``samples`` (scored), ``failed`` (``{id: error}``
+        for samples the engine refused), ``means`` (``{metric: mean over the samples that
+        have it}``), ``peak_rss_mb``, ``peak_extra_mb`` and ``rows`` (per sample).
+    """
+    if flavour not in ("prompted", "automatic"):
+        raise LiWiError(f"unknown flavour '{flavour}': use prompted or automatic")
+    ids = check_dataset(dataset)
+    ids = ids[:limit] if limit else ids
     run = _engine(engine)
-    ids = sample_ids(dataset)[:limit] if limit else None
     rows, failures = [], {}
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_rss = _max_rss_mb()
     for sample in iter_samples(dataset, ids=ids):
-        masks = None
-        if flavour == "prompted":
-            missing = [k for k, p in enumerate(sample.prompts) if prompt not in p]
-            if missing:
-                raise LiWiError(f"sample {sample.id} has no '{prompt}' prompt for layer(s) {missing}")
-            masks = torch.cat([sample.prompts[k][prompt] for k in reversed(range(len(sample.prompts)))])
+        masks = _masks(sample, prompt) if flavour == "prompted" else None
         start = time.perf_counter()
         try:
             pred = run(sample.composite, masks, sample.id)
@@ -111,75 +193,140 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
             failures[sample.id] = str(exc)
             continue
         seconds = time.perf_counter() - start
-        rows.append({"id": sample.id, **_score(sample, pred, flavour == "prompted"), "seconds": seconds})
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024.0
-    means = {m: sum(r[m] for r in rows if m in r) / max(1, sum(m in r for r in rows)) for m in METRICS
-             if any(m in r for r in rows)}
+        rows.append({"id": sample.id, **score_sample(sample, pred, flavour == "prompted"), "seconds": seconds})
+    means = {}
+    for m in METRICS:
+        values = [r[m] for r in rows if m in r]
+        if values:
+            means[m] = sum(values) / len(values)
     return {"engine": engine, "flavour": flavour, "prompt": prompt if flavour == "prompted" else None,
-            "samples": len(rows), "failed": failures, "means": means, "peak_extra_mb": peak_mb, "rows": rows}
+            "samples": len(rows), "failed": failures, "means": means, "peak_rss_mb": _max_rss_mb(),
+            "peak_extra_mb": _max_rss_mb() - base_rss, "rows": rows}
+
+
+def _cell(m: str, v: float | None, base: float | None) -> str:
+    if v is None:
+        return "n/a"
+    cell = f"{v:.1f}" if m == "recompose_psnr" else f"{v:.4f}" if m != "seconds" else f"{v:.3f}"
+    if base:
+        cell += f" ({v / base:.2f}x)"
+    return cell
+
+
+def _baseline_of(results: list[dict], r: dict) -> dict | None:
+    base = next((b for b in results if b["engine"] == "baseline" and b["flavour"] == r["flavour"] and b["samples"]),
+                None)
+    return None if base is r else base
 
 
 def _table(results: list[dict]) -> str:
-    shown = [m for m in METRICS if any(m in r["means"] for r in results)]
-    lines = ["| engine | flavour | n | " + " | ".join(shown) + " | peak MB |",
-             "|---" * (len(shown) + 4) + "|"]
+    """The main markdown table: means per engine and flavour, ratios to the baseline in brackets."""
+    shown = [m for m in TABLE if any(m in r["means"] for r in results)]
+    lines = ["| engine | flavour | n | " + " | ".join(shown) + " | peak MB |", "|---" * (len(shown) + 4) + "|"]
     for r in results:
         if not r["samples"]:
             reason = next(iter(r["failed"].values()), "no samples")
             lines.append(f"| {r['engine']} | {r['flavour']} | 0 | n/a: {reason} |" + " |" * len(shown))
             continue
-        base = next((b for b in results if b["engine"] == "baseline" and b["flavour"] == r["flavour"]
-                     and b["samples"]), None)
-        cells = []
-        for m in shown:
-            v = r["means"].get(m)
-            cell = "n/a" if v is None else f"{v:.3f}" if m != "recompose_psnr" else f"{v:.1f}"
-            if base and r is not base and v is not None and base["means"].get(m):
-                cell += f" ({v / base['means'][m]:.2f}x)"
-            cells.append(cell)
+        base = _baseline_of(results, r)
+        cells = [_cell(m, r["means"].get(m), base["means"].get(m) if base else None) for m in shown]
         lines.append(f"| {r['engine']} | {r['flavour']} | {r['samples']} | " + " | ".join(cells)
-                     + f" | {r['peak_extra_mb']:.0f} |")
+                     + f" | {r['peak_rss_mb']:.0f} (+{r['peak_extra_mb']:.0f}) |")
     return "\n".join(lines)
 
 
+def _dtw_table(results: list[dict]) -> str:
+    """DTW RGB L1 / alpha IoU per number of merge edits."""
+    lines = ["| engine | flavour | " + " | ".join(f"{k} edits" for k in range(MAX_EDITS + 1)) + " |",
+             "|---" * (MAX_EDITS + 3) + "|"]
+    for r in results:
+        if r["samples"]:
+            cells = [f"{r['means'][f'dtw_rgb_l1@{k}']:.4f} / {r['means'][f'dtw_alpha_iou@{k}']:.4f}"
+                     for k in range(MAX_EDITS + 1)]
+            lines.append(f"| {r['engine']} | {r['flavour']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _engines(args) -> list[str]:
+    """The engine list from ``--engine/--pred-dir/--compare-baseline`` or ``--engines``."""
+    if args.engine and args.engines:
+        raise LiWiError("give --engine or --engines, not both")
+    if args.pred_dir and args.engine != "folder":
+        raise LiWiError("--pred-dir goes with --engine folder")
+    if not args.engine:
+        engines = [e.strip() for e in (args.engines or "classical,baseline").split(",") if e.strip()]
+    elif args.engine == "folder":
+        if not args.pred_dir:
+            raise LiWiError("--engine folder needs --pred-dir DIR (one folder per sample id)")
+        engines = [f"folder:{args.pred_dir}"]
+    else:
+        engines = [args.engine]
+    if args.compare_baseline and "baseline" not in engines:
+        engines.append("baseline")
+    for e in engines:
+        if e not in ("classical", "baseline") and not (e.startswith("folder:") and len(e) > 7):
+            raise LiWiError(f"unknown engine '{e}': use classical, baseline or folder (with --pred-dir)")
+    # children run elsewhere: make folder paths absolute
+    return [f"folder:{Path(e[7:]).resolve()}" if e.startswith("folder:") else e for e in engines]
+
+
+def _run_child(dataset: str, engine: str, flavour: str, args) -> dict:
+    """``evaluate`` in a fresh process, so that its peak memory is the engine's alone."""
+    cmd = [sys.executable, "-m", "liwi_core.eval", dataset, "--one", engine, flavour, "--prompt", args.prompt]
+    cmd += ["--limit", str(args.limit)] if args.limit else []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"engine {engine} failed"
+        raise LiWiError(last.removeprefix("liwi: error: "))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m liwi_core.eval", description=__doc__.splitlines()[0])
+    p.add_argument("dataset", nargs="?", help="dataset folder (ADD format)")
+    p.add_argument("--benchmark", metavar="DIR", nargs="?", const=str(ROOT / "benchmarks" / "heldout-v1"),
+                   help="build (if needed) and evaluate the held-out benchmark in DIR")
+    p.add_argument("--engine", choices=["classical", "baseline", "folder"], help="one engine")
+    p.add_argument("--pred-dir", help="with --engine folder: DIR/<sample id>/ holds that sample's layers")
+    p.add_argument("--compare-baseline", action="store_true", help="also run the baseline and print ratios to it")
+    p.add_argument("--engines", help="comma-separated engines (classical, baseline, folder:DIR); "
+                                     "default classical,baseline")
+    p.add_argument("--flavours", default="prompted,automatic", help="prompted, automatic or both")
+    p.add_argument("--prompt", default="dilated", help=f"prompt kind: {', '.join(PROMPT_KINDS)} (default dilated)")
+    p.add_argument("--limit", type=int, help="only the first N samples")
+    p.add_argument("--json", help="write all results (means and per-sample rows) here")
+    p.add_argument("--one", nargs=2, metavar=("ENGINE", "FLAVOUR"), help=argparse.SUPPRESS)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m liwi_core.eval", description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", nargs="?", help="dataset folder (ADD format)")
-    parser.add_argument("--benchmark", metavar="DIR", nargs="?", const=str(ROOT / "benchmarks" / "heldout-v1"),
-                        help="build (if needed) and evaluate the held-out benchmark in DIR")
-    parser.add_argument("--engines", default="classical,baseline", help="comma-separated engines")
-    parser.add_argument("--flavours", default="prompted,automatic")
-    parser.add_argument("--prompt", default="dilated", help="prompt kind: eroded, dilated, blurred, box, scribble")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--json", help="write all results here")
-    parser.add_argument("--one", nargs=2, metavar=("ENGINE", "FLAVOUR"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        dataset = args.dataset
-        if args.benchmark:
-            dataset = str(build_benchmark(args.benchmark))
+        if args.limit is not None and args.limit < 1:
+            raise LiWiError(f"--limit must be at least 1, got {args.limit}")
+        dataset = str(build_benchmark(args.benchmark)) if args.benchmark else args.dataset
         if not dataset:
             raise LiWiError("give a DATASET folder or --benchmark")
         if args.one:
             print(json.dumps(evaluate(dataset, args.one[0], args.one[1], args.prompt, args.limit)))
             return 0
-        if not sample_ids(dataset):
-            raise LiWiError(f"dataset '{dataset}' has no finished samples")
-        results = []
-        for flavour in args.flavours.split(","):
-            for engine in args.engines.split(","):
-                cmd = [sys.executable, "-m", "liwi_core.eval", dataset, "--one", engine, flavour,
-                       "--prompt", args.prompt] + (["--limit", str(args.limit)] if args.limit else [])
-                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                if out.returncode != 0:
-                    raise LiWiError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "engine failed")
-                results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        check_dataset(dataset)
+        dataset = str(Path(dataset).resolve())
+        engines = _engines(args)
+        flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
+        for f in flavours:
+            if f not in ("prompted", "automatic"):
+                raise LiWiError(f"unknown flavour '{f}': use prompted, automatic or both")
+        results = [_run_child(dataset, e, f, args) for f in flavours for e in engines]
     except LiWiError as exc:
         print(f"liwi: error: {exc}", file=sys.stderr)
         return 2
-    print(f"dataset: {dataset}; prompt masks: {args.prompt}; ratios are to the baseline (lower is better "
-          f"except IoU and PSNR)")
+    print(f"dataset: {dataset}; prompt masks: {args.prompt}; in brackets: ratio to the baseline "
+          f"(lower is better except IoU and PSNR); peak MB: process peak (+ above its start)")
     print(_table(results))
+    print("\nDTW RGB L1 / alpha IoU after k merge edits (LayerD protocol, background = bottom layer):")
+    print(_dtw_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

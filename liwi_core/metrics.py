@@ -1,7 +1,7 @@
 """Layer decomposition metrics, one per function (LayerD's protocol plus what LiWi needs).
 
 Inputs are ``[B,C,H,W]`` float tensors in [0,1]; each function returns a Python float
-averaged over the batch.
+(pixels of all batch elements pooled). Lower is better except for IoU and PSNR.
 """
 
 from __future__ import annotations
@@ -9,12 +9,21 @@ from __future__ import annotations
 import torch
 
 __all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "recompose_psnr", "stack_layers",
-           "merge_layers", "layer_cost", "dtw_align", "match_stacks"]
+           "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks"]
 
 
 def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor) -> float:
-    """RGB L1: mean over the RGB channels of ``|pred - gt|``, averaged over pixels where the
-    ground-truth alpha is above 0. Returns 0 when no pixel qualifies."""
+    """RGB L1 inside the ground truth (LayerD's ``RGBL1``)::
+
+        sum_p [gt_alpha_p > 0] * mean_c |pred_cp - gt_cp|  /  sum_p [gt_alpha_p > 0]
+
+    Args:
+        pred_rgb, gt_rgb: ``[B,3,H,W]`` straight (not premultiplied) colour.
+        gt_alpha: ``[B,1,H,W]`` ground-truth alpha.
+
+    Returns:
+        The mean absolute error in [0, 1]; 0 when the ground-truth alpha is empty.
+    """
     inside = (gt_alpha > 0).expand_as(gt_rgb)
     if not bool(inside.any()):
         return 0.0
@@ -22,7 +31,14 @@ def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor)
 
 
 def alpha_soft_iou(pred_alpha: torch.Tensor, gt_alpha: torch.Tensor) -> float:
-    """Alpha soft IoU: ``sum(min(a_pred, a_gt)) / sum(max(a_pred, a_gt))``; 1 when both are empty."""
+    """Alpha soft IoU (LayerD's ``AlphaIoU``): ``sum_p min(a_pred, a_gt) / sum_p max(a_pred, a_gt)``.
+
+    Args:
+        pred_alpha, gt_alpha: ``[B,1,H,W]`` alpha in [0, 1].
+
+    Returns:
+        IoU in [0, 1]; 1 when both alphas are empty (LayerD gives 0 there).
+    """
     union = torch.maximum(pred_alpha, gt_alpha).sum()
     if float(union) == 0:
         return 1.0
@@ -30,8 +46,16 @@ def alpha_soft_iou(pred_alpha: torch.Tensor, gt_alpha: torch.Tensor) -> float:
 
 
 def background_l1_in_hole(pred_bg: torch.Tensor, gt_bg: torch.Tensor, hole: torch.Tensor) -> float:
-    """Background L1 in the hole: mean ``|pred - gt|`` over RGB where ``hole > 0.5`` (the part of the
-    background hidden by objects in the input). Returns 0 for an empty hole."""
+    """Background L1 in the hole: mean of ``|pred - gt|`` over RGB and the pixels where
+    ``hole > 0.5`` (the part of the background hidden by the objects in the input).
+
+    Args:
+        pred_bg, gt_bg: ``[B,3,H,W]`` clean backgrounds.
+        hole: ``[B,1,H,W]`` ground-truth hole.
+
+    Returns:
+        Mean absolute error in [0, 1]; 0 for an empty hole.
+    """
     inside = (hole > 0.5).expand_as(gt_bg)
     if not bool(inside.any()):
         return 0.0
@@ -39,9 +63,18 @@ def background_l1_in_hole(pred_bg: torch.Tensor, gt_bg: torch.Tensor, hole: torc
 
 
 def shadow_l1(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, threshold: float = 0.95) -> float:
-    """Shadow-map L1 inside the shadow: mean ``|pred - gt|`` where the ground-truth map (mean over
-    channels) is below ``threshold``. One-channel maps are compared against the channel mean of
-    three-channel ones. Returns 0 when there is no ground-truth shadow."""
+    """Shadow-map L1 inside the shadow: mean of ``|pred - gt|`` over the pixels where the
+    ground-truth map (mean over channels) is below ``threshold`` (at least 5% of the light
+    removed), and over channels.
+
+    Args:
+        pred_shadow, gt_shadow: ``[B,1|3,H,W]`` multiplicative maps (1 = no shadow). When the
+            channel counts differ both are reduced to their channel mean.
+        threshold: ground-truth value below which a pixel is in the shadow.
+
+    Returns:
+        Mean absolute error in [0, 1]; 0 when there is no ground-truth shadow.
+    """
     if pred_shadow.shape[1] != gt_shadow.shape[1]:
         pred_shadow, gt_shadow = pred_shadow.mean(1, keepdim=True), gt_shadow.mean(1, keepdim=True)
     inside = (gt_shadow.mean(dim=1, keepdim=True) < threshold).expand_as(gt_shadow)
@@ -51,31 +84,78 @@ def shadow_l1(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, threshold: flo
 
 
 def recompose_psnr(recomposed: torch.Tensor, image: torch.Tensor) -> float:
-    """Recomposition PSNR in dB: ``10 log10(1 / MSE)`` over all pixels and channels; inf if equal."""
+    """Recomposition PSNR in dB: ``10 log10(1 / MSE)``, the MSE over all pixels and channels
+    (float64).
+
+    Args:
+        recomposed: ``[B,3,H,W]`` the stack recomposed (:meth:`LayerStack.composite`).
+        image: ``[B,3,H,W]`` the input image.
+
+    Returns:
+        PSNR in dB; ``inf`` when the two are equal.
+    """
     mse = float(((recomposed.double() - image.double()) ** 2).mean())
     return float("inf") if mse == 0 else 10.0 * float(torch.log10(torch.tensor(1.0 / mse)))
 
 
 # --------------------------------------------------------------------------- stack matching
 #
-# LayerD's protocol compares a predicted and a ground-truth stack of RGBA layers (back to
-# front, the background being the bottom layer with alpha 1): the two sequences are aligned
-# by dynamic time warping, scored on the aligned pairs, and up to five "merge edits" (two
-# adjacent layers of either stack composited into one) are allowed, each chosen greedily
-# as the one that lowers the DTW cost most; scores are reported per number of edits.
+# LayerD's protocol (Suzuki et al., ICCV 2025, github.com/CyberAgentAILab/LayerD,
+# ``layerd/evaluation``), as LiWi computes it:
+#
+# 1. Both stacks are lists of straight-alpha RGBA layers, back to front. A LiWi stack's
+#    background is layer 0 with alpha 1 everywhere (:func:`stack_layers`); shadow maps are
+#    not layers (they are scored by :func:`shadow_l1`).
+# 2. Each list is grouped by occlusion (:func:`group_top_layers`): layers that no layer
+#    in front of them overlaps form the top group, and so on down; each group is merged
+#    into one layer. Non-overlapping objects therefore compare the same in any order.
+# 3. The lists are aligned by dynamic time warping (:func:`dtw_align`) with the cost of
+#    :func:`layer_cost`; the scores are means over the aligned pairs.
+# 4. Up to ``max_edits`` merge edits (:func:`merge_layers`: two adjacent layers of either
+#    list composited into one) are applied one at a time, and the scores are reported
+#    after each (0..5 edits).
+#
+# Where LiWi differs from LayerD's code (documented, deliberate):
+# * The edit chosen is the one adjacent merge, in either list, after which the DTW mean
+#   cost is lowest (ties: the predicted list first, then the lower index); edits stop when
+#   no merge lowers the cost. LayerD ranks merges by a local gain over the layers matched
+#   to the pair and keeps merging while that local gain is positive, even when the whole
+#   alignment gets no better. Ours makes "score after k edits" a non-increasing cost.
+# * Tensors are float, not 8-bit; "alpha > 0" in the grouping means alpha > 0.5/255
+#   (what survives 8-bit quantisation), so float predictions are not penalised for
+#   alpha dust. The soft IoU of two empty alphas is 1 (LayerD: 0).
+# * Like LayerD, a list of two layers or fewer is never merged further (``min_layers``),
+#   so the trivial "merge everything into one layer on both sides" cannot score.
+
+ALPHA_EPS = 0.5 / 255.0  # alpha above this is "present" for grouping (8-bit alpha > 0)
 
 
 def stack_layers(stack) -> list[torch.Tensor]:
-    """A :class:`~liwi_core.layers.LayerStack` as RGBA layers back to front, ``[B,4,H,W]``,
-    with the background first (alpha 1). Shadows are not layers here (see :func:`shadow_l1`)."""
+    """A :class:`~liwi_core.layers.LayerStack` as the RGBA list the protocol compares.
+
+    Args:
+        stack: a stack of batch 1.
+
+    Returns:
+        ``[background with alpha 1, layer_0, ..., layer_n-1]``, each ``[1,4,H,W]``, back to front.
+    """
     bg = torch.cat([stack.background, torch.ones_like(stack.background[:, :1])], dim=1)
     return [bg] + [layer.rgba for layer in stack.layers]
 
 
 def merge_layers(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """Merge edit: ``upper`` over ``lower`` as one straight-alpha RGBA layer ``[B,4,H,W]``.
+    """Merge edit: ``upper`` composited over ``lower`` into one straight-alpha layer.
 
-    ``a = a_u + a_l (1 - a_u)``, ``F = (a_u F_u + (1 - a_u) a_l F_l) / a`` (0 where a = 0).
+    The ``over`` rule (as PIL's ``alpha_composite``, which LayerD uses)::
+
+        a = a_u + a_l (1 - a_u)
+        F = (a_u F_u + (1 - a_u) a_l F_l) / a        (F = 0 where a = 0)
+
+    Args:
+        lower, upper: ``[B,4,H,W]`` straight-alpha RGBA, ``upper`` in front.
+
+    Returns:
+        ``[B,4,H,W]`` straight-alpha RGBA.
     """
     au, al = upper[:, 3:4], lower[:, 3:4]
     alpha = au + al * (1 - au)
@@ -84,72 +164,165 @@ def merge_layers(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     return torch.cat([rgb, alpha], dim=1)
 
 
+def group_top_layers(layers: list[torch.Tensor], eps: float = ALPHA_EPS) -> list[torch.Tensor]:
+    """LayerD's occlusion grouping of a back-to-front list.
+
+    Repeatedly, the remaining layers that no remaining layer in front of them overlaps
+    (overlap: both alphas > ``eps`` at a pixel) form a group and are removed; groups are
+    found front first and returned back to front, each merged (:func:`merge_layers`, in
+    back-to-front order) into one layer.
+
+    Args:
+        layers: ``[B,4,H,W]`` RGBA layers, back to front.
+        eps: alpha above which a pixel counts as covered.
+
+    Returns:
+        The merged groups, ``[B,4,H,W]`` each, back to front.
+    """
+    masks = [layer[:, 3] > eps for layer in layers]
+    remaining, groups = list(range(len(layers))), []
+    while remaining:
+        top = [i for k, i in enumerate(remaining)
+               if not any(bool((masks[i] & masks[j]).any()) for j in remaining[k + 1:])]
+        groups.append(top)
+        remaining = [i for i in remaining if i not in top]
+    merged = []
+    for group in reversed(groups):
+        layer = layers[group[0]]
+        for i in group[1:]:
+            layer = merge_layers(layer, layers[i])
+        merged.append(layer)
+    return merged
+
+
 def layer_cost(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    """Distance of two RGBA layers: ``(RGB L1 + (1 - alpha soft IoU)) / 2``, in [0, 1]."""
-    return (rgb_l1(pred[:, :3], gt[:, :3], gt[:, 3:4]) + 1.0 - alpha_soft_iou(pred[:, 3:4], gt[:, 3:4])) / 2.0
+    """Distance of a predicted and a ground-truth RGBA layer, in [0, 1]:
+    ``(rgb_l1(pred, gt, gt alpha) + 1 - alpha_soft_iou(pred alpha, gt alpha)) / 2``.
+
+    Args:
+        pred, gt: ``[B,4,H,W]`` straight-alpha RGBA (the order matters: RGB L1 is taken
+            where the ground truth is present).
+    """
+    l1, iou = _pair_scores(pred, gt)
+    return (l1 + 1.0 - iou) / 2.0
+
+
+def _pair_scores(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
+    """``(rgb_l1, alpha_soft_iou)`` of one layer pair."""
+    return rgb_l1(pred[:, :3], gt[:, :3], gt[:, 3:4]), alpha_soft_iou(pred[:, 3:4], gt[:, 3:4])
+
+
+def dtw_path(cost: list[list[float]]) -> tuple[float, list[tuple[int, int]]]:
+    """Cheapest monotone path through a cost matrix (dynamic time warping).
+
+    The path starts at ``(0, 0)``, ends at ``(n-1, m-1)`` and each step moves to
+    ``(i+1, j+1)``, ``(i+1, j)`` or ``(i, j+1)``; its total is the sum of the costs it
+    visits. Backtracking prefers the diagonal, then ``(i-1, j)``, then ``(i, j-1)`` on ties.
+
+    Args:
+        cost: ``n x m`` non-negative costs, ``n, m >= 1``.
+
+    Returns:
+        ``(mean cost along the path, [(i, j), ...] from (0, 0) to (n-1, m-1))``.
+    """
+    n, m = len(cost), len(cost[0])
+    inf = float("inf")
+    acc = [[inf] * (m + 1) for _ in range(n + 1)]
+    acc[0][0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            acc[i][j] = cost[i - 1][j - 1] + min(acc[i - 1][j - 1], acc[i - 1][j], acc[i][j - 1])
+    path, i, j = [(n - 1, m - 1)], n, m
+    while (i, j) != (1, 1):
+        moves = [(acc[i - 1][j - 1], i - 1, j - 1), (acc[i - 1][j], i - 1, j), (acc[i][j - 1], i, j - 1)]
+        _, i, j = min(moves, key=lambda o: o[0])  # first minimum: diagonal wins ties
+        path.append((i - 1, j - 1))
+    path.reverse()
+    return sum(cost[a][b] for a, b in path) / len(path), path
 
 
 def dtw_align(pred: list[torch.Tensor], gt: list[torch.Tensor]) -> tuple[float, list[tuple[int, int]]]:
-    """Order-preserving alignment of two back-to-front layer lists by dynamic time warping.
+    """Align two back-to-front RGBA lists by :func:`dtw_path` over :func:`layer_cost`.
 
-    Each step pairs the next layers of both lists or repeats one of them; the first and
-    the last layers are always paired. Returns the mean :func:`layer_cost` along the
-    cheapest path and the path as ``(pred index, gt index)`` pairs.
-    """
-    n, m = len(pred), len(gt)
-    cost = [[layer_cost(p, g) for g in gt] for p in pred]
-    inf = float("inf")
-    total = [[inf] * (m + 1) for _ in range(n + 1)]
-    steps = [[0] * (m + 1) for _ in range(n + 1)]
-    total[0][0] = 0.0
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            options = [(total[i - 1][j - 1], steps[i - 1][j - 1]), (total[i - 1][j], steps[i - 1][j]),
-                       (total[i][j - 1], steps[i][j - 1])]
-            best, count = min(options, key=lambda o: o[0])
-            total[i][j] = best + cost[i - 1][j - 1]
-            steps[i][j] = count + 1
-    path, i, j = [], n, m
-    while i > 0 and j > 0:
-        path.append((i - 1, j - 1))
-        moves = [(total[i - 1][j - 1], i - 1, j - 1), (total[i - 1][j], i - 1, j), (total[i][j - 1], i, j - 1)]
-        _, i, j = min(moves, key=lambda o: o[0])
-    return total[n][m] / steps[n][m], path[::-1]
-
-
-def _merge_at(layers: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-    return layers[:k] + [merge_layers(layers[k], layers[k + 1])] + layers[k + 2:]
-
-
-def match_stacks(pred: list[torch.Tensor], gt: list[torch.Tensor], max_edits: int = 5) -> list[dict]:
-    """DTW scores of two stacks after 0..``max_edits`` greedy merge edits.
-
-    At each edit, every merge of two adjacent layers in either stack is tried and the one
-    giving the lowest DTW cost is kept (stopping early when a stack is down to one layer or
-    no merge lowers the cost; later counts then repeat the last result).
+    Args:
+        pred, gt: non-empty lists of ``[B,4,H,W]`` layers.
 
     Returns:
-        One dict per edit count: ``edits``, ``cost`` (mean DTW cost), ``rgb_l1`` and
-        ``alpha_iou`` (means over the aligned pairs), ``pairs`` (the alignment).
+        ``(mean layer cost along the path, [(pred index, gt index), ...])``.
     """
-    results = []
-    for edits in range(max_edits + 1):
-        cost, path = dtw_align(pred, gt)
-        results.append({
-            "edits": edits, "cost": cost, "pairs": path,
-            "rgb_l1": sum(rgb_l1(pred[i][:, :3], gt[j][:, :3], gt[j][:, 3:4]) for i, j in path) / len(path),
-            "alpha_iou": sum(alpha_soft_iou(pred[i][:, 3:4], gt[j][:, 3:4]) for i, j in path) / len(path),
-        })
-        if edits == max_edits:
-            break
-        candidates = [(dtw_align(_merge_at(pred, k), gt)[0], "pred", k) for k in range(len(pred) - 1)]
-        candidates += [(dtw_align(pred, _merge_at(gt, k))[0], "gt", k) for k in range(len(gt) - 1)]
-        if not candidates or min(candidates)[0] >= cost:
-            results += [dict(results[-1], edits=e) for e in range(edits + 1, max_edits + 1)]
-            break
-        _, side, k = min(candidates, key=lambda c: c[0])
+    return dtw_path([[layer_cost(p, g) for g in gt] for p in pred])
+
+
+class _Scores:
+    """Pairwise ``(rgb_l1, iou)`` of two lists, updated in place as merge edits apply."""
+
+    def __init__(self, pred: list[torch.Tensor], gt: list[torch.Tensor]) -> None:
+        self.pred, self.gt = list(pred), list(gt)
+        self.table = [[_pair_scores(p, g) for g in self.gt] for p in self.pred]
+
+    def cost(self, table=None) -> list[list[float]]:
+        return [[(l1 + 1.0 - iou) / 2.0 for l1, iou in row] for row in (table or self.table)]
+
+    def merged(self, side: str, k: int) -> tuple[list[torch.Tensor], list[list[tuple[float, float]]]]:
+        """The list of ``side`` with layers ``k, k+1`` merged, and the table that goes with it."""
+        layers = self.pred if side == "pred" else self.gt
+        layer = merge_layers(layers[k], layers[k + 1])
+        new = layers[:k] + [layer] + layers[k + 2:]
         if side == "pred":
-            pred = _merge_at(pred, k)
-        else:
-            gt = _merge_at(gt, k)
-    return results
+            row = [_pair_scores(layer, g) for g in self.gt]
+            return new, self.table[:k] + [row] + self.table[k + 2:]
+        table = [r[:k] + [_pair_scores(p, layer)] + r[k + 2:] for p, r in zip(self.pred, self.table)]
+        return new, table
+
+    def result(self, edits: int, merge: tuple[str, int] | None) -> dict:
+        cost, path = dtw_path(self.cost())
+        return {"edits": edits, "cost": cost, "pairs": path, "merge": merge,
+                "rgb_l1": sum(self.table[i][j][0] for i, j in path) / len(path),
+                "alpha_iou": sum(self.table[i][j][1] for i, j in path) / len(path),
+                "pred_layers": len(self.pred), "gt_layers": len(self.gt)}
+
+
+def match_stacks(pred: list[torch.Tensor], gt: list[torch.Tensor], max_edits: int = 5, group: bool = True,
+                 min_layers: int = 2) -> list[dict]:
+    """LayerD's layer matching: DTW scores of two stacks after 0..``max_edits`` merge edits.
+
+    See the section comment above for the protocol. Each edit tries every merge of two
+    adjacent layers in either list (a list of ``min_layers`` or fewer is not merged) and
+    keeps the one with the lowest DTW mean cost; when none lowers the cost, later edit
+    counts repeat the last result (as LayerD's aggregation does).
+
+    Args:
+        pred, gt: RGBA layers ``[1,4,H,W]``, back to front (see :func:`stack_layers`).
+        max_edits: merge edits allowed (LayerD: 5).
+        group: apply :func:`group_top_layers` to both lists first (LayerD: yes).
+        min_layers: a list this short is not merged further (LayerD: 2).
+
+    Returns:
+        ``max_edits + 1`` dicts, for 0..``max_edits`` edits: ``edits``; ``cost``, ``rgb_l1`` and
+        ``alpha_iou`` (means over the aligned pairs; lower, lower, higher is better);
+        ``pairs`` (the alignment, ``(pred index, gt index)`` into the edited lists);
+        ``merge`` (the edit just taken: ``("pred" | "gt", index)`` or ``None``);
+        ``pred_layers`` and ``gt_layers`` (lengths of the edited lists).
+    """
+    if not pred or not gt:
+        raise ValueError("match_stacks needs at least one layer on each side")
+    if group:
+        pred, gt = group_top_layers(pred), group_top_layers(gt)
+    scores = _Scores(pred, gt)
+    results = [scores.result(0, None)]
+    while len(results) <= max_edits:
+        best = None
+        for side, layers in (("pred", scores.pred), ("gt", scores.gt)):
+            if len(layers) <= min_layers:
+                continue
+            for k in range(len(layers) - 1):
+                new, table = scores.merged(side, k)
+                cost = dtw_path(scores.cost(table))[0]
+                if best is None or cost < best[0]:
+                    best = (cost, side, k, new, table)
+        if best is None or best[0] >= results[-1]["cost"] - 1e-12:
+            break
+        _, side, k, new, scores.table = best
+        setattr(scores, side, new)
+        results.append(scores.result(len(results), (side, k)))
+    return results + [dict(results[-1], edits=e, merge=None) for e in range(len(results), max_edits + 1)]

@@ -1,9 +1,14 @@
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 
 from helpers import write_scene_dataset
-from liwi_core.eval import evaluate, main
+from liwi_core.baseline import baseline_decompose
+from liwi_core.dataset import iter_samples
+from liwi_core.eval import METRICS, evaluate, main, score_sample
+from liwi_core.export import save_layers_dir
 
 
 @pytest.fixture(scope="module")
@@ -11,40 +16,143 @@ def dataset(tmp_path_factory):
     return write_scene_dataset(tmp_path_factory.mktemp("evalset"), 2, 48, 64, prefix="t")
 
 
-def test_ground_truth_against_itself_is_perfect(dataset, tmp_path):
-    from liwi_core.dataset import iter_samples
-    from liwi_core.export import save_layers_dir
+@pytest.fixture(scope="module")
+def truth_dir(dataset, tmp_path_factory):
+    """The ground truth written as another tool's predictions (CLI folder format)."""
+    out = tmp_path_factory.mktemp("truth")
     for s in iter_samples(dataset):
-        save_layers_dir(s.stack, tmp_path / s.id)
-    r = evaluate(dataset, f"folder:{tmp_path}")
+        save_layers_dir(s.stack, out / s.id)
+    return out
+
+
+def test_ground_truth_against_itself_is_perfect(dataset, truth_dir):
+    r = evaluate(dataset, f"folder:{truth_dir}")
     m = r["means"]
-    assert r["samples"] == 2
-    assert m["dtw_rgb_l1@0"] == 0.0 and m["dtw_alpha_iou@0"] == 1.0
-    assert m["prompt_alpha_iou"] == 1.0 and m["background_l1_hole"] == 0.0 and m["shadow_l1"] == 0.0
+    assert r["samples"] == 2 and not r["failed"]
+    for k in range(6):
+        assert m[f"dtw_cost@{k}"] == 0.0 and m[f"dtw_rgb_l1@{k}"] == 0.0 and m[f"dtw_alpha_iou@{k}"] == 1.0
+    assert m["prompt_alpha_iou"] == 1.0 and m["prompt_rgb_l1"] == 0.0
+    assert m["background_l1_hole"] == 0.0 and m["shadow_l1"] == 0.0
     assert m["recompose_psnr"] >= 45
+    assert all(row["prompt_match"] == "prompt_index" for row in r["rows"])
+
+
+def test_prompt_metrics_pair_by_position_without_prompt_index(dataset):
+    sample = next(iter_samples(dataset))
+    pred = replace(sample.stack, layers=[replace(l, prompt_index=None) for l in sample.stack.layers])
+    row = score_sample(sample, pred)
+    assert row["prompt_match"] == "position" and row["prompt_alpha_iou"] == 1.0
+    assert len(row["dtw"]) == 6 and row["dtw"][0]["pairs"] == [(0, 0), (1, 1)]
+
+
+def test_a_worse_prediction_scores_worse(dataset):
+    sample = next(iter_samples(dataset))
+    layer = sample.stack.layers[0]
+    moved = replace(layer, rgba=torch.roll(layer.rgba, 4, dims=-1))
+    row = score_sample(sample, replace(sample.stack, layers=[moved]))
+    assert 0.3 < row["prompt_alpha_iou"] < 0.95 and row["dtw_alpha_iou@0"] < 1.0
+    assert row["recompose_psnr"] < 40
+
+
+def test_baseline_is_the_mask_the_image_and_telea():
+    from helpers import scene
+    image, _, alpha, _, rough = scene(48, 64)
+    masks = torch.cat([rough, (alpha > 0.5).float()])  # front to back
+    stack = baseline_decompose(image, masks, names=["a", "b"])
+    assert [l.prompt_index for l in stack.layers] == [1, 0] and [l.name for l in stack.layers] == ["b", "a"]
+    assert torch.equal(stack.layers[1].alpha, rough) and torch.equal(stack.layers[1].rgba[:, :3], image)
+    assert all(torch.equal(l.shadow, torch.ones_like(l.shadow)) for l in stack.layers)
+    assert torch.equal(stack.hole, rough)
+    outside = (rough == 0).expand_as(image)
+    assert (stack.background - image).abs()[outside].max() <= 0.5 / 255 + 1e-6  # only 8-bit rounding
+    # the hole is filled from the surroundings, not left as the object's blue
+    assert stack.background[0, 2][rough[0, 0] > 0].mean() < image[0, 2][rough[0, 0] > 0].mean() - 0.1
+    assert (stack.composite() - image).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_classical_beats_baseline_on_alpha_and_is_lossless(dataset):
     classical = evaluate(dataset, "classical")["means"]
     baseline = evaluate(dataset, "baseline")["means"]
     assert classical["prompt_alpha_iou"] > baseline["prompt_alpha_iou"]
+    assert classical["dtw_alpha_iou@0"] > baseline["dtw_alpha_iou@0"]
     assert classical["recompose_psnr"] >= 45
     auto = evaluate(dataset, "classical", flavour="automatic")
     assert auto["samples"] == 0 and "connect a MASK" in next(iter(auto["failed"].values()))
 
 
-def test_cli_prints_table_and_json(dataset, tmp_path, capsys):
+def test_cli_classical_with_baseline_prints_table_and_json(dataset, tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main([str(dataset), "--flavours", "prompted", "--json", str(out)]) == 0
+    assert main([str(dataset), "--engine", "classical", "--compare-baseline", "--flavours", "prompted",
+                 "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "| classical | prompted | 2 |" in text and "| baseline | prompted | 2 |" in text
+    print(text)
+    classical_row = next(line for line in text.splitlines() if line.startswith("| classical | prompted | 2 |"))
+    assert "x)" in classical_row  # ratios to the baseline
+    assert "| baseline | prompted | 2 |" in text and "5 edits" in text
     results = json.loads(out.read_text())
-    assert {r["engine"] for r in results} == {"classical", "baseline"}
+    assert [r["engine"] for r in results] == ["classical", "baseline"]
+    for r in results:
+        assert set(METRICS) <= set(r["means"]) and r["samples"] == 2
+        assert r["peak_rss_mb"] > 0 and "peak_extra_mb" in r
+        row = r["rows"][0]
+        assert {"id", "seconds", "dtw", "prompt_match"} <= set(row)
+        assert [d["edits"] for d in row["dtw"]] == list(range(6))
+        assert {"cost", "rgb_l1", "alpha_iou", "pairs"} <= set(row["dtw"][0])
+    assert results[0]["means"]["recompose_psnr"] >= 45
 
 
-def test_cli_errors(tmp_path, capsys):
+def test_cli_single_engines_folder_and_limit(dataset, truth_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths must survive the per-engine processes
+    (tmp_path / "preds").symlink_to(truth_dir)
+    out = tmp_path / "f.json"
+    assert main([str(dataset), "--engine", "folder", "--pred-dir", "preds", "--flavours", "prompted",
+                 "--limit", "1", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())
+    assert r["engine"].startswith("folder:") and r["samples"] == 1 and r["means"]["dtw_alpha_iou@0"] == 1.0
+    assert main([str(dataset), "--engine", "baseline", "--flavours", "prompted", "--prompt", "box"]) == 0
+    text = capsys.readouterr().out
+    assert "| baseline | prompted | 2 |" in text and "x)" not in text and "| classical" not in text
+
+
+def test_cli_errors(dataset, tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
-    assert "no finished samples" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 2
     assert "no finished samples" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "give a DATASET" in capsys.readouterr().err
+    assert main([str(dataset), "--engine", "folder"]) == 2
+    assert "--pred-dir" in capsys.readouterr().err
+    assert main([str(dataset), "--engine", "folder", "--pred-dir", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([str(dataset), "--limit", "0"]) == 2
+    assert "--limit" in capsys.readouterr().err
+    assert main([str(dataset), "--engine", "baseline", "--flavours", "prompted", "--prompt", "scribble"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no 'scribble' prompt" in err and "liwi: error: liwi" not in err
+
+
+def test_prompts_go_front_to_back_and_pair_with_their_layers(tmp_path):
+    """Two objects: the engine gets the masks front to back and each layer is scored against
+    the ground-truth layer its prompt came from (a mix-up would give an IoU near 0)."""
+    from liwi_core import Layer, LayerStack
+    from liwi_core.dataset import Sample, write_sample
+    from liwi_core.filters import dilate
+
+    h, w = 48, 64
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    bg = torch.stack([0.5 + 0.3 * xx / w, 0.6 + 0 * xx, 0.3 + 0.2 * yy / h])[None]
+    layers, prompts = [], []
+    for k, (cx, colour) in enumerate([(18.0, [0.9, 0.1, 0.1]), (44.0, [0.1, 0.1, 0.9])]):
+        alpha = ((9 - ((xx - cx) ** 2 + (yy - 24) ** 2).sqrt()) / 2 + 0.5).clamp(0, 1)[None, None]
+        rgba = torch.cat([torch.tensor(colour).view(1, 3, 1, 1).expand(1, 3, h, w), alpha], 1)
+        layers.append(Layer(rgba, torch.ones(1, 1, h, w), f"disc{k}", k))
+        prompts.append({"dilated": dilate((alpha > 0.5).float(), 2)})
+    hole = (sum(l.alpha for l in layers) > 0).float()
+    stack = LayerStack(background=bg, layers=layers, hole=hole)
+    write_sample(tmp_path, Sample("two", stack.composite(), stack, prompts, {}))
+    for engine in ("classical", "baseline"):
+        r = evaluate(tmp_path, engine, flavour="prompted")
+        assert r["rows"][0]["prompt_alpha_iou"] > 0.6, engine
+        assert r["means"]["dtw_alpha_iou@0"] > 0.6, engine

@@ -1,8 +1,15 @@
 import math
 
+import pytest
 import torch
 
-from liwi_core.metrics import alpha_soft_iou, background_l1_in_hole, recompose_psnr, rgb_l1, shadow_l1
+from helpers import scene
+from liwi_core import Layer, LayerStack
+from liwi_core.metrics import (alpha_soft_iou, background_l1_in_hole, dtw_align, dtw_path, group_top_layers,
+                               layer_cost, match_stacks, merge_layers, recompose_psnr, rgb_l1, shadow_l1,
+                               stack_layers)
+
+# --------------------------------------------------------------------------- per-layer metrics
 
 
 def test_identical_is_perfect():
@@ -10,6 +17,7 @@ def test_identical_is_perfect():
     assert rgb_l1(rgb, rgb, alpha) == 0.0
     assert alpha_soft_iou(alpha, alpha) == 1.0
     assert recompose_psnr(rgb, rgb) == math.inf
+    assert layer_cost(torch.cat([rgb, alpha], 1), torch.cat([rgb, alpha], 1)) == 0.0
 
 
 def test_rgb_l1_counts_only_ground_truth_alpha():
@@ -19,6 +27,7 @@ def test_rgb_l1_counts_only_ground_truth_alpha():
     pred[..., 1, 1] = 1.0  # outside: ignored
     alpha = torch.tensor([[[[1.0, 0.5], [0.0, 0.0]]]])
     assert abs(rgb_l1(pred, gt, alpha) - 0.15) < 1e-6  # (0.3 + 0) / 2 pixels
+    assert rgb_l1(pred, gt, torch.zeros_like(alpha)) == 0.0
 
 
 def test_soft_iou_known_shift():
@@ -27,6 +36,7 @@ def test_soft_iou_known_shift():
     pred = torch.roll(gt, 1, dims=-1)  # columns 1-2: overlap 1 column of 3 in the union
     assert abs(alpha_soft_iou(pred, gt) - 1 / 3) < 1e-6
     assert abs(alpha_soft_iou(gt * 0.5, gt) - 0.5) < 1e-6
+    assert alpha_soft_iou(gt * 0, gt * 0) == 1.0
 
 
 def test_background_and_shadow_l1_hand_computed():
@@ -35,10 +45,12 @@ def test_background_and_shadow_l1_hand_computed():
     pred[..., 0, 0] = 0.7
     hole = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     assert abs(background_l1_in_hole(pred, gt, hole) - 0.1) < 1e-6
+    assert background_l1_in_hole(pred, gt, hole * 0) == 0.0
     gs = torch.ones(1, 1, 2, 2)
     gs[..., 0, 0] = 0.5
     ps = torch.ones(1, 1, 2, 2)
     ps[..., 0, 0] = 0.6
+    ps[..., 1, 1] = 0.2  # outside the ground-truth shadow: ignored
     assert abs(shadow_l1(ps, gs) - 0.1) < 1e-6
     assert abs(shadow_l1(ps.expand(1, 3, 2, 2), gs) - 0.1) < 1e-6
 
@@ -48,46 +60,129 @@ def test_psnr_known_value():
     assert abs(recompose_psnr(a + 0.1, a) - 20.0) < 1e-5
 
 
-from liwi_core.metrics import dtw_align, match_stacks, merge_layers
-
-
-def _layer(y0, y1, x0, x1, colour, h=20, w=20):
+def _layer(y0, y1, x0, x1, colour, h=20, w=20, alpha=1.0):
     t = torch.zeros(1, 4, h, w)
     t[:, :3, y0:y1, x0:x1] = torch.tensor(colour).view(1, 3, 1, 1)
-    t[:, 3, y0:y1, x0:x1] = 1.0
+    t[:, 3, y0:y1, x0:x1] = alpha
     return t
 
 
+def test_layer_cost_of_a_known_shift():
+    gt = _layer(2, 6, 2, 6, [1.0, 0, 0], 8, 8)
+    pred = _layer(2, 6, 4, 8, [1.0, 0, 0], 8, 8)  # moved 2 px right: overlap 8 px, union 24 px
+    # RGB L1: 8 of the 16 ground-truth pixels are black in pred, error 1/3 each -> 1/6
+    assert abs(rgb_l1(pred[:, :3], gt[:, :3], gt[:, 3:]) - 1 / 6) < 1e-6
+    assert abs(alpha_soft_iou(pred[:, 3:], gt[:, 3:]) - 1 / 3) < 1e-6
+    assert abs(layer_cost(pred, gt) - (1 / 6 + 2 / 3) / 2) < 1e-6
+
+
+def test_merge_layers_is_the_over_rule():
+    lower = _layer(0, 4, 0, 4, [0, 0, 1.0], 4, 4, alpha=0.5)
+    upper = _layer(0, 4, 0, 2, [1.0, 0, 0], 4, 4, alpha=0.5)
+    merged = merge_layers(lower, upper)
+    # both present: a = .5 + .5 * .5 = .75, F = (.5 red + .25 blue) / .75
+    assert torch.allclose(merged[0, :, 0, 0], torch.tensor([2 / 3, 0, 1 / 3, 0.75]))
+    assert torch.allclose(merged[0, :, 0, 3], torch.tensor([0, 0, 1.0, 0.5]))  # lower only
+    empty = torch.zeros(1, 4, 4, 4)
+    assert torch.equal(merge_layers(empty, empty), empty)  # no colour where a = 0
+
+
+# --------------------------------------------------------------------------- DTW and merge edits
+
 BG = torch.cat([torch.full((1, 3, 20, 20), 0.5), torch.ones(1, 1, 20, 20)], 1)
 RED, BLUE = _layer(2, 8, 2, 8, [1.0, 0, 0]), _layer(10, 18, 10, 18, [0, 0, 1.0])
+# overlaps RED, so grouping keeps the two apart and their order matters
+GREEN = _layer(5, 12, 5, 12, [0, 1.0, 0])
+
+
+def test_dtw_path_on_a_hand_matrix():
+    mean, path = dtw_path([[0.0, 5.0], [5.0, 0.0], [5.0, 1.0]])
+    assert path == [(0, 0), (1, 1), (2, 1)] and abs(mean - 1 / 3) < 1e-12
+    mean, path = dtw_path([[0.5]])
+    assert path == [(0, 0)] and mean == 0.5
+    mean, path = dtw_path([[0.0, 0.0, 0.0]])  # one layer against three: matched to all
+    assert path == [(0, 0), (0, 1), (0, 2)] and mean == 0.0
 
 
 def test_identical_stacks_match_perfectly():
-    (first, *rest) = match_stacks([BG, RED, BLUE], [BG, RED, BLUE])
-    assert first["cost"] == 0.0 and first["rgb_l1"] == 0.0 and first["alpha_iou"] == 1.0
-    assert first["pairs"] == [(0, 0), (1, 1), (2, 2)]
+    for group in (True, False):
+        first, *rest = match_stacks([BG, RED, GREEN], [BG, RED, GREEN], group=group)
+        assert first["cost"] == 0.0 and first["rgb_l1"] == 0.0 and first["alpha_iou"] == 1.0
+        assert first["pairs"] == [(0, 0), (1, 1), (2, 2)]
+        assert len(rest) == 5 and all(r["cost"] == 0.0 and r["merge"] is None for r in rest)
 
 
 def test_dtw_aligns_a_stack_with_an_extra_layer():
-    extra = _layer(0, 1, 0, 1, [0, 1.0, 0])  # a tiny spurious layer
+    extra = _layer(0, 1, 0, 1, [0, 1.0, 0])  # a tiny spurious layer between RED and BLUE
     cost, path = dtw_align([BG, RED, extra, BLUE], [BG, RED, BLUE])
-    assert (1, 1) in path and (3, 2) in path and path[0] == (0, 0)
+    assert path[0] == (0, 0) and (1, 1) in path and (3, 2) in path and len(path) == 4
     assert cost > 0
+    scores = match_stacks([BG, RED, extra, BLUE], [BG, RED, BLUE], group=False)
+    assert scores[1]["cost"] < scores[0]["cost"] and scores[1]["merge"][0] == "pred"
+    assert scores[1]["alpha_iou"] > 0.99
+
+
+def test_grouping_makes_the_order_of_separate_objects_irrelevant():
+    # RED and BLUE do not overlap: any order is the same picture
+    assert match_stacks([BG, BLUE, RED], [BG, RED, BLUE])[0]["cost"] == 0.0
+    assert len(group_top_layers([BG, RED, BLUE])) == 2
+    assert len(group_top_layers([BG, RED, GREEN])) == 3
+    # without grouping DTW keeps the order and the swap costs something at 0 edits
+    assert match_stacks([BG, BLUE, RED], [BG, RED, BLUE], group=False)[0]["cost"] > 0.1
+
+
+def test_the_order_of_overlapping_objects_matters():
+    swapped = match_stacks([BG, GREEN, RED], [BG, RED, GREEN], group=True)
+    assert swapped[0]["cost"] > 0.1 and swapped[0]["pairs"] == [(0, 0), (1, 1), (2, 2)]
+    # merging the two objects on both sides forgives the split but not the order: the
+    # overlap shows a different colour
+    assert swapped[2]["gt_layers"] == swapped[2]["pred_layers"] == 2
+    assert swapped[2]["alpha_iou"] == 1.0 and swapped[2]["rgb_l1"] > 0.01
 
 
 def test_merge_edit_repairs_a_split_layer():
     whole = _layer(2, 18, 2, 18, [0, 1.0, 0])
     top, bottom = _layer(2, 10, 2, 18, [0, 1.0, 0]), _layer(10, 18, 2, 18, [0, 1.0, 0])
-    scores = match_stacks([BG, top, bottom], [BG, whole])
+    scores = match_stacks([BG, top, bottom], [BG, whole], group=False)
     assert scores[0]["alpha_iou"] < 1.0
-    assert scores[1]["cost"] < scores[0]["cost"]
-    assert scores[1]["alpha_iou"] == 1.0 and scores[1]["rgb_l1"] == 0.0
-    assert len(scores) == 6 and scores[5]["cost"] == scores[1]["cost"]
+    assert scores[1]["cost"] < scores[0]["cost"] and scores[1]["merge"] == ("pred", 1)
+    assert scores[1]["alpha_iou"] == 1.0 and scores[1]["rgb_l1"] == 0.0 and scores[1]["cost"] == 0.0
+    assert len(scores) == 6 and scores[5]["cost"] == 0.0 and scores[5]["edits"] == 5
+    # the ground truth is editable too: a prediction that missed a split
+    scores = match_stacks([BG, whole], [BG, top, bottom], group=False)
+    assert scores[0]["cost"] > 0 and scores[1]["merge"] == ("gt", 1) and scores[1]["cost"] == 0.0
 
 
-def test_merge_layers_is_the_over_rule():
-    half = RED.clone()
-    half[:, 3] *= 0.5
-    merged = merge_layers(BLUE, half)
-    assert torch.allclose(merged[:, 3], half[:, 3] + BLUE[:, 3] * (1 - half[:, 3]))
-    assert torch.allclose(merged[0, :3, 4, 4], torch.tensor([1.0, 0, 0]))
+def test_edits_never_make_the_cost_worse_and_stop_at_two_layers():
+    g = torch.Generator().manual_seed(1)
+    pred = [BG] + [torch.rand(1, 4, 20, 20, generator=g) for _ in range(4)]
+    gt = [BG, RED, GREEN]
+    scores = match_stacks(pred, gt, group=False)
+    costs = [s["cost"] for s in scores]
+    assert costs == sorted(costs, reverse=True) and costs[-1] < costs[0]
+    assert all(s["pred_layers"] >= 2 and s["gt_layers"] >= 2 for s in scores)
+    # two layers each: nothing may be merged, even though merging both into one would match
+    scores = match_stacks([BG, RED], [BG, BLUE], group=False)
+    assert all(s["merge"] is None and s["cost"] == scores[0]["cost"] for s in scores)
+
+
+def test_max_edits_and_empty_input():
+    whole = _layer(2, 18, 2, 18, [0, 1.0, 0])
+    assert len(match_stacks([BG, whole], [BG, whole], max_edits=2)) == 3
+    with pytest.raises(ValueError):
+        match_stacks([], [BG])
+
+
+def test_a_real_stack_against_itself_and_a_shifted_copy():
+    image, bg, alpha, shadow, _ = scene(48, 64)
+    fg = torch.tensor([0.1, 0.2, 0.8]).view(1, 3, 1, 1).expand(1, 3, 48, 64)
+    stack = LayerStack(background=bg, layers=[Layer(torch.cat([fg, alpha], 1), shadow, "disc", 0)])
+    layers = stack_layers(stack)
+    assert len(layers) == 2 and torch.equal(layers[0][:, 3], torch.ones(1, 48, 64))
+    perfect = match_stacks(layers, layers)
+    assert all(s["cost"] == 0.0 and s["alpha_iou"] == 1.0 and s["rgb_l1"] == 0.0 for s in perfect)
+    moved = [layers[0], torch.roll(layers[1], 3, dims=-1)]
+    worse = match_stacks(moved, layers)[0]
+    assert 0.5 < worse["alpha_iou"] < 1.0 and worse["cost"] > 0.05
+    # the colour is the same everywhere (straight alpha), so only the alpha is off
+    assert worse["rgb_l1"] == 0.0
