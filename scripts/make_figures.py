@@ -82,15 +82,26 @@ def add_rows(num: int = 4, size: int = 384) -> list[list[tuple[str, torch.Tensor
             shutil.copy(p, (masks if p.stem.endswith("_mask") else images) / p.name)
         run(AddConfig(images=str(images), masks=str(masks), out=f"{tmp}/out", num=num, seed=0, size=size),
             progress=False)
-        for sample in iter_samples(f"{tmp}/out"):
-            stack = sample.stack
-            h, w = stack.size
-            row = [(f"{sample.id} composite", sample.composite), ("background", stack.background)]
-            for k, layer in enumerate(stack.layers[:3]):
-                row.append((f"layer {k}", layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)))
-            row += [("", torch.ones(1, 3, h, w))] * (3 - min(3, len(stack.layers)))
-            row.append(("shadows", stack.combined_shadow()))
-            rows.append(row)
+        rows = dataset_rows(f"{tmp}/out", num)
+    return rows
+
+
+def dataset_rows(root, num: int) -> list[list[tuple[str, torch.Tensor]]]:
+    """The first ``num`` samples of a layered dataset: composite, background, layers, shadows."""
+    from liwi_core.dataset import iter_samples
+
+    rows = []
+    for sample in iter_samples(root):
+        if len(rows) == num:
+            break
+        stack = sample.stack
+        h, w = stack.size
+        row = [(f"{sample.id} composite", sample.composite), ("background", stack.background)]
+        for k, layer in enumerate(stack.layers[:3]):
+            row.append((f"layer {k}", layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)))
+        row += [("", torch.ones(1, 3, h, w))] * (3 - min(3, len(stack.layers)))
+        row.append(("shadows", stack.combined_shadow()))
+        rows.append(row)
     return rows
 
 
@@ -98,8 +109,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--examples", nargs="*", default=["coffee", "chelsea", "astronaut", "rocket"])
+    parser.add_argument("--dataset", help="only draw the first samples of this dataset to OUT/dataset_samples.png")
+    parser.add_argument("--num", type=int, default=6, help="samples drawn with --dataset")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.dataset:
+        path = Path(args.out) / "dataset_samples.png"
+        sheet(dataset_rows(args.dataset, args.num), width=200).save(path)
+        print(f"wrote {path}")
+        return
     rows = [tiles_for(n) for n in args.examples]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / "examples.png"

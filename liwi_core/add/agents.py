@@ -30,6 +30,7 @@ class Source:
     donors: list[int] | None = None  # masks whose object is whole in the photo (default: all)
     bottom_cut: list[int] = field(default_factory=list)  # donors cut only by the photo's bottom edge
     background_ok: bool = True       # little enough of it is hidden by its objects
+    cutout: bool = False             # an RGBA cut-out: its alpha is the object, never a background
 
     @property
     def donor_masks(self) -> list[int]:
@@ -68,7 +69,8 @@ def plan_sample(sources: list[Source], seed: int, index: int, attempt: int,
     """
     if not sources:
         raise ValueError("no sources")
-    backgrounds = [s for s in sources if s.background_ok] or sources
+    backgrounds = ([s for s in sources if s.background_ok] or [s for s in sources if not s.cutout]
+                   or sources)
     order = torch.randperm(len(backgrounds), generator=sample_generator(seed, -1, 0)).tolist()
     g = sample_generator(seed, index, attempt)
     background = backgrounds[order[(index + attempt) % len(backgrounds)]]

@@ -1,4 +1,8 @@
-"""ADD runner: ``python -m liwi_core.add --images DIR [--masks DIR] --out DIR --num N --seed S``.
+"""ADD runner: ``python -m liwi_core.add --images DIR [--masks DIR] [--objects DIR] --out DIR --num N --seed S``.
+
+Objects come from photos with masks (``--masks``: cut out with the classical matting) or
+from ready cut-outs (``--objects``: PNGs with transparency, their alpha used as it is).
+Backgrounds are the photos of ``--images`` (cleaned of their masked objects).
 
 Sample ``i`` of a run is made from ``(seed, i, attempt)`` alone, so:
 
@@ -31,7 +35,7 @@ from PIL import Image
 
 from ..dataset import Sample, sample_ids, write_sample
 from ..errors import LiWiError
-from ..filters import resize
+from ..filters import bounding_box, resize
 from ..imageio import load_image, load_mask
 from ..layers import Layer, LayerStack
 from . import tools
@@ -47,6 +51,7 @@ class AddConfig:
     images: str
     out: str
     masks: str | None = None
+    objects: str | None = None  # folder of RGBA cut-outs (PNG with transparency)
     num: int = 100
     seed: int = 0
     size: int = 512
@@ -150,6 +155,49 @@ def scan_sources(images: str, masks: str | None, min_side: int = 64, max_pixels:
     return sources, skipped
 
 
+def scan_cutouts(objects: str, min_side: int = 16, max_pixels: int = 50_000_000
+                 ) -> tuple[list[Source], dict[str, list[str]]]:
+    """Cut-outs under ``objects`` (recursively): images with an alpha channel that is
+    partly transparent and partly opaque. Each is one object source, never a background."""
+    root = Path(objects)
+    if not root.is_dir():
+        raise LiWiError(f"object folder '{objects}' does not exist")
+    skipped: dict[str, list[str]] = {}
+    sources = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        rel = "objects/" + path.relative_to(root).with_suffix("").as_posix()
+        reason = _check_cutout(path, min_side, max_pixels)
+        if reason:
+            skipped.setdefault(reason.split(" (")[0], []).append(rel)
+            continue
+        sources.append(Source(id=rel, path=str(path), donors=[0], background_ok=False, cutout=True))
+    return sources, skipped
+
+
+def _check_cutout(path: Path, min_side: int, max_pixels: int) -> str | None:
+    """Why a file is not a usable cut-out, or None."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                return f"huge ({w}x{h})"
+            if min(w, h) < min_side:
+                return f"tiny ({w}x{h})"
+            if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
+                return "cut-out without transparency"
+            if im.mode in ("LA", "L"):
+                return f"greyscale ({im.mode})"
+            alpha = im.convert("RGBA").getchannel("A")
+            low, high = alpha.getextrema()
+    except Image.DecompressionBombError:
+        return "huge (decompression bomb)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable ({exc.__class__.__name__}: {str(exc)[:80]})"
+    if high < 128 or low > 127:
+        return "cut-out alpha all transparent or all opaque"
+    return None
+
+
 class _Cache:
     """Cleaned backgrounds and extracted cut-outs, made once per process."""
 
@@ -182,9 +230,33 @@ class _Cache:
     def cutout(self, source_id: str, index: int) -> torch.Tensor:
         key = (source_id, index)
         if key not in self.cutouts:
-            image, masks = self._photo(self.by_id[source_id])
-            self.cutouts[key] = tools.extract_foreground(image, masks[index])
+            source = self.by_id[source_id]
+            if source.cutout:
+                self.cutouts[key] = _ready_cutout(source.path, self.size)
+            else:
+                image, masks = self._photo(source)
+                self.cutouts[key] = tools.extract_foreground(image, masks[index])
         return self.cutouts[key]
+
+
+def _ready_cutout(path: str, size: int) -> torch.Tensor:
+    """A cut-out file as straight RGBA ``[1,4,h,w]``: at most ``size`` on its longest side,
+    cropped to its alpha (+2 px), colour 0 where alpha is 0."""
+    rgba = load_image(path)
+    if rgba.shape[1] == 2:
+        rgba = torch.cat([rgba[:, :1].expand(-1, 3, -1, -1), rgba[:, 1:]], dim=1)
+    h, w = rgba.shape[-2:]
+    scale = min(1.0, size / max(h, w))
+    if scale < 1.0:
+        rgba = tools.resize_rgba(rgba, (max(1, round(h * scale)), max(1, round(w * scale))))
+    alpha = rgba[:, 3:4]
+    box = bounding_box(alpha, 0.01)
+    if box is None:
+        raise LiWiError(f"cut-out '{path}' is empty")
+    y0, y1, x0, x1 = box
+    h, w = alpha.shape[-2:]
+    rgba = rgba[..., max(0, y0 - 2):min(h, y1 + 2), max(0, x0 - 2):min(w, x1 + 2)]
+    return torch.cat([rgba[:, :3] * (rgba[:, 3:4] > 0).float(), rgba[:, 3:4]], dim=1).contiguous()
 
 
 def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor, list[dict], dict]:
@@ -282,12 +354,18 @@ def run(config: AddConfig, rank: int | None = None, world_size: int | None = Non
     out = Path(config.out)
     sources, skipped = scan_sources(config.images, config.masks, config.min_side, config.max_pixels)
     _review_masks(sources, config.max_background_hole, skipped)
+    if config.objects:
+        cutouts, cut_skipped = scan_cutouts(config.objects, max_pixels=config.max_pixels)
+        sources += cutouts
+        for reason, files in cut_skipped.items():
+            skipped.setdefault(reason, []).extend(files)
     if not sources:
         raise LiWiError(f"no usable photos in '{config.images}' (skipped: "
                         f"{', '.join(f'{k}: {len(v)}' for k, v in skipped.items()) or 'none found'})")
     if not any(s.is_donor for s in sources):
-        raise LiWiError("no photo has a usable mask: give --masks (one <stem>_mask.png per object, objects "
-                        "not touching the photo's edge) so objects can be cut out")
+        raise LiWiError("no photo has a usable mask and no cut-out was given: give --masks (one "
+                        "<stem>_mask.png per object, objects not touching the photo's edge) or --objects "
+                        "(PNG cut-outs with transparency)")
     out.mkdir(parents=True, exist_ok=True)
     (out / "log").mkdir(exist_ok=True)
     if r == 0:
@@ -337,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m liwi_core.add", description="ADD: synthesize layered training data")
     p.add_argument("--images", help="folder of photos (searched recursively)")
     p.add_argument("--masks", help="folder of object masks: <stem>_mask*.png, white = object")
+    p.add_argument("--objects", help="folder of ready cut-outs (PNG with transparency) to paste as objects")
     p.add_argument("--out", help="dataset folder (samples/, log/, config.json)")
     p.add_argument("--num", type=int, default=100, help="number of sample slots")
     p.add_argument("--seed", type=int, default=0)
@@ -358,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             print(f"liwi: error: cannot read config '{args.config}': {exc}", file=sys.stderr)
             return 2
-    for key in ("images", "masks", "out", "num", "seed", "size", "max_objects", "attempts"):
+    for key in ("images", "masks", "objects", "out", "num", "seed", "size", "max_objects", "attempts"):
         given = getattr(args, key)
         if given is not None and (given != parser.get_default(key) or key not in values):
             values[key] = given

@@ -195,7 +195,7 @@ def harmonize(rgba: torch.Tensor, background: torch.Tensor, box: tuple[int, int,
     return torch.cat([moved * (alpha > 0).float(), alpha], dim=1)
 
 
-def _resize_rgba(rgba: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_rgba(rgba: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize premultiplied so transparent pixels do not darken the edges."""
     return unpremultiply(resize(premultiply(rgba), size).clamp(0, 1))
 
@@ -236,7 +236,7 @@ def place_objects(canvas_hw: tuple[int, int], cutouts: list[torch.Tensor], gener
             x0 = round(_uniform(generator, 0, max(0, w - ow - 2))) + 1
             box = (bottom - oh, bottom, x0, x0 + ow)
             canvas = torch.zeros((1, 4, h, w), dtype=cut.dtype)
-            canvas[..., box[0]:box[1], box[2]:box[3]] = _resize_rgba(cut, (oh, ow))
+            canvas[..., box[0]:box[1], box[2]:box[3]] = resize_rgba(cut, (oh, ow))
             if _overlap_ok(canvas[:, 3:4], box, placed, max_overlap):
                 placed.append((canvas, box))
                 break
