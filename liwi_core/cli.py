@@ -37,9 +37,7 @@ def _cmd_decompose(args) -> None:
     model = None
     if args.engine == "learned":
         from .engines.learned import load_model
-        if not args.checkpoint:
-            raise LiWiError("no bundled checkpoint ships yet: give --checkpoint FOLDER (from training/train.py)")
-        model = load_model(args.checkpoint)
+        model = load_model(args.checkpoint)  # None: the bundled default
     stack = decompose(image, masks, settings, order=args.order, names=names, progress=progress, model=model,
                       max_objects=args.max_objects)
     stack.meta["source"] = str(args.image)
@@ -97,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--shadow-channels", type=int, choices=(1, 3), default=1, help="grey or coloured shadows")
     d.add_argument("--engine", choices=("classical", "learned"), default="classical",
                    help="classical (no weights, masks required) or learned (a LiWiNet checkpoint; masks optional)")
-    d.add_argument("--checkpoint", help="learned engine: checkpoint folder (config.json + .safetensors)")
+    d.add_argument("--checkpoint", help="learned engine: checkpoint folder (config.json + .safetensors); "
+                                        "default: the bundled liwi-default")
     d.add_argument("--max-objects", type=int, default=4, help="automatic mode: at most this many layers")
     d.add_argument("--psd", help="also write a layered PSD here")
     d.add_argument("--ora", help="also write an OpenRaster file here")

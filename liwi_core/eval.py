@@ -4,7 +4,8 @@ Runs engines over a layered dataset (:mod:`liwi_core.dataset`) and prints a mark
 of quality and speed, each engine also as a ratio to the naive baseline when the baseline
 ran too, then the DTW scores per merge-edit count.
 
-Engines: ``classical`` (mask-guided, no weights), ``baseline`` (:mod:`liwi_core.baseline`),
+Engines: ``classical`` (mask-guided, no weights), ``learned`` (the bundled default
+checkpoint) or ``learned:CKPT`` (a checkpoint folder), ``baseline`` (:mod:`liwi_core.baseline`),
 ``folder`` with ``--pred-dir DIR`` (or ``folder:DIR``): layers another tool wrote in the
 CLI's folder format, one folder per sample, ``DIR/<sample id>/layers.json``.
 
@@ -95,13 +96,18 @@ def _engine(name: str):
                 raise LiWiError("the baseline needs masks")
             return baseline_decompose(image, masks)
         return run
+    if name == "learned" or name.startswith("learned:"):
+        from .decompose import decompose
+        from .engines.learned import load_model
+        model = load_model(name.split(":", 1)[1] if ":" in name else None)
+        return lambda image, masks, sid: decompose(image, masks, model=model)
     if name.startswith("folder:"):
         from .export import load_layers_dir
         folder = Path(name.split(":", 1)[1])
         if not folder.is_dir():
             raise LiWiError(f"prediction folder '{folder}' does not exist")
         return lambda image, masks, sid: load_layers_dir(folder / sid)
-    raise LiWiError(f"unknown engine '{name}': use classical, baseline or folder (with --pred-dir)")
+    raise LiWiError(f"unknown engine '{name}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
 
 
 def _prompt_pairs(pred, gt) -> tuple[list, str | None]:
@@ -167,7 +173,7 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
 
     Args:
         dataset: dataset folder.
-        engine: ``classical``, ``baseline`` or ``folder:DIR``.
+        engine: ``classical``, ``learned``, ``learned:CKPT``, ``baseline`` or ``folder:DIR``.
         flavour: ``prompted`` or ``automatic``.
         prompt: prompt kind for the prompted flavour.
         limit: only the first ``limit`` samples (by sorted id).
@@ -253,8 +259,12 @@ def _engines(args) -> list[str]:
         raise LiWiError("give --engine or --engines, not both")
     if args.pred_dir and args.engine != "folder":
         raise LiWiError("--pred-dir goes with --engine folder")
+    if args.checkpoint and args.engine != "learned":
+        raise LiWiError("--checkpoint goes with --engine learned")
     if not args.engine:
         engines = [e.strip() for e in (args.engines or "classical,baseline").split(",") if e.strip()]
+    elif args.engine == "learned" and args.checkpoint:
+        engines = [f"learned:{args.checkpoint}"]
     elif args.engine == "folder":
         if not args.pred_dir:
             raise LiWiError("--engine folder needs --pred-dir DIR (one folder per sample id)")
@@ -264,10 +274,11 @@ def _engines(args) -> list[str]:
     if args.compare_baseline and "baseline" not in engines:
         engines.append("baseline")
     for e in engines:
-        if e not in ("classical", "baseline") and not (e.startswith("folder:") and len(e) > 7):
-            raise LiWiError(f"unknown engine '{e}': use classical, baseline or folder (with --pred-dir)")
-    # children run elsewhere: make folder paths absolute
-    return [f"folder:{Path(e[7:]).resolve()}" if e.startswith("folder:") else e for e in engines]
+        if e not in ("classical", "baseline", "learned") and not (
+                e.split(":", 1)[0] in ("folder", "learned") and len(e.split(":", 1)[-1]) > 0 and ":" in e):
+            raise LiWiError(f"unknown engine '{e}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
+    # children run elsewhere: make paths absolute
+    return [f"{e.split(':', 1)[0]}:{Path(e.split(':', 1)[1]).resolve()}" if ":" in e else e for e in engines]
 
 
 def _run_child(dataset: str, engine: str, flavour: str, args) -> dict:
@@ -287,10 +298,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", nargs="?", help="dataset folder (ADD format)")
     p.add_argument("--benchmark", metavar="DIR", nargs="?", const=str(ROOT / "benchmarks" / "heldout-v1"),
                    help="build (if needed) and evaluate the held-out benchmark in DIR")
-    p.add_argument("--engine", choices=["classical", "baseline", "folder"], help="one engine")
+    p.add_argument("--engine", choices=["classical", "learned", "baseline", "folder"], help="one engine")
+    p.add_argument("--checkpoint", help="with --engine learned: a checkpoint folder (default: the bundled one)")
     p.add_argument("--pred-dir", help="with --engine folder: DIR/<sample id>/ holds that sample's layers")
     p.add_argument("--compare-baseline", action="store_true", help="also run the baseline and print ratios to it")
-    p.add_argument("--engines", help="comma-separated engines (classical, baseline, folder:DIR); "
+    p.add_argument("--engines", help="comma-separated engines (classical, learned, learned:CKPT, baseline, folder:DIR); "
                                      "default classical,baseline")
     p.add_argument("--flavours", default="prompted,automatic", help="prompted, automatic or both")
     p.add_argument("--prompt", default="dilated", help=f"prompt kind: {', '.join(PROMPT_KINDS)} (default dilated)")

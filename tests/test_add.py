@@ -183,3 +183,40 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no usable photos" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cutouts(tmp_path_factory):
+    """Ready cut-outs: a soft-edged disc, plus files that are not cut-outs."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("cutouts")
+    yy, xx = torch.meshgrid(torch.arange(90.0), torch.arange(70.0), indexing="ij")
+    alpha = ((30 - ((yy - 45) ** 2 + (xx - 35) ** 2).sqrt()) / 2).clamp(0, 1)
+    rgba = torch.stack([0.9 * torch.ones_like(alpha), 0.3 + 0.2 * xx / 70, 0.1 * torch.ones_like(alpha), alpha])
+    Image.fromarray((rgba.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8"), "RGBA").save(root / "disc.png")
+    Image.new("RGB", (80, 80), "red").save(root / "opaque.png")  # no transparency
+    Image.new("RGBA", (80, 80), (0, 0, 0, 0)).save(root / "empty.png")
+    Image.new("LA", (80, 80), (128, 255)).save(root / "grey.png")
+    return root
+
+
+def test_ready_cutouts_become_objects_with_their_own_alpha(photos, cutouts, tmp_path):
+    backgrounds = tmp_path / "bg"
+    backgrounds.mkdir()
+    shutil.copy(EX / "rocket.png", backgrounds / "rocket.png")
+    stats = run(AddConfig(images=str(backgrounds), objects=str(cutouts), out=str(tmp_path / "out"), num=4, seed=1,
+                          size=128, max_objects=1), progress=False)
+    assert stats["kept"] >= 3
+    assert stats["skipped_files"] == {"cut-out without transparency": 1, "cut-out alpha all transparent or all opaque": 1,
+                                      "greyscale": 1}
+    for sample in iter_samples(tmp_path / "out"):
+        assert sample.meta["background"] == "rocket" and sample.meta["tools"]["objects"] == [["objects/disc", 0]]
+        alpha = sample.stack.layers[0].alpha
+        soft = ((alpha > 0.05) & (alpha < 0.95)).float().sum() / (alpha > 0.05).float().sum()
+        assert 0.02 < float(soft) < 0.5  # the disc's soft rim survived (not a binary mask, not a blur)
+        assert recompose_psnr(sample.stack.composite(), sample.composite) > 45
+
+
+def test_cutouts_alone_need_a_background(cutouts, tmp_path):
+    assert main(["--images", str(cutouts), "--out", str(tmp_path / "o"), "--num", "1", "--quiet"]) == 2

@@ -59,6 +59,7 @@ class TrainConfig:
     depth: int = 4
     working_size: int = 256
     crop: int = 128
+    scale_jitter: float = 0.25  # training scale: working_size times 1 +- this
     batch_size: int = 8
     steps: int = 1000
     lr: float = 2e-3
@@ -78,20 +79,34 @@ class TrainConfig:
 # --------------------------------------------------------------------------- data
 
 
-def _target(sample, crop: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """One training example from a sample: the front-most layer, randomly cropped."""
+def sample_planes(sample) -> torch.Tensor:
+    """The training planes of a sample's front-most layer, ``[1,11,H,W]`` uint8: composite
+    (3), alpha (1), shadow (1, grey), what lies below the layer (3), its colour (3)."""
     stack = sample.stack
     front = stack.layers[-1]
     below = composite_layers(stack.background, [(l.rgba, l.shadow) for l in stack.layers[:-1]])
     planes = torch.cat([sample.composite, front.alpha, front.shadow.mean(dim=1, keepdim=True), below,
-                        front.rgba[:, :3]], dim=1)  # 3 + 1 + 1 + 3 + 3 = 11
+                        front.rgba[:, :3]], dim=1)
+    return (planes.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def _target(planes: torch.Tensor, config: "TrainConfig", g: torch.Generator) -> dict[str, torch.Tensor]:
+    """One training example from a sample's planes: at the scale inference sees it (the
+    longest side at ``working_size``, jittered by ``scale_jitter``), a random ``crop`` of
+    it, mirrored half of the time."""
     h, w = planes.shape[-2:]
-    scale = crop / min(h, w)
-    planes = resize(planes, (max(crop, round(h * scale)), max(crop, round(w * scale))))
+    crop = config.crop
+    lo, hi = 1.0 - config.scale_jitter, 1.0 + config.scale_jitter
+    scale = config.working_size * (lo + (hi - lo) * float(torch.rand((), generator=g))) / max(h, w)
+    scale = max(scale, crop / min(h, w))  # the crop must fit
+    size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
+    planes = resize(planes.float() / 255.0, size)
     h, w = planes.shape[-2:]
     y = int(torch.randint(0, h - crop + 1, (1,), generator=g))
     x = int(torch.randint(0, w - crop + 1, (1,), generator=g))
-    planes = planes[..., y:y + crop, x:x + crop]
+    planes = planes[..., y:y + crop, x:x + crop].clamp(0, 1)
+    if float(torch.rand((), generator=g)) < 0.5:
+        planes = planes.flip(-1)
     return {"image": planes[:, 0:3], "alpha": planes[:, 3:4], "shadow": planes[:, 4:5],
             "below": planes[:, 5:8], "fg": planes[:, 8:11]}
 
@@ -107,18 +122,19 @@ def _prompt(alpha: torch.Tensor, config: TrainConfig, g: torch.Generator) -> tor
 
 
 class SampleBank:
-    """The dataset's samples, read once (small and medium sets) and drawn by a generator."""
+    """The dataset's training planes, read once and kept as uint8 (about 1 MB per 384-px
+    sample), drawn by a generator."""
 
     def __init__(self, root: str):
         if not root or not Path(root).is_dir():
             raise LiWiError(f"training data '{root}' does not exist: make it with python -m liwi_core.add")
-        self.samples = [s for s in iter_samples(root) if s.stack.layers]
+        self.samples = [sample_planes(s) for s in iter_samples(root) if s.stack.layers]
         if not self.samples:
             raise LiWiError(f"training data '{root}' has no sample with a layer")
 
     def batch(self, config: TrainConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
         picks = torch.randint(0, len(self.samples), (config.batch_size,), generator=g).tolist()
-        items = [_target(self.samples[i], config.crop, g) for i in picks]
+        items = [_target(self.samples[i], config, g) for i in picks]
         batch = {k: torch.cat([it[k] for it in items]) for k in items[0]}
         batch["prompt"] = torch.cat([_prompt(it["alpha"], config, g) for it in items])
         return batch

@@ -21,13 +21,16 @@ from ..filters import guided_upsample, resize
 from ..layers import Layer
 from .classical import explain_object
 
-__all__ = ["load_model", "peel_learned"]
+__all__ = ["load_model", "peel_learned", "DEFAULT_CHECKPOINT"]
 
+# the checkpoint shipped with the pack (its model card is MODEL_CARD.md beside it)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "liwi-default"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 
 
-def load_model(path):
+def load_model(path=None):
     """Load a ``LiWiNet`` checkpoint folder (``config.json`` + ``.safetensors``); safetensors only.
+    ``path`` None: the bundled default checkpoint (:data:`DEFAULT_CHECKPOINT`).
 
     Raises:
         LiWiError: naming the file, when the checkpoint is missing, a pickle, truncated,
@@ -38,7 +41,7 @@ def load_model(path):
     except ImportError:
         raise LiWiError("the learned engine needs diffusers: pip install 'diffusers>=0.30'") from None
 
-    path = Path(path)
+    path = DEFAULT_CHECKPOINT if path is None else Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise LiWiError(f"'{path}' is a pickle checkpoint: LiWi loads only .safetensors weights")
     if path.is_file() and path.suffix == ".safetensors":
