@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
+from .filters import push_pull_fill
+
 __all__ = ["LiWiNet"]
 
 
@@ -36,13 +38,19 @@ class LiWiNet(ModelMixin, ConfigMixin):
         base_channels: channels of the first level (doubled per level).
         depth: number of downsampling levels; H and W are padded to a multiple of 2**depth.
         working_size: the longest side inference runs at (the engine resizes to it).
+        prefill: also give the network a smooth fill of the image outside the prompt
+            (push-pull, :func:`~liwi_core.filters.push_pull_fill`) and predict the
+            background as a correction of that fill rather than of the image: the network
+            only has to learn what a smooth fill gets wrong (texture, edges running
+            through the hole), which a small model trained briefly can.
     """
 
     @register_to_config
-    def __init__(self, base_channels: int = 32, depth: int = 4, working_size: int = 256):
+    def __init__(self, base_channels: int = 32, depth: int = 4, working_size: int = 256, prefill: bool = False):
         super().__init__()
         chans = [base_channels * 2 ** i for i in range(depth + 1)]
-        self.enc = nn.ModuleList([_block(4, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)])
+        inputs = 4 + (3 if prefill else 0)
+        self.enc = nn.ModuleList([_block(inputs, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)])
         self.dec = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
 
@@ -51,7 +59,12 @@ class LiWiNet(ModelMixin, ConfigMixin):
         h, w = image.shape[-2:]
         m = 2 ** self.config.depth
         ph, pw = (-h) % m, (-w) % m
-        x = F.pad(torch.cat([image, prompt], dim=1) * 2 - 1, (0, pw, 0, ph), mode="replicate")
+        planes = [image, prompt]
+        base = image
+        if self.config.prefill:
+            base = fill_outside(image, prompt)
+            planes.append(base)
+        x = F.pad(torch.cat(planes, dim=1) * 2 - 1, (0, pw, 0, ph), mode="replicate")
         skips = []
         for i, block in enumerate(self.enc):
             x = block(x if i == 0 else F.avg_pool2d(x, 2))
@@ -62,6 +75,17 @@ class LiWiNet(ModelMixin, ConfigMixin):
         out = self.head(x)[..., :h, :w]
         alpha = torch.sigmoid(out[:, 0:1])
         shadow = torch.sigmoid(out[:, 1:2] + 4.0)  # starts near 1: no shadow unless learned
-        # the background is the image plus a learned correction, so untouched regions stay exact
-        background = (image + torch.tanh(out[:, 2:5])).clamp(0, 1)
+        # the background is the image (or its prefill) plus a learned correction, so untouched
+        # regions stay exact
+        background = (base + torch.tanh(out[:, 2:5])).clamp(0, 1)
         return {"alpha": alpha, "shadow": shadow, "background": background}
+
+
+def fill_outside(image: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+    """``[B,3,H,W]``: the image with the prompted region (``prompt`` ``[B,1,H,W]`` in [0,1],
+    soft) replaced by a push-pull fill from around it; the image itself where the prompt is
+    empty or covers everything."""
+    known = (1.0 - prompt).clamp(0.0, 1.0)
+    fill = push_pull_fill(image, known)
+    usable = ((known > 0.5).flatten(1).any(dim=1) & (known < 0.5).flatten(1).any(dim=1)).view(-1, 1, 1, 1)
+    return torch.where(usable, fill, image)

@@ -2,8 +2,9 @@
 
     python scripts/benchmark_learned.py [--config training/configs/default.json] [--sizes 512 1024 2048]
 
-Weights are random (speed does not depend on them). Inference: one object with a prompt
-mask, median of 3, each size in its own process for its peak memory. Training: samples/s
+Inference uses the bundled default checkpoint (``--checkpoint`` for another; with
+``--random`` a model of ``--config`` with random weights): one object with a prompt mask,
+median of 3, each size in its own process for its peak memory. Training: samples/s
 over 10 steps on a small ADD set made from the bundled photos.
 """
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "training"))
 
 
-def infer(size: int, config: dict, threads: int) -> dict:
+def infer(size: int, config: dict, threads: int, checkpoint: str | None, random: bool) -> dict:
     import torch
 
     from helpers import scene
@@ -32,8 +33,12 @@ def infer(size: int, config: dict, threads: int) -> dict:
     from liwi_core.model import LiWiNet
 
     torch.set_num_threads(threads)
-    model = LiWiNet(base_channels=config["base_channels"], depth=config["depth"],
-                    working_size=config["working_size"]).eval()
+    if random:
+        model = LiWiNet(base_channels=config["base_channels"], depth=config["depth"],
+                        working_size=config["working_size"]).eval()
+    else:
+        from liwi_core.engines.learned import load_model
+        model = load_model(checkpoint)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     image, _, _, _, rough = scene(size, size)
@@ -74,12 +79,14 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "training" / "configs" / "default.json"))
     parser.add_argument("--sizes", type=int, nargs="*", default=[512, 1024, 2048])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", help="checkpoint folder (default: the bundled liwi-default)")
+    parser.add_argument("--random", action="store_true", help="random weights of --config instead of a checkpoint")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     config = json.loads(Path(args.config).read_text())
     if args.one:
-        print(json.dumps(infer(args.one, config, args.threads)))
+        print(json.dumps(infer(args.one, config, args.threads, args.checkpoint, args.random)))
         return
     if args.train_only:
         print(json.dumps(train_speed(config)))
@@ -87,8 +94,9 @@ def main() -> None:
     print("| size | seconds (median of 3) | peak extra memory (MB) | device |")
     print("|---|---|---|---|")
     for size in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--config", args.config,
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+        cmd = [sys.executable, __file__, "--one", str(size), "--config", args.config, "--threads", str(args.threads)]
+        cmd += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--random"] if args.random else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {size}x{size} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['device']} |")
     out = subprocess.run([sys.executable, __file__, "--train-only", "--config", args.config],

@@ -165,15 +165,16 @@ def add_synthesize() -> None:
 def automatic_mode() -> None:
     g = Graph()
     image = g.node("LoadImage", (0, 0), widgets=["coffee.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
-    model = g.node("LiWiLoadModel", (0, 380), widgets=["liwi-default"], outputs=[("model", "LIWI_MODEL")])
+    model = g.node("LiWiLoadModel", (0, 380), widgets=["liwi-default (bundled)"], outputs=[("model", "LIWI_MODEL")])
     dec = g.node("LiWiDecompose", (360, 100), widgets=DECOMPOSE_WIDGETS,
                  inputs=[("image", "IMAGE"), ("masks", "MASK"), ("model", "LIWI_MODEL")], outputs=DECOMPOSE_OUT)
     g.link(image, 0, dec, "image")
     g.link(model, 0, dec, "model")
     save = g.node("LiWiSaveLayers", (760, 100), widgets=["LiWi/automatic", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
     g.link(dec, 0, save, "layers")
-    g.note("Automatic mode: no mask, the learned model finds the objects (up to max_objects). Put a checkpoint "
-           "folder (config.json + .safetensors, from training/train.py) in models/liwi/liwi-default.", (0, 760))
+    g.note("Automatic mode: no mask, the learned model finds the objects (up to max_objects). The bundled default "
+           "checkpoint ships with the pack; your own (config.json + .safetensors, from training/train.py) go in "
+           "models/liwi/<name>.", (0, 760))
     g.save("automatic_mode.json")
 
 

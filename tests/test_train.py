@@ -108,3 +108,33 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     (tmp_path / "mismatch" / "config.json").write_text(json.dumps({**cfg, "base_channels": 16}))
     with pytest.raises(LiWiError, match="cannot load checkpoint"):
         load_model(tmp_path / "mismatch")
+
+
+def test_prefill_model_starts_from_the_fill_and_warm_start_keeps_what_fits(tmp_path):
+    from liwi_core.model import LiWiNet, fill_outside
+
+    old = LiWiNet(base_channels=8, depth=2, working_size=64).eval()
+    old.save_pretrained(str(tmp_path / "old"), safe_serialization=True)
+    new = LiWiNet(base_channels=8, depth=2, working_size=64, prefill=True).eval()
+    trainer.warm_start(new, str(tmp_path / "old"))
+    image, _, _, _, rough = scene(48, 64)
+    with torch.no_grad():
+        before, after = old(image, rough), new(image, rough)
+    assert torch.allclose(before["alpha"], after["alpha"], atol=1e-6)  # the new input starts with no effect
+    assert torch.allclose(after["background"], fill_outside(image, rough))  # the background starts as the fill
+    hole = rough > 0.5
+    assert float((fill_outside(image, rough) - image).abs()[hole.expand(-1, 3, -1, -1)].mean()) > 0.05
+    assert torch.equal(fill_outside(image, torch.zeros_like(rough)), image)  # automatic mode: nothing to fill
+    assert torch.equal(fill_outside(image, torch.ones_like(rough)), image)   # nothing known: left as it is
+
+
+def test_alpha_loss_weighs_the_band_the_prompt_gets_wrong():
+    alpha = torch.zeros(1, 1, 100, 100)
+    alpha[..., 30:70, 30:70] = 1.0
+    prompt = torch.zeros_like(alpha)
+    prompt[..., 28:72, 28:72] = 1.0  # dilated by 2 px
+    batch = {"alpha": alpha, "prompt": prompt}
+    copied = trainer.loss_terms({"alpha": prompt}, batch, {"alpha": 1.0})["alpha"]
+    plain = (prompt - alpha).abs().mean()
+    assert copied > 3 * plain  # copying the prompt is not nearly free
+    assert float(trainer.loss_terms({"alpha": alpha}, batch, {"alpha": 1.0})["alpha"]) == 0.0

@@ -58,6 +58,8 @@ class TrainConfig:
     base_channels: int = 32
     depth: int = 4
     working_size: int = 256
+    prefill: bool = False
+    init_from: str | None = None  # warm start: a checkpoint whose weights are copied where they fit
     crop: int = 128
     scale_jitter: float = 0.25  # training scale: working_size times 1 +- this
     batch_size: int = 8
@@ -151,7 +153,13 @@ def loss_terms(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], wei
     """Every loss term whose weight is non-zero (unweighted values), see the module text."""
     terms = {}
     if weights.get("alpha"):
-        terms["alpha"] = (out["alpha"] - batch["alpha"]).abs().mean()
+        # plus the error inside the band the prompt gets wrong (and the soft rim), averaged
+        # there: copying the prompt is wrong only in that band, so it must weigh as much as
+        # the rest of the crop
+        err = (out["alpha"] - batch["alpha"]).abs()
+        band = ((batch["prompt"] > 0.5) != (batch["alpha"] > 0.5)) | ((batch["alpha"] > 0.02) & (batch["alpha"] < 0.98))
+        band = dilate(band.float(), 3)
+        terms["alpha"] = err.mean() + (err * band).sum() / band.sum().clamp_min(1.0)
     if weights.get("alpha_gradient"):
         (px, py), (tx, ty) = _gradients(out["alpha"]), _gradients(batch["alpha"])
         terms["alpha_gradient"] = (px - tx).abs().mean() + (py - ty).abs().mean()
@@ -215,6 +223,30 @@ def load_checkpoint(folder: Path, model, optimizer, g: torch.Generator) -> int:
     return int(meta["step"])
 
 
+def warm_start(model, checkpoint: str) -> None:
+    """Copy a checkpoint's weights into ``model`` where names match: tensors of equal shape
+    as they are, input convolutions with more input channels padded with zeros (the new
+    inputs start with no effect). With ``prefill`` newly on, the background rows of the
+    head are zeroed, so the background starts as the prefill."""
+    from liwi_core.engines.learned import load_model
+
+    source = load_model(checkpoint).state_dict()
+    target = model.state_dict()
+    for name, value in source.items():
+        if name not in target:
+            continue
+        if target[name].shape == value.shape:
+            target[name] = value.clone()
+        elif value.dim() == 4 and target[name].shape[0] == value.shape[0] and target[name].shape[1] > value.shape[1]:
+            grown = torch.zeros_like(target[name])
+            grown[:, : value.shape[1]] = value
+            target[name] = grown
+    if model.config.prefill and not load_model(checkpoint).config.get("prefill", False):
+        target["head.weight"][2:5] = 0.0
+        target["head.bias"][2:5] = 0.0
+    model.load_state_dict(target)
+
+
 # --------------------------------------------------------------------------- loop
 
 
@@ -242,7 +274,10 @@ def train(config: TrainConfig, resume: bool = False, log=print, stop_at: int | N
     torch.manual_seed(config.seed)
     bank = SampleBank(config.data)
     val = list(iter_samples(config.val_data)) if config.val_data else []
-    model = LiWiNet(base_channels=config.base_channels, depth=config.depth, working_size=config.working_size)
+    model = LiWiNet(base_channels=config.base_channels, depth=config.depth, working_size=config.working_size,
+                    prefill=config.prefill)
+    if config.init_from and not (resume and (Path(config.out) / "checkpoint-latest").is_dir()):
+        warm_start(model, config.init_from)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # each process draws its own batches: the seed is offset by the process index
     g = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)

@@ -76,7 +76,17 @@ def _predict(model, image: torch.Tensor, prompt: torch.Tensor):
     scale = min(1.0, side / max(h, w))
     size = (max(8, round(h * scale)), max(8, round(w * scale)))
     small = resize(image, size)
-    out = model(small, resize(prompt, size))
+    try:
+        out = model(small, resize(prompt, size))
+    except torch.OutOfMemoryError:
+        # the network runs at its working size, so this only happens on a nearly full GPU:
+        # finish on the CPU rather than fail the whole decomposition
+        warnings.warn("LiWi: out of GPU memory in the learned model; this object runs on the CPU", stacklevel=2)
+        if small.is_cuda:
+            torch.cuda.empty_cache()
+        cpu_out = model.to("cpu")(small.cpu(), resize(prompt, size).cpu())
+        model.to(image.device)
+        out = {k: v.to(image.device) for k, v in cpu_out.items()}
     if size == (h, w):
         alpha = out["alpha"]
     else:
