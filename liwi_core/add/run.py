@@ -91,8 +91,10 @@ def _review_masks(sources: list[Source], max_hole: float, skipped: dict[str, lis
             skipped.setdefault("objects cover too much of the photo (not used as background)", []).append(source.id)
 
 
-def _check_photo(path: Path, min_side: int, max_pixels: int) -> str | None:
-    """Why a file is not a usable photo, or None. Reads only the header where it can."""
+def _check_photo(path: Path, min_side: int, max_pixels: int, cutout: bool = False) -> str | None:
+    """Why a file is not a usable photo (or, ``cutout``, a usable cut-out: an image with an
+    alpha channel both transparent and opaque somewhere), or None. Reads only the header
+    where it can."""
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -102,9 +104,15 @@ def _check_photo(path: Path, min_side: int, max_pixels: int) -> str | None:
                 return f"tiny ({w}x{h})"
             if getattr(im, "n_frames", 1) > 1:
                 return "animated"
+            if cutout and im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
+                return "cut-out without transparency"
             if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
                 return f"greyscale ({im.mode})"
             im.load()  # catches truncated files
+            if cutout:
+                low, high = im.convert("RGBA").getchannel("A").getextrema()
+                if high < 128 or low > 127:
+                    return "cut-out alpha all transparent or all opaque"
     except Image.DecompressionBombError:
         return "huge (decompression bomb)"
     except (OSError, SyntaxError, ValueError) as exc:
@@ -166,36 +174,12 @@ def scan_cutouts(objects: str, min_side: int = 16, max_pixels: int = 50_000_000
     sources = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
         rel = "objects/" + path.relative_to(root).with_suffix("").as_posix()
-        reason = _check_cutout(path, min_side, max_pixels)
+        reason = _check_photo(path, min_side, max_pixels, cutout=True)
         if reason:
             skipped.setdefault(reason.split(" (")[0], []).append(rel)
             continue
         sources.append(Source(id=rel, path=str(path), donors=[0], background_ok=False, cutout=True))
     return sources, skipped
-
-
-def _check_cutout(path: Path, min_side: int, max_pixels: int) -> str | None:
-    """Why a file is not a usable cut-out, or None."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                return f"huge ({w}x{h})"
-            if min(w, h) < min_side:
-                return f"tiny ({w}x{h})"
-            if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
-                return "cut-out without transparency"
-            if im.mode in ("LA", "L"):
-                return f"greyscale ({im.mode})"
-            alpha = im.convert("RGBA").getchannel("A")
-            low, high = alpha.getextrema()
-    except Image.DecompressionBombError:
-        return "huge (decompression bomb)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"unreadable ({exc.__class__.__name__}: {str(exc)[:80]})"
-    if high < 128 or low > 127:
-        return "cut-out alpha all transparent or all opaque"
-    return None
 
 
 class _Cache:
