@@ -43,6 +43,38 @@ def tiles_for(name: str) -> list[tuple[str, torch.Tensor]]:
             ("shadow map", layer.shadow.expand(1, 3, h, w)), (f"moved dx={dx}", moved)]
 
 
+def learned_rows(names: list[str], checkpoint=None) -> tuple[list, dict]:
+    """The learned engine on the bundled photos: automatic mode (no mask) and prompted with
+    the rough mask. Returns the rows and, per photo, how much of the automatic layer's alpha
+    lies inside the photo's mask and its soft IoU with the mask."""
+    from liwi_core.engines.learned import load_model
+    from liwi_core.metrics import alpha_soft_iou
+
+    model = load_model(checkpoint)
+    rows, scores = [], {}
+    for name in names:
+        image = load_image(EXAMPLES / f"{name}.png")[:, :3]
+        mask = load_mask(EXAMPLES / f"{name}_mask.png")
+        h, w = image.shape[-2:]
+        auto = decompose(image, None, model=model, max_objects=1)
+        prompted = decompose(image, mask, model=model)
+        row = [("input", image)]
+        if auto.layers:
+            a = auto.layers[0]
+            row += [("automatic: layer", a.alpha * a.rgba[:, :3] + (1 - a.alpha) * checker(h, w)),
+                    ("automatic: background", auto.background)]
+            scores[name] = {"inside_mask": round(float((a.alpha * mask).sum() / a.alpha.sum().clamp_min(1e-6)), 3),
+                            "iou_with_mask": round(alpha_soft_iou(a.alpha, mask), 3)}
+        else:
+            row += [("automatic: nothing found", torch.ones(1, 3, h, w)), ("", torch.ones(1, 3, h, w))]
+            scores[name] = None
+        p = prompted.layers[0]
+        row += [("prompted: layer", p.alpha * p.rgba[:, :3] + (1 - p.alpha) * checker(h, w)),
+                ("prompted: background", prompted.background), ("prompted: shadow", p.shadow.expand(1, 3, h, w))]
+        rows.append(row)
+    return rows, scores
+
+
 def sheet(rows: list[list[tuple[str, torch.Tensor]]], width: int = 240) -> Image.Image:
     cells = []
     for row in rows:
@@ -111,8 +143,16 @@ def main() -> None:
     parser.add_argument("--examples", nargs="*", default=["coffee", "chelsea", "astronaut", "rocket"])
     parser.add_argument("--dataset", help="only draw the first samples of this dataset to OUT/dataset_samples.png")
     parser.add_argument("--num", type=int, default=6, help="samples drawn with --dataset")
+    parser.add_argument("--learned", action="store_true", help="only draw the learned engine to OUT/learned.png")
+    parser.add_argument("--checkpoint", help="with --learned: a checkpoint folder (default: the bundled one)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.learned:
+        rows, scores = learned_rows(args.examples, args.checkpoint)
+        path = Path(args.out) / "learned.png"
+        sheet(rows, width=200).save(path)
+        print(f"wrote {path}; automatic mode vs the rough masks: {scores}")
+        return
     if args.dataset:
         path = Path(args.out) / "dataset_samples.png"
         sheet(dataset_rows(args.dataset, args.num), width=200).save(path)
