@@ -68,6 +68,20 @@ def load_model(path=None):
     return model.eval()
 
 
+def _forward(model, image: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
+    try:
+        return model(image, prompt)
+    except torch.OutOfMemoryError:
+        # the network runs at its working size, so this only happens on a nearly full GPU:
+        # finish on the CPU rather than fail the whole decomposition
+        warnings.warn("LiWi: out of GPU memory in the learned model; this object runs on the CPU", stacklevel=3)
+        if image.is_cuda:
+            torch.cuda.empty_cache()
+        out = model.to("cpu")(image.cpu(), prompt.cpu())
+        model.to(image.device)
+        return {k: v.to(image.device) for k, v in out.items()}
+
+
 @torch.no_grad()
 def _predict(model, image: torch.Tensor, prompt: torch.Tensor):
     """Model outputs for one object at full resolution: ``(alpha, shadow, background)``."""
@@ -76,17 +90,7 @@ def _predict(model, image: torch.Tensor, prompt: torch.Tensor):
     scale = min(1.0, side / max(h, w))
     size = (max(8, round(h * scale)), max(8, round(w * scale)))
     small = resize(image, size)
-    try:
-        out = model(small, resize(prompt, size))
-    except torch.OutOfMemoryError:
-        # the network runs at its working size, so this only happens on a nearly full GPU:
-        # finish on the CPU rather than fail the whole decomposition
-        warnings.warn("LiWi: out of GPU memory in the learned model; this object runs on the CPU", stacklevel=2)
-        if small.is_cuda:
-            torch.cuda.empty_cache()
-        cpu_out = model.to("cpu")(small.cpu(), resize(prompt, size).cpu())
-        model.to(image.device)
-        out = {k: v.to(image.device) for k, v in cpu_out.items()}
+    out = _forward(model, small, resize(prompt, size))
     if size == (h, w):
         alpha = out["alpha"]
     else:
