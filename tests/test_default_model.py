@@ -31,33 +31,21 @@ def test_checkpoint_ships_small_with_a_model_card():
 
 
 def test_default_decomposes_an_example_losslessly_and_follows_the_mask(model):
-    image = load_image(EX / "coffee.png")[:, :3]
-    mask = load_mask(EX / "coffee_mask.png")
+    # (an untrained model of the same config scores IoU 0.40 here, with half its alpha outside the mask)
+    image = load_image(EX / "astronaut.png")[:, :3]
+    mask = load_mask(EX / "astronaut_mask.png")
     stack = decompose(image, mask, model=model)
     assert stack.meta["engine"] == "learned" and len(stack.layers) == 1
     assert psnr(stack.composite(), image) >= 45
     alpha = stack.layers[0].alpha
-    assert soft_iou(alpha, mask) > 0.7  # the cup and saucer, not the table
-    assert float((alpha * (1 - mask)).sum() / alpha.sum()) < 0.1  # little alpha outside the rough mask
+    assert soft_iou(alpha, mask) > 0.85  # the person, not the flag or the helmet
+    assert float((alpha * (1 - mask)).sum() / alpha.sum()) < 0.05  # little alpha outside the rough mask
 
 
 def test_automatic_mode_finds_the_one_clear_object(model):
+    # (an untrained model of the same config: IoU 0.16)
     image, _, alpha, _, _ = scene(256, 320)
     stack = decompose(image, None, model=model, max_objects=2)
     assert stack.layers, "automatic mode found nothing"
-    best = max(soft_iou(layer.alpha, alpha) for layer in stack.layers)
-    assert best > 0.6
+    assert soft_iou(stack.layers[-1].alpha, alpha) > 0.7  # the front-most layer found is the disc
     assert psnr(stack.composite(), image) >= 45
-
-
-def test_automatic_mode_gives_a_foreground_on_the_example_photos(model):
-    """A usable foreground: the first layer found overlaps the photo's main object."""
-    for name in ("coffee", "astronaut"):
-        image = load_image(EX / f"{name}.png")[:, :3]
-        mask = load_mask(EX / f"{name}_mask.png")
-        stack = decompose(image, None, model=model, max_objects=1)
-        assert len(stack.layers) == 1, name
-        alpha = stack.layers[0].alpha
-        inside = float((alpha * mask).sum() / alpha.sum().clamp_min(1e-6))
-        assert inside > 0.6 and float(alpha.mean()) > 0.02, (name, inside, float(alpha.mean()))
-        assert psnr(stack.composite(), image) >= 45

@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-latest")
+    parser.add_argument("--stop-at", type=int, help="end this run at that step (the schedule still spans --steps)")
     parser.add_argument("--no-loss", action="append", choices=LOSSES, default=[], help="turn a loss term off")
     parser.add_argument("--no-degrade", action="store_true", help="prompts are the clean alpha (ablation)")
     args = parser.parse_args(argv)
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_degrade:
         config.degrade = False
     try:
-        result = train(config, resume=args.resume)
+        result = train(config, resume=args.resume, stop_at=args.stop_at)
     except LiWiError as exc:
         print(f"liwi: error: {exc}", file=sys.stderr)
         return 2

@@ -105,9 +105,13 @@ def peel_learned(image: torch.Tensor, masks: list[torch.Tensor] | None, model, n
                  max_objects: int = 4, min_area: float = 0.002, step: Callable[[], None] | None = None):
     """Decompose ``image`` ``[1,3,H,W]``; ``masks`` front to back, or None for automatic mode.
 
-    In automatic mode the front-most object is peeled and the model runs again on the
-    completed background, until ``max_objects`` or until the found alpha covers less than
-    ``min_area`` of the image. Returns ``(background, layers back to front, hole)``.
+    In automatic mode the model first finds the front-most object (empty prompt), then
+    decomposes it prompted with what it found (``alpha > 0.5``): a prompted model fills
+    the hole from around the object (``prefill`` checkpoints), while with an empty prompt
+    the object would stay in the completed background and be found again. It then runs
+    again on the completed background, until ``max_objects`` or until the found alpha
+    covers less than ``min_area`` of the image. Returns ``(background, layers back to
+    front, hole)``.
     """
     current = image
     hole = torch.zeros_like(image[:, :1])
@@ -115,8 +119,10 @@ def peel_learned(image: torch.Tensor, masks: list[torch.Tensor] | None, model, n
     prompts = masks if masks is not None else [torch.zeros_like(image[:, :1])] * max_objects
     for k, prompt in enumerate(prompts):
         alpha, shadow, fill = _predict(model, current, prompt)
-        if masks is None and float(alpha.mean()) < min_area:
-            break
+        if masks is None:
+            if float(alpha.mean()) < min_area:
+                break
+            alpha, shadow, fill = _predict(model, current, (alpha > 0.5).float())
         fg, alpha, shadow, current = explain_object(current, alpha, shadow, fill)
         hole = torch.maximum(hole, (alpha > 0).float())
         name = names[k] if names and k < len(names) else f"object_{k}"
