@@ -35,7 +35,8 @@ class LiWiLoadModel(io.ComfyNode):
             category="LiWi",
             description="Load a learned LiWi decomposer: the bundled default or a folder with config.json and "
                         ".safetensors in models/liwi. Connect it to LiWi Decompose; with no mask it finds objects "
-                        "itself.",
+                        "itself. The bundled default is a CPU-trained preview, weaker than the classical engine "
+                        "when you have masks (see liwi_core/weights/liwi-default/MODEL_CARD.md).",
             inputs=[io.Combo.Input("checkpoint", options=_checkpoints(),
                                    tooltip="The bundled default, or a checkpoint folder in models/liwi (only "
                                            ".safetensors weights are loaded).")],
