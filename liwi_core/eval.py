@@ -273,12 +273,14 @@ def _engines(args) -> list[str]:
         engines = [args.engine]
     if args.compare_baseline and "baseline" not in engines:
         engines.append("baseline")
+    resolved = []
     for e in engines:
-        if e not in ("classical", "baseline", "learned") and not (
-                e.split(":", 1)[0] in ("folder", "learned") and len(e.split(":", 1)[-1]) > 0 and ":" in e):
+        kind, sep, arg = e.partition(":")
+        if not ((not sep and kind in ("classical", "baseline", "learned")) or (arg and kind in ("folder", "learned"))):
             raise LiWiError(f"unknown engine '{e}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
-    # children run elsewhere: make paths absolute
-    return [f"{e.split(':', 1)[0]}:{Path(e.split(':', 1)[1]).resolve()}" if ":" in e else e for e in engines]
+        # children run elsewhere: make paths absolute
+        resolved.append(f"{kind}:{Path(arg).resolve()}" if sep else e)
+    return resolved
 
 
 def _run_child(dataset: str, engine: str, flavour: str, args) -> dict:

@@ -29,17 +29,22 @@ def checker(h: int, w: int, size: int = 12) -> torch.Tensor:
     return (0.75 + 0.2 * ((yy + xx) % 2)).float()[None, None].expand(1, 3, h, w)
 
 
+def on_checker(layer) -> torch.Tensor:
+    """A layer's colour over a checkerboard where it is transparent, ``[1,3,H,W]``."""
+    h, w = layer.alpha.shape[-2:]
+    return layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)
+
+
 def tiles_for(name: str) -> list[tuple[str, torch.Tensor]]:
     image = load_image(EXAMPLES / f"{name}.png")[:, :3]
     mask = load_mask(EXAMPLES / f"{name}_mask.png")
     stack = decompose(image, mask, names=[name])
     layer = stack.layers[0]
     h, w = stack.size
-    on_checker = layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)
     overlay = image * (1 - 0.45 * mask) + torch.tensor([1.0, 0.1, 0.1]).view(1, 3, 1, 1) * 0.45 * mask
     dx, dy = MOVES.get(name, (60, 0))
     moved = edit_stack(stack, {0: LayerEdit(dx=dx, dy=dy)}).composite()
-    return [("input + rough mask", overlay), ("background", stack.background), ("object layer", on_checker),
+    return [("input + rough mask", overlay), ("background", stack.background), ("object layer", on_checker(layer)),
             ("shadow map", layer.shadow.expand(1, 3, h, w)), (f"moved dx={dx}", moved)]
 
 
@@ -61,7 +66,7 @@ def learned_rows(names: list[str], checkpoint=None) -> tuple[list, dict]:
         row = [("input", image)]
         if auto.layers:
             a = auto.layers[0]
-            row += [("automatic: layer", a.alpha * a.rgba[:, :3] + (1 - a.alpha) * checker(h, w)),
+            row += [("automatic: layer", on_checker(a)),
                     ("automatic: background", auto.background)]
             scores[name] = {"inside_mask": round(float((a.alpha * mask).sum() / a.alpha.sum().clamp_min(1e-6)), 3),
                             "iou_with_mask": round(alpha_soft_iou(a.alpha, mask), 3)}
@@ -69,7 +74,7 @@ def learned_rows(names: list[str], checkpoint=None) -> tuple[list, dict]:
             row += [("automatic: nothing found", torch.ones(1, 3, h, w)), ("", torch.ones(1, 3, h, w))]
             scores[name] = None
         p = prompted.layers[0]
-        row += [("prompted: layer", p.alpha * p.rgba[:, :3] + (1 - p.alpha) * checker(h, w)),
+        row += [("prompted: layer", on_checker(p)),
                 ("prompted: background", prompted.background), ("prompted: shadow", p.shadow.expand(1, 3, h, w))]
         rows.append(row)
     return rows, scores
@@ -130,7 +135,7 @@ def dataset_rows(root, num: int) -> list[list[tuple[str, torch.Tensor]]]:
         h, w = stack.size
         row = [(f"{sample.id} composite", sample.composite), ("background", stack.background)]
         for k, layer in enumerate(stack.layers[:3]):
-            row.append((f"layer {k}", layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * checker(h, w)))
+            row.append((f"layer {k}", on_checker(layer)))
         row += [("", torch.ones(1, 3, h, w))] * (3 - min(3, len(stack.layers)))
         row.append(("shadows", stack.combined_shadow()))
         rows.append(row)

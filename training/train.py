@@ -230,7 +230,8 @@ def warm_start(model, checkpoint: str) -> None:
     head are zeroed, so the background starts as the prefill."""
     from liwi_core.engines.learned import load_model
 
-    source = load_model(checkpoint).state_dict()
+    loaded = load_model(checkpoint)
+    source = loaded.state_dict()
     target = model.state_dict()
     for name, value in source.items():
         if name not in target:
@@ -241,7 +242,7 @@ def warm_start(model, checkpoint: str) -> None:
             grown = torch.zeros_like(target[name])
             grown[:, : value.shape[1]] = value
             target[name] = grown
-    if model.config.prefill and not load_model(checkpoint).config.get("prefill", False):
+    if model.config.prefill and not loaded.config.get("prefill", False):
         target["head.weight"][2:5] = 0.0
         target["head.bias"][2:5] = 0.0
     model.load_state_dict(target)

@@ -35,7 +35,7 @@ from PIL import Image
 
 from ..dataset import Sample, sample_ids, write_sample
 from ..errors import LiWiError
-from ..filters import bounding_box, resize
+from ..filters import resize
 from ..imageio import load_image, load_mask
 from ..layers import Layer, LayerStack
 from . import tools
@@ -226,21 +226,15 @@ class _Cache:
 def _ready_cutout(path: str, size: int) -> torch.Tensor:
     """A cut-out file as straight RGBA ``[1,4,h,w]``: at most ``size`` on its longest side,
     cropped to its alpha (+2 px), colour 0 where alpha is 0."""
-    rgba = load_image(path)
-    if rgba.shape[1] == 2:
-        rgba = torch.cat([rgba[:, :1].expand(-1, 3, -1, -1), rgba[:, 1:]], dim=1)
+    rgba = load_image(path)  # RGBA: greyscale cut-outs were skipped when scanning
     h, w = rgba.shape[-2:]
     scale = min(1.0, size / max(h, w))
     if scale < 1.0:
         rgba = tools.resize_rgba(rgba, (max(1, round(h * scale)), max(1, round(w * scale))))
-    alpha = rgba[:, 3:4]
-    box = bounding_box(alpha, 0.01)
-    if box is None:
+    cropped = tools.crop_to_alpha(rgba)
+    if cropped is None:
         raise LiWiError(f"cut-out '{path}' is empty")
-    y0, y1, x0, x1 = box
-    h, w = alpha.shape[-2:]
-    rgba = rgba[..., max(0, y0 - 2):min(h, y1 + 2), max(0, x0 - 2):min(w, x1 + 2)]
-    return torch.cat([rgba[:, :3] * (rgba[:, 3:4] > 0).float(), rgba[:, 3:4]], dim=1).contiguous()
+    return cropped[0]
 
 
 def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor, list[dict], dict]:

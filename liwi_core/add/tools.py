@@ -62,15 +62,25 @@ def extract_foreground(image: torch.Tensor, mask: torch.Tensor, refine: bool = T
     alpha = alpha * _joined(alpha)
     holes = _enclosed_holes(alpha, mask)
     alpha = torch.maximum(alpha, holes)
-    colour = torch.lerp(rgba[:, :3], image, holes) * (alpha > 0).float()  # 0 where alpha is 0
-    found = bounding_box(alpha, 0.01)
-    if found is None:
+    cropped = crop_to_alpha(torch.cat([torch.lerp(rgba[:, :3], image, holes), alpha], dim=1))
+    if cropped is None:
         raise LiWiError("the mask holds no visible object: the cut-out came out empty")
+    return cropped if return_box else cropped[0]
+
+
+def crop_to_alpha(rgba: torch.Tensor, margin: int = 2):
+    """``(cut, (y0, y1, x0, x1))``: straight RGBA ``[1,4,H,W]`` cropped to where alpha > 0.01
+    plus ``margin`` px (within the frame), colour set to 0 where alpha is 0; None when the
+    alpha is empty."""
+    found = bounding_box(rgba[:, 3:4], 0.01)
+    if found is None:
+        return None
     y0, y1, x0, x1 = found
     h, w = rgba.shape[-2:]
-    y0, y1, x0, x1 = max(0, y0 - 2), min(h, y1 + 2), max(0, x0 - 2), min(w, x1 + 2)
-    cut = torch.cat([colour, alpha], dim=1)[..., y0:y1, x0:x1].contiguous()
-    return (cut, (y0, y1, x0, x1)) if return_box else cut
+    y0, y1, x0, x1 = max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
+    cut = rgba[..., y0:y1, x0:x1]
+    alpha = cut[:, 3:4]
+    return torch.cat([cut[:, :3] * (alpha > 0).float(), alpha], dim=1).contiguous(), (y0, y1, x0, x1)
 
 
 def _within(mask: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
