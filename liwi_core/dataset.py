@@ -43,6 +43,7 @@ from .errors import LiWiError
 from .export import MANIFEST, _check_manifest, _stack_from_manifest, save_layers_dir
 from .imageio import atomic_write_bytes, load_image, load_mask, save_image
 from .layers import LayerStack
+from .safepath import confined_path
 
 __all__ = ["Sample", "write_sample", "iter_samples", "sample_ids", "pack_shards", "PROMPT_KINDS", "FORMAT"]
 
@@ -74,12 +75,20 @@ def _prompt_file(layer: int, kind: str) -> str:
     return f"prompt_{layer:02d}_{kind}.png"
 
 
-def write_sample(root, sample: Sample) -> Path:
+def write_sample(root, sample: Sample, confined: bool = False) -> Path:
     """Write ``sample`` under ``<root>/samples/<id>`` atomically; returns the folder.
 
-    An existing finished sample with the same id is replaced as a whole.
+    An existing finished sample with the same id is replaced as a whole. The id must be a
+    plain name (no separators, no ``..``). With ``confined`` (a node writing for a remote
+    user) the sample folder must also stay inside ``root`` after following symlinks, or
+    nothing is written; the command line leaves it off, so a ``samples`` link to another
+    disk works there.
     """
+    if not sample.id or sample.id in (".", "..") or any(c in sample.id for c in "/\\\x00"):
+        raise LiWiError(f"sample id '{sample.id}' is not a plain name")
     samples = Path(root) / "samples"
+    if confined:
+        confined_path(root, f"samples/{sample.id}", "sample folder")
     final = samples / sample.id
     tmp = samples / f".tmp-{sample.id}-{uuid.uuid4().hex[:8]}"
     try:

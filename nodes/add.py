@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-import folder_paths
 import torch
 from comfy_api.latest import io
 
@@ -13,6 +10,7 @@ from ..liwi_core.dataset import write_sample
 from ..liwi_core.errors import LiWiError
 from ..liwi_core.layers import Layer, LayerStack
 from .convert import bchw_to_image, image_to_bchw, mask_to_b1hw
+from .paths import output_path
 from .types import Layers
 
 
@@ -47,8 +45,9 @@ class LiWiADDSynthesize(io.ComfyNode):
                 io.Int.Input("size", default=512, min=64, max=2048, step=8,
                              tooltip="Longest side of the samples; photos must share an aspect ratio to batch."),
                 io.String.Input("save_folder", default="",
-                                tooltip="If set, samples are also written under the output folder here "
-                                        "(the dataset format training reads)."),
+                                tooltip="If set, samples are also written to this folder inside ComfyUI's "
+                                        "output folder (the dataset format training reads). Absolute paths "
+                                        "and '..' are refused."),
             ],
             outputs=[
                 io.Image.Output("composites", tooltip="The flattened samples."),
@@ -59,6 +58,8 @@ class LiWiADDSynthesize(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, num_samples, objects_per_sample, seed, size, save_folder="", masks=None) -> io.NodeOutput:
+        # checked before any work, so a refused folder costs nothing and writes nothing
+        root = output_path(save_folder, "save_folder") if save_folder else None
         photos = image_to_bchw(images)[:, :3]
         per_image = None
         if masks is not None:
@@ -72,10 +73,9 @@ class LiWiADDSynthesize(io.ComfyNode):
         shapes = {tuple(s.composite.shape) for s in samples}
         if len(shapes) > 1:
             raise LiWiError("the samples differ in size (photos of different aspect ratios): give photos of one shape")
-        if save_folder:
-            root = os.path.join(folder_paths.get_output_directory(), save_folder)
+        if root is not None:
             for s in samples:
-                write_sample(root, s)
+                write_sample(root, s, confined=True)
         stack = _batch(samples)
         grey = torch.full_like(stack.background, 0.5)
         over_grey = grey

@@ -50,8 +50,10 @@ class LiWiLoadModel(io.ComfyNode):
         device = comfy.model_management.get_torch_device()
         if checkpoint == BUNDLED:
             return io.NodeOutput(load_model(DEFAULT_CHECKPOINT).to(device))
-        for base in folder_paths.get_folder_paths("liwi"):
-            path = os.path.join(base, checkpoint)
-            if os.path.isdir(path):
-                return io.NodeOutput(load_model(path).to(device))
+        # only names the list offers: a hand-made prompt cannot point the loader elsewhere
+        if checkpoint in _checkpoints():
+            for base in folder_paths.get_folder_paths("liwi"):
+                path = os.path.join(base, checkpoint)
+                if os.path.isdir(path):
+                    return io.NodeOutput(load_model(path).to(device))
         raise LiWiError(f"checkpoint '{checkpoint}' not found in models/liwi")

