@@ -241,3 +241,27 @@ def test_core_join_node_wiring_gives_the_layer_alpha(server):
     layer_alpha = np.asarray(Image.open(layer_dirs[-1] / "layer_00.png").convert("RGBA"), np.float32)[..., 3]
     assert np.abs(cut_alpha - layer_alpha).max() <= 1.0
     assert cut_alpha.mean() > 20  # the object is opaque, not inverted
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot"])
+def test_add_save_folder_cannot_leave_the_output_folder(server, tmp_path, where):
+    """The traversal prompt of the security issue: it must fail with the one-line error and
+    write nothing, neither outside nor inside the output folder."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = str(outside / "ds") if where == "absolute" else "../escaped_ds"
+    escaped = server.output_dir.parent / "escaped_ds"
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "coffee.png"}},
+        "2": {"class_type": "LoadImageMask", "inputs": {"image": "coffee_mask.png", "channel": "red"}},
+        "3": {"class_type": "LiWiADDSynthesize",
+              "inputs": {"images": ["1", 0], "masks": ["2", 0], "num_samples": 1, "objects_per_sample": 1,
+                         "seed": 0, "size": 128, "save_folder": folder}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}},
+    }
+    before = _snapshot(server.output_dir)
+    with pytest.raises(ce.PromptError, match="save_folder: .*(absolute path|'\\.\\.' segment)") as info:
+        ce.post_and_wait(server.base_url, prompt, timeout=PROMPT_TIMEOUT)
+    assert "LiWiError" in str(info.value)
+    assert list(outside.rglob("*")) == [] and not escaped.exists()
+    assert _snapshot(server.output_dir) == before
