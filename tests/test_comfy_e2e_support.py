@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_e2e as ce  # noqa: E402
+import comfy_e2e as ce
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "comfy_core_object_info.json"
 

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_e2e as ce  # noqa: E402
+import comfy_e2e as ce
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "ComfyUI-LiWi"
