@@ -40,7 +40,7 @@ from typing import Callable, Iterator
 import torch
 
 from .errors import LiWiError
-from .export import MANIFEST, _check_manifest, _stack_from_manifest, save_layers_dir
+from .export import MANIFEST, check_manifest, save_layers_dir, stack_from_manifest
 from .imageio import atomic_write_bytes, load_image, load_mask, save_image
 from .layers import LayerStack
 from .safepath import confined_path
@@ -129,8 +129,8 @@ def _build(sample_id: str, read_bytes: Callable[[str], bytes], where: str) -> Sa
         return load_mask(buf) if kind == "mask" else load_image(buf)
 
     meta = read_json(SAMPLE_JSON)
-    doc = _check_manifest(read_json(MANIFEST), f"{where}/{MANIFEST}")
-    stack = _stack_from_manifest(doc, read_tensor)
+    doc = check_manifest(read_json(MANIFEST), f"{where}/{MANIFEST}")
+    stack = stack_from_manifest(doc, read_tensor)
     prompts: list[dict[str, torch.Tensor]] = [{} for _ in stack.layers]
     for entry in meta.get("prompts", []):
         layer = entry.get("layer")

@@ -16,6 +16,7 @@ from liwi_core.errors import LiWiError
 from liwi_core.export import (
     export_layers,
     load_layers_dir,
+    load_stack,
     packbits_rows,
     read_ora,
     save_layers_dir,
@@ -404,3 +405,50 @@ def test_read_ora_errors(tmp_path):
     junk.write_bytes(b"not a zip")
     with pytest.raises(LiWiError, match="junk.ora"):
         read_ora(junk)
+
+
+# --------------------------------------------------------------------------- load_stack
+
+
+@pytest.mark.parametrize("kind", ["folder", "ora", "ORA"])
+def test_load_stack_reads_folder_and_ora(tmp_path, kind):
+    """A layers folder and an .ora file (any case) give back the stack written, within 8-bit rounding."""
+    stack = make_stack()
+    stack.canvas_alpha = _blob(37, 53, 18, 26, 30)
+    stack.channels = 4
+    if kind == "folder":
+        save_layers_dir(stack, tmp_path / "layers")
+        back = load_stack(tmp_path / "layers")
+    else:
+        back = load_stack(write_ora(stack, tmp_path / f"stack.{kind}"))
+    _assert_same_stack(back, stack, full_colour=kind == "folder")
+    assert [l.shadow.shape[1] for l in back.layers] == [1, 3]
+    _assert_close(back.hole, stack.hole)
+    _assert_close(back.canvas_alpha, stack.canvas_alpha)
+    assert back.channels == 4
+
+
+def test_load_stack_folder_and_ora_agree(tmp_path):
+    stack = make_stack()
+    save_layers_dir(stack, tmp_path / "layers")
+    from_dir = load_stack(str(tmp_path / "layers"))
+    from_ora = load_stack(str(write_ora(stack, tmp_path / "stack.ora")))
+    for a, b in zip(from_dir.layers, from_ora.layers):
+        _assert_close(a.alpha, b.alpha, 0)
+        _assert_close(a.shadow, b.shadow, 0)
+    _assert_close(from_dir.background, from_ora.background, 0)
+    _assert_close(from_dir.composite(), from_ora.composite(), TOL)
+
+
+@pytest.mark.parametrize("name, match", [
+    ("notes.txt", "layers folder"),          # exists, neither a folder nor an .ora
+    ("missing", "no such file"),             # nothing there
+    ("missing.ora", "no such file"),
+    ("empty_folder", "layers.json"),         # a folder without a manifest
+])
+def test_load_stack_errors(tmp_path, name, match):
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    (tmp_path / "empty_folder").mkdir()
+    with pytest.raises(LiWiError, match=match) as info:
+        load_stack(tmp_path / name)
+    assert "\n" not in str(info.value) and name in str(info.value)
