@@ -1,6 +1,9 @@
-"""Command line: ``python -m liwi_core decompose | recompose | export``.
+"""Command line: ``python -m liwi_core decompose | recompose | export | add | dataset | eval | train``.
 
-Every failure caused by the input exits with status 2 and one line on stderr.
+Every failure caused by the input exits with status 2 and one line on stderr
+(``liwi: error: ...``), whatever the command. The engine flags of ``decompose`` are made from
+each engine's settings declaration (:mod:`liwi_core.options`), so they have the same
+defaults, ranges and help as the node widgets.
 """
 
 from __future__ import annotations
@@ -13,33 +16,40 @@ from pathlib import Path
 import torch
 
 from .decompose import ORDERS, decompose
-from .engines.classical import ClassicalSettings
+from .engines import create, settings_type
 from .errors import LiWiError
 from .imageio import load_image, load_mask, save_image
 from .layers import edit_stack, parse_edit
+from .options import add_arguments, flag_of, given_options
 
-__all__ = ["main"]
+__all__ = ["main", "main_as", "build_parser"]
+
+#: engines ``decompose`` offers (``folder`` only reads other tools' results, for ``eval``)
+DECOMPOSE_ENGINES = ("classical", "learned", "baseline")
+
+
+def _engine_from_args(args):
+    """The chosen engine with the options given for it; a flag of another engine is an error."""
+    for other in DECOMPOSE_ENGINES:
+        stray = given_options(settings_type(other), args)
+        if other != args.engine and stray:
+            flag = flag_of(settings_type(other), next(iter(stray)))
+            raise LiWiError(f"{flag} is an option of the {other} engine; add --engine {other}")
+    return create(args.engine, **given_options(settings_type(args.engine), args))
 
 
 def _cmd_decompose(args) -> None:
     from .export import save_layers_dir, write_ora, write_psd
 
+    engine = _engine_from_args(args)
     image = load_image(args.image)
     masks = torch.cat([load_mask(p) for p in args.mask]) if args.mask else None
-    settings = ClassicalSettings(refine=not args.no_refine, edge_radius=args.edge_radius,
-                                 shadow_reach=args.shadow_reach, shadow_threshold=args.shadow_threshold,
-                                 shadow_channels=args.shadow_channels)
     names = args.name or ([Path(p).stem for p in args.mask] if args.mask else None)
 
     def progress(done: int, total: int) -> None:
         print(f"  object {done}/{total}", file=sys.stderr)
 
-    model = None
-    if args.engine == "learned":
-        from .engines.learned import load_model
-        model = load_model(args.checkpoint)  # None: the bundled default
-    stack = decompose(image, masks, settings, order=args.order, names=names, progress=progress, model=model,
-                      max_objects=args.max_objects)
+    stack = decompose(image, masks, engine, order=args.order, names=names, progress=progress)
     stack.meta["source"] = str(args.image)
     save_layers_dir(stack, args.out)
     if args.psd:
@@ -50,9 +60,9 @@ def _cmd_decompose(args) -> None:
 
 
 def _cmd_recompose(args) -> None:
-    from .export import load_layers_dir
+    from .export import load_stack
 
-    stack = load_layers_dir(args.dir)
+    stack = load_stack(args.dir)
     edits = dict(parse_edit(e) for e in args.edit or [])
     if edits:
         stack = edit_stack(stack, edits)
@@ -61,59 +71,65 @@ def _cmd_recompose(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from .export import load_layers_dir, write_ora, write_psd
+    from .export import load_stack, save_layers_dir, write_ora, write_psd
 
-    if not args.psd and not args.ora:
-        raise LiWiError("export needs --psd FILE or --ora FILE")
-    stack = load_layers_dir(args.dir)
-    if args.psd:
-        write_psd(stack, args.psd)
-        print(f"wrote {args.psd}")
-    if args.ora:
-        write_ora(stack, args.ora)
-        print(f"wrote {args.ora}")
+    if not (args.psd or args.ora or args.folder):
+        raise LiWiError("export needs --psd FILE, --ora FILE or --folder DIR")
+    stack = load_stack(args.dir)
+    for path, write in ((args.psd, write_psd), (args.ora, write_ora), (args.folder, save_layers_dir)):
+        if path:
+            write(stack, path)
+            print(f"wrote {path}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m liwi_core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_layer_commands(sub) -> None:
     d = sub.add_parser("decompose", help="split an image into background, object layers and shadows")
     d.add_argument("image", help="input image (PNG, JPEG, ...; grey, RGB or RGBA)")
     d.add_argument("--mask", action="append", help="mask of one object (white = object); repeat per object, "
-                   "front-most first")
+                   "front-most first; none: automatic mode (an engine that finds objects)")
     d.add_argument("--out", required=True, help="output folder (background.png, layer_NN.png, shadow_NN.png, "
                    "shadow.png, layers.json)")
     d.add_argument("--name", action="append", help="layer name per mask (default: the mask's file name)")
     d.add_argument("--order", choices=ORDERS, default="given",
                    help="front-to-back order: as given, or by the lowest point of each mask")
-    d.add_argument("--no-refine", action="store_true", help="use the masks as they are (no GrabCut)")
-    d.add_argument("--edge-radius", type=int, default=0, help="soft-edge band in pixels (0 = automatic)")
-    d.add_argument("--shadow-reach", type=float, default=0.5,
-                   help="how far shadows are looked for, as a fraction of object size (0 = off)")
-    d.add_argument("--shadow-threshold", type=float, default=0.06, help="weakest darkening counted as shadow")
-    d.add_argument("--shadow-channels", type=int, choices=(1, 3), default=1, help="grey or coloured shadows")
-    d.add_argument("--engine", choices=("classical", "learned"), default="classical",
-                   help="classical (no weights, masks required) or learned (a LiWiNet checkpoint; masks optional)")
-    d.add_argument("--checkpoint", help="learned engine: checkpoint folder (config.json + .safetensors); "
-                                        "default: the bundled liwi-default")
-    d.add_argument("--max-objects", type=int, default=4, help="automatic mode: at most this many layers")
+    d.add_argument("--engine", choices=DECOMPOSE_ENGINES, default="classical",
+                   help="classical (no weights, masks required), learned (a LiWiNet checkpoint; masks optional) "
+                        "or baseline (the naive cut-along-the-mask baseline)")
     d.add_argument("--psd", help="also write a layered PSD here")
     d.add_argument("--ora", help="also write an OpenRaster file here")
-    d.set_defaults(func=_cmd_decompose)
+    for name in DECOMPOSE_ENGINES:
+        add_arguments(d.add_argument_group(f"{name} engine"), settings_type(name))
+    d.set_defaults(run=_cmd_decompose)
 
-    r = sub.add_parser("recompose", help="recompose a layer folder into one image, optionally edited")
-    r.add_argument("dir", help="folder written by decompose")
+    r = sub.add_parser("recompose", help="recompose a layer folder or .ora into one image, optionally edited")
+    r.add_argument("dir", help="folder written by decompose, or an OpenRaster file")
     r.add_argument("--out", required=True, help="output PNG")
     r.add_argument("--edit", action="append",
                    help="INDEX:dx=..,dy=..,scale=..,opacity=..,visible=0|1 (layer index back to front)")
-    r.set_defaults(func=_cmd_recompose)
+    r.set_defaults(run=_cmd_recompose)
 
-    e = sub.add_parser("export", help="convert a layer folder to PSD or OpenRaster")
-    e.add_argument("dir", help="folder written by decompose")
+    e = sub.add_parser("export", help="convert a layer folder or .ora to PSD, OpenRaster or a layer folder")
+    e.add_argument("dir", help="folder written by decompose, or an OpenRaster file")
     e.add_argument("--psd", help="layered Photoshop file to write")
     e.add_argument("--ora", help="OpenRaster file to write")
-    e.set_defaults(func=_cmd_export)
+    e.add_argument("--folder", help="layer folder to write (PNGs + layers.json)")
+    e.set_defaults(run=_cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import dataset, eval as evaluation, train
+    from .add import run as add_run
+
+    parser = argparse.ArgumentParser(prog="python -m liwi_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_layer_commands(sub)
+    for name, module, help_ in (
+        ("add", add_run, "ADD: synthesize layered training data from photos"),
+        ("dataset", dataset, "dataset tools: pack sample folders into shards, count samples"),
+        ("eval", evaluation, "score engines on a layered dataset or the held-out benchmark"),
+        ("train", train, "train the learned decomposer (LiWiNet) on an ADD dataset"),
+    ):
+        module.configure(sub.add_parser(name, help=help_, description=module.__doc__.splitlines()[0]))
     return parser
 
 
@@ -122,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("always")
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
     try:
-        args.func(args)
+        args.run(args)
     except LiWiError as exc:
         print(f"liwi: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main_as(command: str, argv: list[str] | None = None) -> int:
+    """The old module entry points (``python -m liwi_core.add`` ..., ``python training/train.py``):
+    the same as ``python -m liwi_core COMMAND ...``."""
+    return main([command, *(sys.argv[1:] if argv is None else argv)])

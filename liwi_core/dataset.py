@@ -238,26 +238,31 @@ def pack_shards(root, shard_size: int = 1000, remove_folders: bool = False) -> l
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m liwi_core.dataset", description="LiWi dataset tools")
-    sub = parser.add_subparsers(dest="command", required=True)
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The ``dataset`` command's subcommands (:mod:`liwi_core.cli`)."""
+    sub = parser.add_subparsers(dest="dataset_command", required=True)
     p = sub.add_parser("pack", help="pack sample folders into tar shards with an index")
     p.add_argument("root")
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--remove-folders", action="store_true")
     s = sub.add_parser("info", help="count the samples of a dataset")
     s.add_argument("root")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "pack":
-            for path in pack_shards(args.root, args.shard_size, args.remove_folders):
-                print(f"wrote {path}")
-        else:
-            print(f"{len(sample_ids(args.root))} samples")
-    except LiWiError as exc:
-        print(f"liwi: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    if args.dataset_command == "pack":
+        for path in pack_shards(args.root, args.shard_size, args.remove_folders):
+            print(f"wrote {path}")
+    else:
+        print(f"{len(sample_ids(args.root))} samples")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m liwi_core.dataset`` (kept as an alias) is ``python -m liwi_core dataset``."""
+    from .cli import main_as
+
+    return main_as("dataset", argv)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,11 @@ from typing import Callable
 
 import torch
 
-from .engines.classical import ClassicalSettings, peel_objects
 from .errors import LiWiError
 from .filters import bounding_box, resize
-from .engines.learned import peel_learned
-from .layers import Layer, LayerStack
+from .layers import LayerStack, default_layer_name
 
-__all__ = ["decompose", "prepare_masks", "ORDERS"]
+__all__ = ["decompose", "prepare_masks", "front_to_back", "ORDERS"]
 
 ORDERS = ("given", "bottom")
 
@@ -60,7 +58,8 @@ def prepare_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return masks.clamp(0.0, 1.0)
 
 
-def _front_to_back(masks: torch.Tensor, order: str) -> list[int]:
+def front_to_back(masks: torch.Tensor, order: str) -> list[int]:
+    """Mask indices front to back: as given, or by the lowest point of each mask (``"bottom"``)."""
     indices = list(range(masks.shape[0]))
     if order == "given":
         return indices
@@ -72,31 +71,29 @@ def _front_to_back(masks: torch.Tensor, order: str) -> list[int]:
     raise LiWiError(f"unknown order '{order}': use one of {', '.join(ORDERS)}")
 
 
-def decompose(image: torch.Tensor, masks: torch.Tensor | None, settings: ClassicalSettings | None = None,
-              order: str = "given", names: list[str] | None = None,
-              progress: Callable[[int, int], None] | None = None, model=None,
-              max_objects: int = 4) -> LayerStack:
+def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, order: str = "given",
+              names: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> LayerStack:
     """Split ``image`` into a clean background and one layer (with shadow) per mask.
 
     Args:
         image: ``[B,C,H,W]`` in [0,1], C in {1, 3, 4}.
         masks: one mask per object (see the module rules); ``None`` asks for automatic mode,
-            which needs ``model``.
-        settings: classical engine settings.
+            which needs an engine that finds objects itself.
+        engine: an engine from :func:`liwi_core.engines.create`; default the classical one.
         order: ``"given"`` or ``"bottom"`` (front-to-back rule).
         names: layer names per mask index (default ``object_<i>``).
-        progress: called as ``progress(done, total)`` after each object.
-        model: a loaded ``LiWiNet`` (:func:`liwi_core.engines.learned.load_model`): the learned
-            engine is used instead of the classical one.
-        max_objects: automatic mode stops after this many objects. Images of a batch that
-            give fewer layers get empty back-most layers so the stack stays batched.
+        progress: called as ``progress(done, total)`` after each object (automatic mode: each image).
 
     Returns:
-        A :class:`LayerStack` whose ``composite()`` equals the input's colour.
+        A :class:`LayerStack` whose ``composite()`` equals the input's colour. Images of a batch
+        that give fewer layers (automatic mode) get empty back-most layers so the stack stays batched.
     """
-    if masks is None and model is None:
+    if engine is None:
+        from .engines import create
+        engine = create("classical")
+    if masks is None and engine.needs_masks:
         raise LiWiError("no mask given: connect a MASK with one mask per object "
-                        "(automatic mode needs the learned model from LiWi Load Model)")
+                        f"(the {engine.name} engine cannot find objects itself)")
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[1] not in (1, 3, 4):
@@ -106,13 +103,16 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, settings: Classic
     image = image.float()
     _check_finite(image, "image")
     image = image.clamp(0.0, 1.0)
-    settings = settings or ClassicalSettings()
-    if settings.shadow_channels not in (1, 3):
-        raise LiWiError(f"shadow_channels must be 1 or 3, got {settings.shadow_channels}")
     b, c, h, w = image.shape
     rgb = image if c == 3 else (image.expand(b, 3, h, w) if c == 1 else image[:, :3])
+    meta = {**engine.meta(), "order": order}
     if masks is None:
-        return _automatic(rgb, image, c, model, max_objects, progress)
+        results = []
+        for i in range(b):
+            results.append(engine.peel(rgb[i:i + 1].contiguous(), None, None, None))
+            if progress is not None:
+                progress(i + 1, b)
+        return _batched(results, image, c, {**engine.meta(), "mode": "automatic"})
     masks = prepare_masks(masks, (h, w))
     n = masks.shape[0]
     if b == 1:
@@ -137,51 +137,19 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, settings: Classic
     results = []
     for i in range(b):
         m = per_image[i]
-        order_idx = _front_to_back(m, order)
-        layer_names = [(names[j] if names and j < len(names) else f"object_{j}") for j in order_idx]
+        order_idx = front_to_back(m, order)
+        layer_names = [(names[j] if names and j < len(names) else default_layer_name(j)) for j in order_idx]
         prompt_index = order_idx if b == 1 else [i if n == b else 0 for _ in order_idx]
-        one = rgb[i:i + 1].contiguous()
-        ordered = [m[j:j + 1] for j in order_idx]
-        if model is not None:
-            background, layers, hole = peel_learned(one, ordered, model, layer_names, step=step)
-            for layer, index in zip(layers[::-1], prompt_index):
-                layer.prompt_index = index
-            results.append((background, layers, hole))
-        else:
-            results.append(peel_objects(one, ordered, layer_names, prompt_index, settings, step))
-    meta = ({"engine": "learned", "settings": dict(model.config)} if model is not None else
-            {"engine": "classical", "settings": settings.to_dict()})
-    return _batched(results, image, c, {**meta, "order": order})
+        results.append(engine.peel(rgb[i:i + 1].contiguous(), [m[j:j + 1] for j in order_idx], layer_names,
+                                   prompt_index, step))
+    return _batched(results, image, c, meta)
 
 
 def _batched(results, image: torch.Tensor, channels: int, meta: dict) -> LayerStack:
-    """One stack from per-image ``(background, layers, hole)``; shorter stacks get empty
-    back-most layers (alpha 0, no shadow) so every image has the same layer count."""
-    count = max(len(r[1]) for r in results)
-    padded = []
-    for background, layers, hole in results:
-        empty = [Layer(rgba=torch.zeros_like(background[:, :1]).expand(-1, 4, -1, -1).clone(),
-                       shadow=torch.ones_like(background[:, :1]), name="empty") for _ in range(count - len(layers))]
-        padded.append((background, empty + list(layers), hole))
-    layers = []
-    for k in range(count):
-        first = padded[0][1][k]
-        channels_k = max(r[1][k].shadow.shape[1] for r in padded)
-        layers.append(Layer(rgba=torch.cat([r[1][k].rgba for r in padded]),
-                            shadow=torch.cat([r[1][k].shadow.expand(-1, channels_k, -1, -1) for r in padded]),
-                            name=first.name, prompt_index=first.prompt_index))
-    return LayerStack(background=torch.cat([r[0] for r in padded]), layers=layers,
-                      hole=torch.cat([r[2] for r in padded]),
-                      canvas_alpha=image[:, 3:4] if channels == 4 else None, channels=channels, meta=meta)
-
-
-def _automatic(rgb: torch.Tensor, image: torch.Tensor, channels: int, model, max_objects: int,
-               progress) -> LayerStack:
-    """Automatic mode: the learned model finds and peels objects with no prompt."""
-    results = []
-    for i in range(rgb.shape[0]):
-        results.append(peel_learned(rgb[i:i + 1].contiguous(), None, model, max_objects=max_objects))
-        if progress is not None:
-            progress(i + 1, rgb.shape[0])
-    return _batched(results, image, channels, {"engine": "learned", "settings": dict(model.config),
-                                               "mode": "automatic"})
+    """One stack from each image's :class:`~liwi_core.engines.base.Peeled`."""
+    stacks = [LayerStack(background=r.background, layers=r.layers, hole=r.hole) for r in results]
+    stack = LayerStack.concat(stacks)
+    stack.canvas_alpha = image[:, 3:4] if channels == 4 else None
+    stack.channels = channels
+    stack.meta = meta
+    return stack

@@ -1,4 +1,4 @@
-"""Evaluation: ``python -m liwi_core.eval DATASET`` or ``python -m liwi_core.eval --benchmark``.
+"""Evaluation: ``python -m liwi_core eval DATASET`` or ``python -m liwi_core eval --benchmark``.
 
 Runs engines over a layered dataset (:mod:`liwi_core.dataset`) and prints a markdown table
 of quality and speed, each engine also as a ratio to the naive baseline when the baseline
@@ -50,6 +50,7 @@ from .metrics import (alpha_soft_iou, background_l1_in_hole, match_stacks, recom
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS"]
 
 ROOT = Path(__file__).resolve().parent.parent
+ENGINE_SPECS = ("classical", "learned", "baseline", "folder")
 # the held-out benchmark: ADD on the bundled example photos, which training recipes exclude
 BENCHMARK = {"images": str(ROOT / "example_images"), "masks": str(ROOT / "example_images"),
              "num": 24, "seed": 2605, "size": 384, "max_objects": 2}
@@ -83,31 +84,22 @@ def check_dataset(dataset) -> list[str]:
     return ids
 
 
-def _engine(name: str):
-    """``run(composite [1,3,H,W], masks [N,1,H,W] front to back or None, sample id) -> LayerStack``."""
-    if name == "classical":
-        from .decompose import decompose
-        return lambda image, masks, sid: decompose(image, masks)
-    if name == "baseline":
-        from .baseline import baseline_decompose
+def parse_engine_spec(spec: str) -> tuple[str, str]:
+    """``(engine name, argument)`` of a spec: ``classical``, ``baseline``, ``learned`` (bundled
+    checkpoint), ``learned:CKPT`` or ``folder:DIR``; a one-line error for anything else."""
+    kind, sep, arg = spec.partition(":")
+    if kind not in ENGINE_SPECS or (sep and kind not in ("learned", "folder")) or (kind == "folder" and not arg):
+        raise LiWiError(f"unknown engine '{spec}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
+    return kind, arg
 
-        def run(image, masks, sid):
-            if masks is None:
-                raise LiWiError("the baseline needs masks")
-            return baseline_decompose(image, masks)
-        return run
-    if name == "learned" or name.startswith("learned:"):
-        from .decompose import decompose
-        from .engines.learned import load_model
-        model = load_model(name.split(":", 1)[1] if ":" in name else None)
-        return lambda image, masks, sid: decompose(image, masks, model=model)
-    if name.startswith("folder:"):
-        from .export import load_layers_dir
-        folder = Path(name.split(":", 1)[1])
-        if not folder.is_dir():
-            raise LiWiError(f"prediction folder '{folder}' does not exist")
-        return lambda image, masks, sid: load_layers_dir(folder / sid)
-    raise LiWiError(f"unknown engine '{name}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
+
+def engine_from_spec(spec: str):
+    """The engine a spec names (:func:`parse_engine_spec`), built by :func:`liwi_core.engines.create`."""
+    from .engines import create
+
+    kind, arg = parse_engine_spec(spec)
+    options = {"checkpoint": arg or None} if kind == "learned" else {"path": arg} if kind == "folder" else {}
+    return create(kind, **options)
 
 
 def _prompt_pairs(pred, gt) -> tuple[list, str | None]:
@@ -187,14 +179,14 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
         raise LiWiError(f"unknown flavour '{flavour}': use prompted or automatic")
     ids = check_dataset(dataset)
     ids = ids[:limit] if limit else ids
-    run = _engine(engine)
+    run = engine_from_spec(engine)
     rows, failures = [], {}
     base_rss = _max_rss_mb()
     for sample in iter_samples(dataset, ids=ids):
         masks = _masks(sample, prompt) if flavour == "prompted" else None
         start = time.perf_counter()
         try:
-            pred = run(sample.composite, masks, sample.id)
+            pred = run.decompose(sample.composite, masks, key=sample.id)
         except LiWiError as exc:
             failures[sample.id] = str(exc)
             continue
@@ -275,17 +267,15 @@ def _engines(args) -> list[str]:
         engines.append("baseline")
     resolved = []
     for e in engines:
-        kind, sep, arg = e.partition(":")
-        if not ((not sep and kind in ("classical", "baseline", "learned")) or (arg and kind in ("folder", "learned"))):
-            raise LiWiError(f"unknown engine '{e}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
+        kind, arg = parse_engine_spec(e)
         # children run elsewhere: make paths absolute
-        resolved.append(f"{kind}:{Path(arg).resolve()}" if sep else e)
+        resolved.append(f"{kind}:{Path(arg).resolve()}" if arg else e)
     return resolved
 
 
 def _run_child(dataset: str, engine: str, flavour: str, args) -> dict:
     """``evaluate`` in a fresh process, so that its peak memory is the engine's alone."""
-    cmd = [sys.executable, "-m", "liwi_core.eval", dataset, "--one", engine, flavour, "--prompt", args.prompt]
+    cmd = [sys.executable, "-m", "liwi_core", "eval", dataset, "--one", engine, flavour, "--prompt", args.prompt]
     cmd += ["--limit", str(args.limit)] if args.limit else []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -295,12 +285,12 @@ def _run_child(dataset: str, engine: str, flavour: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m liwi_core.eval", description=__doc__.splitlines()[0])
+def configure(p: argparse.ArgumentParser) -> None:
+    """The ``eval`` command's flags (:mod:`liwi_core.cli`)."""
     p.add_argument("dataset", nargs="?", help="dataset folder (ADD format)")
     p.add_argument("--benchmark", metavar="DIR", nargs="?", const=str(ROOT / "benchmarks" / "heldout-v1"),
                    help="build (if needed) and evaluate the held-out benchmark in DIR")
-    p.add_argument("--engine", choices=["classical", "learned", "baseline", "folder"], help="one engine")
+    p.add_argument("--engine", choices=ENGINE_SPECS, help="one engine")
     p.add_argument("--checkpoint", help="with --engine learned: a checkpoint folder (default: the bundled one)")
     p.add_argument("--pred-dir", help="with --engine folder: DIR/<sample id>/ holds that sample's layers")
     p.add_argument("--compare-baseline", action="store_true", help="also run the baseline and print ratios to it")
@@ -311,31 +301,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N samples")
     p.add_argument("--json", help="write all results (means and per-sample rows) here")
     p.add_argument("--one", nargs=2, metavar=("ENGINE", "FLAVOUR"), help=argparse.SUPPRESS)
-    return p
+    p.set_defaults(run=run_command)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.limit is not None and args.limit < 1:
-            raise LiWiError(f"--limit must be at least 1, got {args.limit}")
-        dataset = str(build_benchmark(args.benchmark)) if args.benchmark else args.dataset
-        if not dataset:
-            raise LiWiError("give a DATASET folder or --benchmark")
-        if args.one:
-            print(json.dumps(evaluate(dataset, args.one[0], args.one[1], args.prompt, args.limit)))
-            return 0
-        check_dataset(dataset)
-        dataset = str(Path(dataset).resolve())
-        engines = _engines(args)
-        flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
-        for f in flavours:
-            if f not in ("prompted", "automatic"):
-                raise LiWiError(f"unknown flavour '{f}': use prompted, automatic or both")
-        results = [_run_child(dataset, e, f, args) for f in flavours for e in engines]
-    except LiWiError as exc:
-        print(f"liwi: error: {exc}", file=sys.stderr)
-        return 2
+def run_command(args: argparse.Namespace) -> None:
+    if args.limit is not None and args.limit < 1:
+        raise LiWiError(f"--limit must be at least 1, got {args.limit}")
+    dataset = str(build_benchmark(args.benchmark)) if args.benchmark else args.dataset
+    if not dataset:
+        raise LiWiError("give a DATASET folder or --benchmark")
+    if args.one:
+        print(json.dumps(evaluate(dataset, args.one[0], args.one[1], args.prompt, args.limit)))
+        return
+    check_dataset(dataset)
+    dataset = str(Path(dataset).resolve())
+    engines = _engines(args)
+    flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
+    for f in flavours:
+        if f not in ("prompted", "automatic"):
+            raise LiWiError(f"unknown flavour '{f}': use prompted, automatic or both")
+    results = [_run_child(dataset, e, f, args) for f in flavours for e in engines]
     print(f"dataset: {dataset}; prompt masks: {args.prompt}; in brackets: ratio to the baseline "
           f"(lower is better except IoU and PSNR); peak MB: process peak (+ above its start)")
     print(_table(results))
@@ -343,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     print(_dtw_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m liwi_core.eval`` (kept as an alias) is ``python -m liwi_core eval``."""
+    from .cli import main_as
+
+    return main_as("eval", argv)
 
 
 if __name__ == "__main__":

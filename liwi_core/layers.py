@@ -18,7 +18,12 @@ from .compositing import composite_layers, premultiply, unpremultiply
 from .errors import LiWiError
 from .filters import bounding_box
 
-__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack", "parse_edit"]
+__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack", "parse_edit", "default_layer_name"]
+
+
+def default_layer_name(index: int) -> str:
+    """The name of the layer made from prompt ``index`` (or found ``index``-th) when none is given."""
+    return f"object_{index}"
 
 
 @dataclass
@@ -96,6 +101,61 @@ class LayerStack:
         if self.channels == 4 and self.canvas_alpha is not None:
             return torch.cat([rgb, self.canvas_alpha], dim=1)
         return rgb
+
+    def layers_over(self, below: torch.Tensor) -> torch.Tensor:
+        """The layers alone (no shadows) composited over ``below`` ``[B,3,H,W]``: a preview of the objects."""
+        return composite_layers(below, [(l.rgba, None) for l in self.layers])
+
+    def layer_images(self) -> torch.Tensor:
+        """Every layer's RGBA as one batch ``[B*N,4,H,W]``: the N layers (back to front) of image 0,
+        then of image 1, ...; ``[0,4,H,W]`` when there are no layers."""
+        if not self.layers:
+            return self.background.new_zeros((0, 4) + self.size)
+        return torch.cat([torch.stack([l.rgba[b] for l in self.layers]) for b in range(self.batch)])
+
+    def layer(self, index: int) -> Layer:
+        """Layer ``index`` (0 = back-most), or a one-line error naming the stack's size."""
+        if not 0 <= index < len(self.layers):
+            raise LiWiError(f"layer_index {index} out of range: the stack has {len(self.layers)} layers")
+        return self.layers[index]
+
+    def with_shadow(self, index: int, shadow: torch.Tensor) -> "LayerStack":
+        """A copy whose layer ``index`` (0 = back-most) casts ``shadow`` ``[B,1|3,H,W]`` instead."""
+        layers = list(self.layers)
+        layers[index] = replace(self.layer(index), shadow=shadow)
+        return replace(self, layers=layers, meta=dict(self.meta))
+
+    @staticmethod
+    def concat(stacks: list["LayerStack"], shadow_channels: int | None = None) -> "LayerStack":
+        """One batched stack from stacks of one canvas size (names, metadata and layout from the first).
+
+        Stacks with fewer layers get empty back-most layers (alpha 0, no shadow), so every image
+        has the same layer count. Shadows are expanded to ``shadow_channels`` (default: the
+        most any stack has at that layer).
+        """
+        count = max(len(s.layers) for s in stacks)
+        padded = []
+        for s in stacks:
+            empty = [Layer(rgba=torch.zeros_like(s.background[:, :1]).expand(-1, 4, -1, -1).clone(),
+                           shadow=torch.ones_like(s.background[:, :1]), name="empty")
+                     for _ in range(count - len(s.layers))]
+            padded.append(empty + list(s.layers))
+        layers = []
+        for k in range(count):
+            first = padded[0][k]
+            channels = shadow_channels or max(p[k].shadow.shape[1] for p in padded)
+            layers.append(Layer(rgba=torch.cat([p[k].rgba for p in padded]),
+                                shadow=torch.cat([p[k].shadow.expand(-1, channels, -1, -1) for p in padded]),
+                                name=first.name, prompt_index=first.prompt_index))
+        cat = lambda ts: None if ts[0] is None else torch.cat(ts)  # noqa: E731
+        head = stacks[0]
+        return LayerStack(background=torch.cat([s.background for s in stacks]), layers=layers,
+                          hole=cat([s.hole for s in stacks]), canvas_alpha=cat([s.canvas_alpha for s in stacks]),
+                          channels=head.channels, meta=dict(head.meta))
+
+    def split(self) -> list["LayerStack"]:
+        """One stack per batch element."""
+        return [self.select(b) for b in range(self.batch)]
 
     def select(self, index: int) -> "LayerStack":
         """The stack of one batch element, still ``[1,C,H,W]``."""

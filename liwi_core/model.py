@@ -15,8 +15,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from dataclasses import dataclass
+
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
 
 from .filters import push_pull_fill
 
@@ -29,6 +32,21 @@ def _block(cin: int, cout: int) -> nn.Sequential:
         nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
         nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
     )
+
+
+@dataclass
+class LiWiNetOutput(BaseOutput):
+    """What :class:`LiWiNet` predicts for one object, ``[B,1|3,H,W]`` in [0,1].
+
+    Attributes:
+        alpha: the object's alpha.
+        shadow: the shadow map it casts (1 = none).
+        background: the completed background under it.
+    """
+
+    alpha: torch.Tensor
+    shadow: torch.Tensor
+    background: torch.Tensor
 
 
 class LiWiNet(ModelMixin, ConfigMixin):
@@ -54,8 +72,17 @@ class LiWiNet(ModelMixin, ConfigMixin):
         self.dec = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
 
-    def forward(self, image: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Outputs in [0,1], ``[B,1|3,H,W]``: ``alpha``, ``shadow`` and ``background``."""
+    def forward(self, image: torch.Tensor, prompt: torch.Tensor, return_dict: bool = True):
+        """Predict one object's layers.
+
+        Args:
+            image: ``[B,3,H,W]`` in [0,1].
+            prompt: ``[B,1,H,W]`` prompt mask (1 = object; all zeros = find one).
+            return_dict: a :class:`LiWiNetOutput` (also readable as ``out["alpha"]``), else a tuple.
+
+        Returns:
+            :class:`LiWiNetOutput` or ``(alpha, shadow, background)``.
+        """
         h, w = image.shape[-2:]
         m = 2 ** self.config.depth
         ph, pw = (-h) % m, (-w) % m
@@ -78,7 +105,9 @@ class LiWiNet(ModelMixin, ConfigMixin):
         # the background is the image (or its prefill) plus a learned correction, so untouched
         # regions stay exact
         background = (base + torch.tanh(out[:, 2:5])).clamp(0, 1)
-        return {"alpha": alpha, "shadow": shadow, "background": background}
+        if not return_dict:
+            return alpha, shadow, background
+        return LiWiNetOutput(alpha=alpha, shadow=shadow, background=background)
 
 
 def fill_outside(image: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:

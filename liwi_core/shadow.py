@@ -5,6 +5,7 @@ A shadow map is a multiplicative attenuation ``[B,1|3,H,W]`` in [0,1]; 1 = no sh
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -15,11 +16,25 @@ from .filters import bounding_box, dilate, gaussian_blur, luminance, push_pull_f
 __all__ = ["estimate_shadow", "synthesize_cast_shadow", "smoothstep"]
 
 
+def _each_image(fn):
+    """Run a one-image function on each image of a batch: tensor arguments of batch B are
+    sliced, batch-1 ones are shared by every image, and the results are concatenated."""
+    @functools.wraps(fn)
+    def batched(*args, **kwargs):
+        b = max(a.shape[0] for a in args if isinstance(a, torch.Tensor))
+        if b == 1:
+            return fn(*args, **kwargs)
+        pick = lambda a, i: a[i:i + 1] if isinstance(a, torch.Tensor) and a.shape[0] == b else a  # noqa: E731
+        return torch.cat([fn(*(pick(a, i) for a in args), **kwargs) for i in range(b)])
+    return batched
+
+
 def smoothstep(edge0: float, edge1: float, x: torch.Tensor) -> torch.Tensor:
     t = ((x - edge0) / max(edge1 - edge0, 1e-8)).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
+@_each_image
 def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, threshold: float = 0.06,
                     channels: int = 1, work_side: int = 512) -> torch.Tensor:
     """Shadow an object casts near itself, as the illumination residual of the image.
@@ -31,15 +46,15 @@ def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, thresh
     object does not leave a gap in its shadow.
 
     Args:
-        image: ``[1,3,H,W]`` RGB in [0,1] (the object's neighbourhood).
-        alpha: ``[1,1,H,W]`` the object's alpha.
+        image: ``[B,3,H,W]`` RGB in [0,1] (the object's neighbourhood); each image on its own.
+        alpha: ``[B|1,1,H,W]`` the object's alpha (batch 1: the same object in every image).
         reach: how far from the object (pixels) a shadow may extend.
         threshold: darkening below this fraction is treated as texture, not shadow.
         channels: 1 (grey attenuation) or 3 (coloured attenuation).
         work_side: the map is estimated at most at this size (it is smooth) and upsampled.
 
     Returns:
-        ``[1,channels,H,W]`` shadow map in [0,1].
+        ``[B,channels,H,W]`` shadow map in [0,1].
     """
     h, w = image.shape[-2:]
     if reach <= 0:
@@ -99,6 +114,7 @@ def _attached(darkening: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(keep.astype(np.float32))[None, None]
 
 
+@_each_image
 def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: float = 0.6,
                            softness: float = 0.04, opacity: float = 0.6, contact: float = 0.5,
                            tint: tuple[float, float, float] = (1.0, 0.97, 0.9)) -> torch.Tensor:
@@ -110,7 +126,7 @@ def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: flo
     short, dark contact shadow is added at the base.
 
     Args:
-        alpha: ``[1,1,H,W]`` object alpha in [0,1].
+        alpha: ``[B,1,H,W]`` object alpha in [0,1], each image on its own.
         angle: direction the shadow falls, degrees in the image plane: 0 right, 90 up
             (away from the viewer), 180 left, 270 down (toward the viewer).
         length: shadow length as a fraction of the object's height.
@@ -120,7 +136,7 @@ def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: flo
         tint: per-channel strength of the attenuation (skylight makes shadows bluish).
 
     Returns:
-        ``[1,3,H,W]`` shadow map in [0,1].
+        ``[B,3,H,W]`` shadow map in [0,1].
     """
     h, w = alpha.shape[-2:]
     box = bounding_box(alpha)

@@ -8,20 +8,10 @@ from comfy_api.latest import io
 from ..liwi_core.add.run import synthesize
 from ..liwi_core.dataset import write_sample
 from ..liwi_core.errors import LiWiError
-from ..liwi_core.layers import Layer, LayerStack
+from ..liwi_core.layers import LayerStack
 from .convert import bchw_to_image, image_to_bchw, mask_to_b1hw
 from .paths import output_path
 from .types import Layers
-
-
-def _batch(samples) -> LayerStack:
-    """The samples' stacks as one batched stack (they share size and layer count)."""
-    first = samples[0].stack
-    layers = [Layer(rgba=torch.cat([s.stack.layers[k].rgba for s in samples]),
-                    shadow=torch.cat([s.stack.layers[k].shadow.expand(-1, 3, -1, -1) for s in samples]),
-                    name=first.layers[k].name, prompt_index=k) for k in range(len(first.layers))]
-    return LayerStack(background=torch.cat([s.stack.background for s in samples]), layers=layers,
-                      hole=torch.cat([s.stack.hole for s in samples]), meta=dict(first.meta))
 
 
 class LiWiADDSynthesize(io.ComfyNode):
@@ -76,10 +66,7 @@ class LiWiADDSynthesize(io.ComfyNode):
         if root is not None:
             for s in samples:
                 write_sample(root, s, confined=True)
-        stack = _batch(samples)
-        grey = torch.full_like(stack.background, 0.5)
-        over_grey = grey
-        for layer in stack.layers:
-            over_grey = layer.alpha * layer.rgba[:, :3] + (1 - layer.alpha) * over_grey
+        stack = LayerStack.concat([s.stack for s in samples], shadow_channels=3)
+        over_grey = stack.layers_over(torch.full_like(stack.background, 0.5))
         preview = torch.cat([stack.composite(), stack.background, over_grey, stack.combined_shadow()], dim=-1)
         return io.NodeOutput(bchw_to_image(stack.composite()), stack, bchw_to_image(preview))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import torch
 from comfy_api.latest import io
 
 from ..liwi_core.errors import LiWiError
@@ -59,9 +56,7 @@ class LiWiShadowLayer(io.ComfyNode):
     def execute(cls, mode, layer_index, angle, length, softness, opacity, contact, shadow_reach,
                 layers=None, image=None, mask=None) -> io.NodeOutput:
         if layers is not None:
-            if not 0 <= layer_index < len(layers.layers):
-                raise LiWiError(f"layer_index {layer_index} out of range: the stack has {len(layers.layers)} layers")
-            alpha = layers.layers[layer_index].alpha
+            alpha = layers.layer(layer_index).alpha
         elif mask is not None:
             alpha = mask_to_b1hw(mask)
         else:
@@ -75,16 +70,8 @@ class LiWiShadowLayer(io.ComfyNode):
                 raise LiWiError("estimate mode needs an image or a layer stack")
             if photo.shape[-2:] != alpha.shape[-2:]:
                 raise LiWiError("image and object alpha differ in size")
-            alpha = alpha.expand(photo.shape[0], -1, -1, -1)
-            size = max(int(alpha.shape[-1]), int(alpha.shape[-2]))
-            shadow = torch.cat([estimate_shadow(photo[i:i + 1], alpha[i:i + 1], round(shadow_reach * size),
-                                                channels=3) for i in range(photo.shape[0])])
+            reach = round(shadow_reach * max(alpha.shape[-2:]))
+            shadow = estimate_shadow(photo, alpha, reach, channels=3)
         else:
-            shadow = torch.cat([synthesize_cast_shadow(alpha[i:i + 1], angle, length, softness, opacity, contact)
-                                for i in range(alpha.shape[0])])
-        out_stack = layers
-        if layers is not None:
-            new_layers = list(layers.layers)
-            new_layers[layer_index] = replace(new_layers[layer_index], shadow=shadow)
-            out_stack = replace(layers, layers=new_layers, meta=dict(layers.meta))
-        return io.NodeOutput(bchw_to_image(shadow), out_stack)
+            shadow = synthesize_cast_shadow(alpha, angle, length, softness, opacity, contact)
+        return io.NodeOutput(bchw_to_image(shadow), None if layers is None else layers.with_shadow(layer_index, shadow))

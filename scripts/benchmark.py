@@ -43,10 +43,9 @@ def run_large(threads: int) -> dict:
 def run_one(size: int, threads: int, repeats: int) -> dict:
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from helpers import psnr, scene
-
     from liwi_core.decompose import decompose
+    from liwi_core.metrics import recompose_psnr as psnr
+    from liwi_core.synthetic import scene
 
     torch.set_num_threads(threads)
     image, _, _, _, rough = scene(size, size)

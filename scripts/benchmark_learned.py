@@ -20,17 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "training"))
 
 
 def infer(size: int, config: dict, threads: int, checkpoint: str | None, random: bool) -> dict:
     import torch
 
-    from helpers import scene
     from liwi_core.decompose import decompose
+    from liwi_core.engines import create
     from liwi_core.model import LiWiNet
+    from liwi_core.synthetic import scene
 
     torch.set_num_threads(threads)
     if random:
@@ -44,11 +42,11 @@ def infer(size: int, config: dict, threads: int, checkpoint: str | None, random:
     image, _, _, _, rough = scene(size, size)
     image, rough = image.to(device), rough.to(device)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and input in memory, nothing run yet
-    decompose(image, rough, model=model)
+    decompose(image, rough, create("learned", model=model))
     times = []
     for _ in range(3):
         t = time.perf_counter()
-        decompose(image, rough, model=model)
+        decompose(image, rough, create("learned", model=model))
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
@@ -57,7 +55,7 @@ def infer(size: int, config: dict, threads: int, checkpoint: str | None, random:
 
 
 def train_speed(config: dict) -> dict:
-    import train as trainer
+    from liwi_core import train as trainer
 
     from liwi_core.add.run import AddConfig, run
 

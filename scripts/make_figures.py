@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from liwi_core.decompose import decompose
+from liwi_core.engines import create
 from liwi_core.imageio import load_image, load_mask, to_uint8
 from liwi_core.layers import LayerEdit, edit_stack
 
@@ -61,8 +61,8 @@ def learned_rows(names: list[str], checkpoint=None) -> tuple[list, dict]:
         image = load_image(EXAMPLES / f"{name}.png")[:, :3]
         mask = load_mask(EXAMPLES / f"{name}_mask.png")
         h, w = image.shape[-2:]
-        auto = decompose(image, None, model=model, max_objects=1)
-        prompted = decompose(image, mask, model=model)
+        auto = decompose(image, None, create("learned", model=model, max_objects=1))
+        prompted = decompose(image, mask, create("learned", model=model))
         row = [("input", image)]
         if auto.layers:
             a = auto.layers[0]
@@ -108,7 +108,6 @@ def add_rows(num: int = 4, size: int = 384) -> list[list[tuple[str, torch.Tensor
     import tempfile
 
     from liwi_core.add.run import AddConfig, run
-    from liwi_core.dataset import iter_samples
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from liwi_core.engines.classical import ClassicalSettings
+from liwi_core.engines.learned import LearnedSettings
+from liwi_core.options import widget_defaults
+
 OUT = Path(__file__).resolve().parent.parent / "workflows"
 
 
@@ -53,7 +57,7 @@ class Graph:
 
 DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
                  ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK")]
-DECOMPOSE_WIDGETS = ["given", True, 0, 0.5, 0.06, "grey", 4]
+DECOMPOSE_WIDGETS = ["given", *widget_defaults(ClassicalSettings), *widget_defaults(LearnedSettings, ("max_objects",))]
 
 
 def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:

@@ -33,8 +33,12 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["decompose", "nope.png", "--mask", "m.png", "--out", "o"], "no such file"),
     (["decompose", str(EX / "coffee.png"), "--out", "o"], "connect a MASK"),
-    (["recompose", "missing_dir", "--out", "x.png"], "layers.json"),
-    (["export", "missing_dir"], "--psd FILE or --ora FILE"),
+    (["recompose", "missing_dir", "--out", "x.png"], "cannot read layers from 'missing_dir': no such file"),
+    (["export", "missing_dir"], "--psd FILE, --ora FILE or --folder DIR"),
+    (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o", "--radius", "3"],
+     "--radius is an option of the baseline engine; add --engine baseline"),
+    (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o",
+      "--shadow-reach", "9"], "shadow_reach must be between 0.0 and 4.0"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,3 @@
-import tarfile
 
 import pytest
 import torch

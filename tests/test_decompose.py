@@ -1,6 +1,5 @@
 """Decomposition quality and the lossless property of the classical engine."""
 
-import warnings
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from hypothesis import strategies as st
 from helpers import psnr, scene, soft_iou
 from liwi_core import LiWiError
 from liwi_core.decompose import decompose
-from liwi_core.engines.classical import ClassicalSettings
+from liwi_core.engines import create
 from liwi_core.imageio import load_image, load_mask
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def test_shadow_is_recovered():
 
 def test_shadow_reach_zero_gives_no_shadow():
     image, _, _, _, rough = scene()
-    stack = decompose(image, rough, ClassicalSettings(shadow_reach=0.0))
+    stack = decompose(image, rough, create("classical", shadow_reach=0.0))
     assert torch.all(stack.layers[0].shadow == 1.0)
     assert psnr(stack.composite(), image) >= 45
 
@@ -154,4 +153,4 @@ def test_batch_and_mask_count_mismatch():
 
 def test_bad_shadow_channels():
     with pytest.raises(LiWiError, match="shadow_channels"):
-        decompose(torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8), ClassicalSettings(shadow_channels=2))
+        decompose(torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8), create("classical", shadow_channels=2))

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers import psnr, scene, soft_iou
 from liwi_core.decompose import decompose
+from liwi_core.engines import create
 from liwi_core.imageio import load_image, load_mask
 
 pytest.importorskip("diffusers")
@@ -34,7 +34,7 @@ def test_default_decomposes_an_example_losslessly_and_follows_the_mask(model):
     # (an untrained model of the same config scores IoU 0.40 here, with half its alpha outside the mask)
     image = load_image(EX / "astronaut.png")[:, :3]
     mask = load_mask(EX / "astronaut_mask.png")
-    stack = decompose(image, mask, model=model)
+    stack = decompose(image, mask, create("learned", model=model))
     assert stack.meta["engine"] == "learned" and len(stack.layers) == 1
     assert psnr(stack.composite(), image) >= 45
     alpha = stack.layers[0].alpha
@@ -45,7 +45,7 @@ def test_default_decomposes_an_example_losslessly_and_follows_the_mask(model):
 def test_automatic_mode_finds_the_one_clear_object(model):
     # (an untrained model of the same config: IoU 0.16)
     image, _, alpha, _, _ = scene(256, 320)
-    stack = decompose(image, None, model=model, max_objects=2)
+    stack = decompose(image, None, create("learned", model=model, max_objects=2))
     assert stack.layers, "automatic mode found nothing"
     assert soft_iou(stack.layers[-1].alpha, alpha) > 0.7  # the front-most layer found is the disc
     assert psnr(stack.composite(), image) >= 45

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import write_scene_dataset
-from liwi_core.baseline import baseline_decompose
+from liwi_core.engines import create
 from liwi_core.dataset import iter_samples
 from liwi_core.eval import METRICS, evaluate, main, score_sample
 from liwi_core.export import save_layers_dir
@@ -58,7 +58,7 @@ def test_baseline_is_the_mask_the_image_and_telea():
     from helpers import scene
     image, _, alpha, _, rough = scene(48, 64)
     masks = torch.cat([rough, (alpha > 0.5).float()])  # front to back
-    stack = baseline_decompose(image, masks, names=["a", "b"])
+    stack = create("baseline").decompose(image, masks, names=["a", "b"])
     assert [l.prompt_index for l in stack.layers] == [1, 0] and [l.name for l in stack.layers] == ["b", "a"]
     assert torch.equal(stack.layers[1].alpha, rough) and torch.equal(stack.layers[1].rgba[:, :3], image)
     assert all(torch.equal(l.shadow, torch.ones_like(l.shadow)) for l in stack.layers)

@@ -6,8 +6,6 @@ The real server is exercised by tests/test_e2e_comfyui.py when a checkout is ava
 """
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np

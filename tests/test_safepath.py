@@ -1,7 +1,6 @@
 """confined_path and the confined dataset writer: nothing a remote user types may lead out of the root."""
 
 import os
-from pathlib import Path
 
 import pytest
 import torch

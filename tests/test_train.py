@@ -1,7 +1,6 @@
 """The learned model: training, checkpoints, resume, ablation switches, loading errors."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,13 @@ pytest.importorskip("accelerate")
 from helpers import scene, write_scene_dataset  # noqa: E402
 from liwi_core import LiWiError  # noqa: E402
 from liwi_core.decompose import decompose  # noqa: E402
+from liwi_core.engines import create  # noqa: E402
 from liwi_core.engines.learned import load_model  # noqa: E402
 from liwi_core.metrics import recompose_psnr  # noqa: E402
+from liwi_core.model import LiWiNet  # noqa: E402
+from liwi_core import train as trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "training"))
-import train as trainer  # noqa: E402
 
 TINY = json.loads((ROOT / "training" / "configs" / "tiny.json").read_text())
 
@@ -56,7 +56,7 @@ def test_each_switch_turns_its_term_off(data):
     cfg = trainer.TrainConfig(**TINY)
     g = torch.Generator().manual_seed(0)
     batch = trainer.SampleBank(str(data)).batch(cfg, g)
-    model = trainer.LiWiNet(base_channels=8, depth=2, working_size=64)
+    model = LiWiNet(base_channels=8, depth=2, working_size=64)
     out = model(batch["image"], batch["prompt"])
     full = trainer.loss_terms(out, batch, cfg.loss_weights)
     assert set(full) == set(trainer.LOSSES) and all(float(v.detach()) > 0 for v in full.values())
@@ -81,9 +81,9 @@ def test_learned_engine_is_lossless_and_runs_automatic(data, tmp_path):
     result = trainer.train(_config(data, tmp_path, steps=3), log=lambda *_: None)
     model = load_model(tmp_path / "checkpoint-latest")
     image, _, _, _, rough = scene(90, 70, seed=5)
-    stack = decompose(image, rough, model=model)
+    stack = decompose(image, rough, create("learned", model=model))
     assert stack.meta["engine"] == "learned" and recompose_psnr(stack.composite(), image) >= 45
-    auto = decompose(image, None, model=model, max_objects=2)
+    auto = decompose(image, None, create("learned", model=model, max_objects=2))
     assert recompose_psnr(auto.composite(), image) >= 45 and len(auto.layers) <= 2
 
 
@@ -92,7 +92,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_model(tmp_path / "model.pt")
     with pytest.raises(LiWiError, match="config.json is missing"):
         load_model(tmp_path)
-    model = trainer.LiWiNet(base_channels=8, depth=2, working_size=64)
+    model = LiWiNet(base_channels=8, depth=2, working_size=64)
     model.save_pretrained(str(tmp_path / "ok"), safe_serialization=True)
     weights = next((tmp_path / "ok").glob("*.safetensors"))
     data = weights.read_bytes()

@@ -1,4 +1,4 @@
-"""ADD runner: ``python -m liwi_core.add --images DIR [--masks DIR] [--objects DIR] --out DIR --num N --seed S``.
+"""ADD runner: ``python -m liwi_core add --images DIR [--masks DIR] [--objects DIR] --out DIR --num N --seed S``.
 
 Objects come from photos with masks (``--masks``: cut out with the classical matting) or
 from ready cut-outs (``--objects``: PNGs with transparency, their alpha used as it is).
@@ -389,8 +389,8 @@ def run(config: AddConfig, rank: int | None = None, world_size: int | None = Non
     return stats
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m liwi_core.add", description="ADD: synthesize layered training data")
+def configure(p: argparse.ArgumentParser) -> None:
+    """The ``add`` command's flags (:mod:`liwi_core.cli`)."""
     p.add_argument("--images", help="folder of photos (searched recursively)")
     p.add_argument("--masks", help="folder of object masks: <stem>_mask*.png, white = object")
     p.add_argument("--objects", help="folder of ready cut-outs (PNG with transparency) to paste as objects")
@@ -402,31 +402,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempts", type=int, default=4, help="tries per slot before it is dropped")
     p.add_argument("--config", help="JSON file with any of these options (flags win)")
     p.add_argument("--quiet", action="store_true")
-    return p
+    p.set_defaults(run=run_command, add_parser=p)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(args: argparse.Namespace) -> None:
     values = {}
     if args.config:
         try:
             values = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            print(f"liwi: error: cannot read config '{args.config}': {exc}", file=sys.stderr)
-            return 2
+            raise LiWiError(f"cannot read config '{args.config}': {exc}") from None
     for key in ("images", "masks", "objects", "out", "num", "seed", "size", "max_objects", "attempts"):
         given = getattr(args, key)
-        if given is not None and (given != parser.get_default(key) or key not in values):
+        if given is not None and (given != args.add_parser.get_default(key) or key not in values):
             values[key] = given
     missing = [k for k in ("images", "out") if not values.get(k)]
     if missing:
-        print(f"liwi: error: give --{' and --'.join(missing)} (or put them in --config)", file=sys.stderr)
-        return 2
-    try:
-        stats = run(AddConfig(**values), progress=not args.quiet)
-    except LiWiError as exc:
-        print(f"liwi: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(stats))
-    return 0
+        raise LiWiError(f"give --{' and --'.join(missing)} (or put them in --config)")
+    print(json.dumps(run(AddConfig(**values), progress=not args.quiet)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m liwi_core.add`` (kept as an alias) is ``python -m liwi_core add``."""
+    from ..cli import main_as
+
+    return main_as("add", argv)

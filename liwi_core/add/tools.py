@@ -10,7 +10,7 @@ import torch
 
 from ..compositing import premultiply, unpremultiply
 from ..decompose import decompose, prepare_masks
-from ..engines.classical import ClassicalSettings
+from ..engines import create
 from ..errors import LiWiError
 from ..filters import bounding_box, dilate, erode, gaussian_blur, resize
 from ..shadow import synthesize_cast_shadow
@@ -56,7 +56,7 @@ def extract_foreground(image: torch.Tensor, mask: torch.Tensor, refine: bool = T
     box = bounding_box(mask)
     if box is None:
         raise LiWiError("cannot cut out an object from an empty mask: draw the object's mask first")
-    stack = decompose(image, mask, ClassicalSettings(refine=refine, shadow_reach=0.0))
+    stack = decompose(image, mask, create("classical", refine=refine, shadow_reach=0.0))
     rgba = stack.layers[0].rgba
     alpha = rgba[:, 3:4] * _within(mask, box)
     alpha = alpha * _joined(alpha)
@@ -153,7 +153,7 @@ def clean_background(image: torch.Tensor, masks: torch.Tensor | None = None
         masks = prepare_masks(masks, tuple(image.shape[-2:]))
     if masks is None or bounding_box(masks) is None:
         return image.clone(), torch.zeros_like(image[:, :1])
-    stack = decompose(image, masks, ClassicalSettings(refine=False), order="bottom")
+    stack = decompose(image, masks, create("classical", refine=False), order="bottom")
     return stack.background, stack.hole
 
 

@@ -15,40 +15,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 
-from ..filters import bounding_box, push_pull_fill
-from ..layers import Layer
-from ..matting import estimate_alpha, refine_mask, solve_foreground, trimap_from_mask
+from ..filters import bounding_box
+from ..matting import estimate_alpha, refine_mask, trimap_from_mask
+from ..options import check_settings, option
 from ..shadow import estimate_shadow
+from .base import Engine, Peeled, StackBuilder
+from .exact import explain_object
 
-__all__ = ["ClassicalSettings", "peel_objects", "explain_object"]
-
-# value of background pixels nothing in the photo tells us about (full-frame masks)
-UNKNOWN_BACKGROUND = 0.5
+__all__ = ["ClassicalSettings", "ClassicalEngine"]
 
 
 @dataclass
 class ClassicalSettings:
-    """Settings of the classical engine (all written to ``layers.json``).
+    """Settings of the classical engine (all written to ``layers.json``); the one declaration the
+    CLI flags and the Decompose node's widgets are made from."""
 
-    Attributes:
-        refine: refine rough masks with GrabCut before matting; turn off for precise masks.
-        edge_radius: half-width in pixels of the soft-edge band around each object;
-            0 = automatic (about 2% of the object's size).
-        shadow_reach: how far from an object its shadow is looked for, as a fraction of
-            the object's larger side; 0 = no shadow layers.
-        shadow_threshold: darkening weaker than this is texture, not shadow.
-        shadow_channels: 1 = grey shadow maps, 3 = coloured.
-    """
-
-    refine: bool = True
-    edge_radius: int = 0
-    shadow_reach: float = 0.5
-    shadow_threshold: float = 0.06
-    shadow_channels: int = 1
+    refine: bool = option(True, "Snap rough masks to the object with GrabCut. Turn off for exact masks.",
+                          cli="--no-refine", node="refine_masks")
+    edge_radius: int = option(0, "Half-width in pixels of the soft-edge band (hair, fur). 0 = automatic "
+                                 "(about 2% of the object's size).", minimum=0, maximum=256, step=1)
+    shadow_reach: float = option(0.5, "How far from an object its shadow is looked for, as a fraction of the "
+                                      "object's size. 0 = no shadow layers.", minimum=0.0, maximum=4.0, step=0.05)
+    shadow_threshold: float = option(0.06, "Darkening weaker than this is treated as texture, not shadow.",
+                                     minimum=0.0, maximum=0.5, step=0.01)
+    shadow_channels: int = option(1, "1 = grey shadow maps (one attenuation for R, G, B), 3 = coloured (tinted "
+                                     "shadows).", choices=(1, 3), labels={"grey": 1, "colour": 3})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,28 +51,6 @@ class ClassicalSettings:
 def _auto_band(seg: torch.Tensor, scale_hint: float) -> int:
     area = float((seg > 0.5).sum())
     return max(3, round(0.02 * math.sqrt(area)), math.ceil(2.0 * scale_hint))
-
-
-def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,
-                   fill: torch.Tensor | None = None):
-    """Turn an object's estimated alpha and shadow into layers that explain ``image`` exactly.
-
-    The background under the shadow is the image with the shadow divided out (a shadow map
-    never darker than the pixel keeps it within [0, 1]); under the object it is ``fill``
-    (``[1,3,H,W]``, e.g. a learned completion) or push-pull inpainting; the foreground is
-    then solved so that ``image == alpha * fg + (1 - alpha) * clean * shadow``.
-
-    Returns ``(fg, alpha, shadow, clean)``.
-    """
-    floor = image if shadow.shape[1] == 3 else image.amax(dim=1, keepdim=True)
-    shadow = torch.maximum(shadow, floor).clamp(max=1.0)
-    seen = (alpha <= 0).float()
-    unshadowed = image / shadow.clamp_min(1e-6)
-    if fill is None:
-        fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
-    clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
-    fg, alpha = solve_foreground(image, alpha, clean * shadow)
-    return fg, alpha, shadow, clean
 
 
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
@@ -118,25 +90,22 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     return paste(fg, 0.0), paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
 
 
-def peel_objects(image: torch.Tensor, masks: list[torch.Tensor], names: list[str],
-                 prompt_indices: list[int], settings: ClassicalSettings,
-                 step: Callable[[], None] | None = None):
-    """Decompose one RGB image ``[1,3,H,W]`` given masks ordered front to back.
+class ClassicalEngine(Engine):
+    """Mask-guided decomposition with no weights: ``create("classical", **settings)``."""
 
-    Returns ``(background [1,3,H,W], layers back to front, hole [1,1,H,W])``.
-    """
-    current = image
-    hole = torch.zeros_like(image[:, :1])
-    peeled: list[Layer] = []
-    for mask, name, index in zip(masks, names, prompt_indices):
-        if bounding_box(mask) is None:
-            rgba = torch.zeros((1, 4) + tuple(image.shape[-2:]), dtype=image.dtype)
-            shadow = torch.ones((1, settings.shadow_channels) + tuple(image.shape[-2:]), dtype=image.dtype)
-        else:
-            fg, alpha, shadow, current = _peel_one(current, mask, settings)
-            rgba = torch.cat([fg, alpha], dim=1)
-            hole = torch.maximum(hole, (alpha > 0).float())
-        peeled.append(Layer(rgba=rgba, shadow=shadow, name=name, prompt_index=index))
-        if step is not None:
-            step()
-    return current, peeled[::-1], hole
+    name = "classical"
+    needs_masks = True
+
+    def __init__(self, settings: ClassicalSettings | None = None, **options):
+        self.settings = check_settings(settings if settings is not None else ClassicalSettings(**options))
+
+    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
+        built = StackBuilder(image)
+        for mask, name, index in zip(masks, names, prompt_indices):
+            if bounding_box(mask) is None:
+                built.add_empty(name, index, self.settings.shadow_channels)
+            else:
+                built.add(*_peel_one(built.current, mask, self.settings), name=name, prompt_index=index)
+            if step is not None:
+                step()
+        return built.result()

@@ -4,24 +4,26 @@ Objects are peeled front to back as in the classical engine. For each, the model
 its working size on what is left of the image (with the object's prompt mask, or an
 empty one in automatic mode); its alpha is brought to full resolution by guided
 upsampling (edges follow the full-resolution photo), its shadow and completed background
-by bilinear upsampling, and :func:`~liwi_core.engines.classical.explain_object` solves
+by bilinear upsampling, and :func:`~liwi_core.engines.exact.explain_object` solves
 the colours so the stack recomposes to the input.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..errors import LiWiError
 from ..filters import guided_upsample, resize
-from ..layers import Layer
-from .classical import explain_object
+from ..layers import default_layer_name
+from ..options import check_settings, option
+from .base import Engine, Peeled, StackBuilder
+from .exact import explain_object
 
-__all__ = ["load_model", "peel_learned", "DEFAULT_CHECKPOINT"]
+__all__ = ["load_model", "LearnedEngine", "LearnedSettings", "DEFAULT_CHECKPOINT"]
 
 # the checkpoint shipped with the pack (its model card is MODEL_CARD.md beside it)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "liwi-default"
@@ -101,33 +103,55 @@ def _predict(model, image: torch.Tensor, prompt: torch.Tensor):
     return alpha, shadow, background
 
 
-def peel_learned(image: torch.Tensor, masks: list[torch.Tensor] | None, model, names: list[str] | None = None,
-                 max_objects: int = 4, min_area: float = 0.002, step: Callable[[], None] | None = None):
-    """Decompose ``image`` ``[1,3,H,W]``; ``masks`` front to back, or None for automatic mode.
+@dataclass
+class LearnedSettings:
+    """Settings of the learned engine (the checkpoint's own config is what ``layers.json`` records)."""
 
-    In automatic mode the model first finds the front-most object (empty prompt), then
-    decomposes it prompted with what it found (``alpha > 0.5``): a prompted model fills
-    the hole from around the object (``prefill`` checkpoints), while with an empty prompt
-    the object would stay in the completed background and be found again. It then runs
-    again on the completed background, until ``max_objects`` or until the found alpha
-    covers less than ``min_area`` of the image. Returns ``(background, layers back to
-    front, hole)``.
-    """
-    current = image
-    hole = torch.zeros_like(image[:, :1])
-    peeled: list[Layer] = []
-    prompts = masks if masks is not None else [torch.zeros_like(image[:, :1])] * max_objects
-    for k, prompt in enumerate(prompts):
-        alpha, shadow, fill = _predict(model, current, prompt)
-        if masks is None:
-            if float(alpha.mean()) < min_area:
-                break
-            alpha, shadow, fill = _predict(model, current, (alpha > 0.5).float())
-        fg, alpha, shadow, current = explain_object(current, alpha, shadow, fill)
-        hole = torch.maximum(hole, (alpha > 0).float())
-        name = names[k] if names and k < len(names) else f"object_{k}"
-        peeled.append(Layer(rgba=torch.cat([fg, alpha], 1), shadow=shadow, name=name,
-                            prompt_index=k if masks is not None else None))
-        if step is not None:
-            step()
-    return current, peeled[::-1], hole
+    checkpoint: str | None = option(None, "Checkpoint folder (config.json + .safetensors); default: the "
+                                          "bundled liwi-default.")
+    max_objects: int = option(4, "Automatic mode (no masks): at most this many layers.", minimum=1, maximum=32,
+                              step=1)
+    min_area: float = option(0.002, "Automatic mode stops when what it finds covers less than this fraction "
+                                    "of the image.", minimum=0.0, maximum=1.0, step=0.001)
+
+
+class LearnedEngine(Engine):
+    """A LiWiNet checkpoint made exact: ``create("learned", checkpoint=..., max_objects=...)``, or
+    ``create("learned", model=...)`` with a model already loaded (the Load Model node)."""
+
+    name = "learned"
+    needs_masks = False
+
+    def __init__(self, settings: LearnedSettings | None = None, model=None, **options):
+        self.settings = check_settings(settings if settings is not None else LearnedSettings(**options))
+        self.model = model if model is not None else load_model(self.settings.checkpoint)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def meta(self) -> dict:
+        return {"engine": self.name, "settings": dict(self.model.config)}
+
+    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
+        """Prompted: one object per mask. Automatic (``masks`` None): the model first finds the
+        front-most object (empty prompt), then decomposes it prompted with what it found
+        (``alpha > 0.5``): a prompted model fills the hole from around the object (``prefill``
+        checkpoints), while with an empty prompt the object would stay in the completed
+        background and be found again. It then runs again on the completed background, until
+        ``max_objects`` or until the found alpha covers less than ``min_area`` of the image."""
+        automatic = masks is None
+        prompts = [torch.zeros_like(image[:, :1])] * self.settings.max_objects if automatic else masks
+        built = StackBuilder(image)
+        for k, prompt in enumerate(prompts):
+            alpha, shadow, fill = _predict(self.model, built.current, prompt)
+            if automatic:
+                if float(alpha.mean()) < self.settings.min_area:
+                    break
+                alpha, shadow, fill = _predict(self.model, built.current, (alpha > 0.5).float())
+            built.add(*explain_object(built.current, alpha, shadow, fill),
+                      name=default_layer_name(k) if automatic else names[k],
+                      prompt_index=None if automatic else prompt_indices[k])
+            if step is not None:
+                step()
+        return built.result()

@@ -1,0 +1,97 @@
+"""The engine interface: what every way of decomposing a photo provides.
+
+An engine peels objects off one RGB image front to back, given one prompt mask per object
+(or none, in automatic mode), and returns the clean background, the layers back to front
+and the hole (where the background was invented). :func:`liwi_core.decompose.decompose`
+does the rest once for every engine: input checks, batching, ordering, names, metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from ..layers import Layer, LayerStack
+
+__all__ = ["Engine", "Peeled", "StackBuilder"]
+
+
+class Peeled(NamedTuple):
+    """What an engine returns for one image: ``background`` ``[1,3,H,W]``, ``layers`` back to
+    front, ``hole`` ``[1,1,H,W]`` (1 = invented background)."""
+
+    background: torch.Tensor
+    layers: list[Layer]
+    hole: torch.Tensor
+
+
+class StackBuilder:
+    """Collects layers peeled front to back and the hole they leave, on what is left of the image."""
+
+    def __init__(self, image: torch.Tensor):
+        self.current = image
+        self.hole = torch.zeros_like(image[:, :1])
+        self.layers: list[Layer] = []  # front to back while peeling
+
+    def add(self, fg: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, below: torch.Tensor,
+            name: str, prompt_index: int | None) -> None:
+        """One object whose layers explain the current image exactly; ``below`` is what is left."""
+        self.layers.append(Layer(rgba=torch.cat([fg, alpha], dim=1), shadow=shadow, name=name,
+                                 prompt_index=prompt_index))
+        self.hole = torch.maximum(self.hole, (alpha > 0).float())
+        self.current = below
+
+    def add_empty(self, name: str, prompt_index: int | None, shadow_channels: int = 1) -> None:
+        """An empty prompt: a layer with alpha 0 and no shadow keeps layer indices aligned with prompts."""
+        size = tuple(self.current.shape[-2:])
+        self.layers.append(Layer(rgba=torch.zeros((1, 4) + size, dtype=self.current.dtype),
+                                 shadow=torch.ones((1, shadow_channels) + size, dtype=self.current.dtype),
+                                 name=name, prompt_index=prompt_index))
+
+    def result(self) -> Peeled:
+        return Peeled(self.current, self.layers[::-1], self.hole)
+
+
+class Engine:
+    """Base class of the engines listed by :func:`liwi_core.engines.available`.
+
+    Subclasses set ``name``, ``needs_masks`` and ``settings`` (a dataclass written to
+    ``layers.json``) and implement :meth:`peel`.
+    """
+
+    name: str = ""
+    #: False when the engine can find objects itself (automatic mode, ``masks=None``)
+    needs_masks: bool = True
+    settings: Any = None
+
+    def peel(self, image: torch.Tensor, masks: list[torch.Tensor] | None, names: list[str] | None,
+             prompt_indices: list[int] | None, step: Callable[[], None] | None = None) -> Peeled:
+        """Decompose one RGB image ``[1,3,H,W]`` in [0,1].
+
+        Args:
+            masks: ``[1,1,H,W]`` prompt masks front to back (1 = object), or None (automatic mode).
+            names, prompt_indices: per mask, the layer's name and the index of its prompt.
+            step: called once per object peeled (progress and interrupts).
+        """
+        raise NotImplementedError
+
+    def meta(self) -> dict:
+        """The engine's entry of ``layers.json``: its name and settings."""
+        settings = self.settings
+        if is_dataclass(settings):
+            settings = asdict(settings)
+        return {"engine": self.name, "settings": dict(settings or {})}
+
+    def decompose(self, image: torch.Tensor, masks: torch.Tensor | None = None, key: str | None = None,
+                  **kwargs) -> LayerStack:
+        """:func:`liwi_core.decompose.decompose` with this engine. ``key`` names the image (a dataset
+        sample id) for engines that look results up (``folder``); computing engines ignore it."""
+        from ..decompose import decompose
+
+        return decompose(image, masks, engine=self, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings!r})"
+
