@@ -39,7 +39,7 @@ def _engine_from_args(args):
 
 
 def _cmd_decompose(args) -> None:
-    from .export import save_layers_dir, write_ora, write_psd
+    from .export import WRITERS, save_layers_dir
 
     engine = _engine_from_args(args)
     image = load_image(args.image)
@@ -52,10 +52,9 @@ def _cmd_decompose(args) -> None:
     stack = decompose(image, masks, engine, order=args.order, names=names, progress=progress)
     stack.meta["source"] = str(args.image)
     save_layers_dir(stack, args.out)
-    if args.psd:
-        write_psd(stack, args.psd)
-    if args.ora:
-        write_ora(stack, args.ora)
+    for name in ("psd", "ora"):
+        if getattr(args, name):
+            WRITERS[name][0](stack, getattr(args, name))
     print(f"wrote {len(stack.layers)} layer(s) to {args.out}")
 
 
@@ -71,15 +70,15 @@ def _cmd_recompose(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from .export import load_stack, save_layers_dir, write_ora, write_psd
+    from .export import WRITERS, load_stack
 
-    if not (args.psd or args.ora or args.folder):
-        raise LiWiError("export needs --psd FILE, --ora FILE or --folder DIR")
+    targets = {name: getattr(args, name) for name in WRITERS if getattr(args, name)}
+    if not targets:
+        raise LiWiError("export needs --psd FILE, --ora FILE or --png DIR")
     stack = load_stack(args.dir)
-    for path, write in ((args.psd, write_psd), (args.ora, write_ora), (args.folder, save_layers_dir)):
-        if path:
-            write(stack, path)
-            print(f"wrote {path}")
+    for name, path in targets.items():
+        WRITERS[name][0](stack, path)
+        print(f"wrote {path}")
 
 
 def _add_layer_commands(sub) -> None:
@@ -112,7 +111,7 @@ def _add_layer_commands(sub) -> None:
     e.add_argument("dir", help="folder written by decompose, or an OpenRaster file")
     e.add_argument("--psd", help="layered Photoshop file to write")
     e.add_argument("--ora", help="OpenRaster file to write")
-    e.add_argument("--folder", help="layer folder to write (PNGs + layers.json)")
+    e.add_argument("--png", help="layer folder to write (PNGs + layers.json)")
     e.set_defaults(run=_cmd_export)
 
 

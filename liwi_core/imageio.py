@@ -29,12 +29,13 @@ def _open(path) -> Image.Image:
         path = Path(path)
         if not path.is_file():
             raise LiWiError(f"cannot read image '{path}': no such file")
+    im = None
     try:
         im = Image.open(path)
         im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise LiWiError(f"cannot read image '{path}': {exc}") from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - depends on file
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if im is not None:
+            im.close()  # else the half-read file is reported unclosed after the one-line error
         raise LiWiError(f"cannot read image '{path}': {exc}") from None
     return im
 

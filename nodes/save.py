@@ -7,12 +7,13 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..liwi_core.export import save_layers_dir, write_ora, write_psd
+from ..liwi_core.export import save_formats
 from ..liwi_core.imageio import save_image
 from .paths import output_path
 from .types import Layers
 
-FORMATS = ["psd", "ora", "png", "psd+png", "all"]
+#: the format list the node offers -> the formats written
+FORMATS = {"psd": ("psd",), "ora": ("ora",), "png": ("png",), "psd+png": ("psd", "png"), "all": ("psd", "ora", "png")}
 
 
 class LiWiSaveLayers(io.ComfyNode):
@@ -29,7 +30,7 @@ class LiWiSaveLayers(io.ComfyNode):
                 io.String.Input("filename_prefix", default="LiWi/layers",
                                 tooltip="Path inside the output folder; a counter is added. Absolute paths and '..' "
                                         "are refused."),
-                io.Combo.Input("format", options=FORMATS, default="psd+png",
+                io.Combo.Input("format", options=list(FORMATS), default="psd+png",
                                tooltip="psd: Photoshop/Krita/GIMP. ora: OpenRaster. png: background.png, "
                                        "layer_NN.png, shadow_NN.png and layers.json in a folder."),
             ],
@@ -48,12 +49,7 @@ class LiWiSaveLayers(io.ComfyNode):
         for b in range(layers.batch):
             stack = layers.select(b)
             base = f"{filename}_{counter:05}"
-            if format in ("psd", "psd+png", "all"):
-                write_psd(stack, os.path.join(full_folder, base + ".psd"))
-            if format in ("ora", "all"):
-                write_ora(stack, os.path.join(full_folder, base + ".ora"))
-            if format in ("png", "psd+png", "all"):
-                save_layers_dir(stack, os.path.join(full_folder, base))
+            save_formats(stack, os.path.join(full_folder, base), FORMATS[format])
             preview = base + "_composite.png"
             save_image(stack.to_image(), os.path.join(full_folder, preview))
             previews.append({"filename": preview, "subfolder": subfolder, "type": "output"})

@@ -3,8 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from helpers import psnr
 from liwi_core.cli import main
@@ -34,7 +36,7 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
     (["decompose", "nope.png", "--mask", "m.png", "--out", "o"], "no such file"),
     (["decompose", str(EX / "coffee.png"), "--out", "o"], "connect a MASK"),
     (["recompose", "missing_dir", "--out", "x.png"], "cannot read layers from 'missing_dir': no such file"),
-    (["export", "missing_dir"], "--psd FILE, --ora FILE or --folder DIR"),
+    (["export", "missing_dir"], "--psd FILE, --ora FILE or --png DIR"),
     (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o", "--radius", "3"],
      "--radius is an option of the baseline engine; add --engine baseline"),
     (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o",
@@ -95,3 +97,38 @@ def test_learned_engine_from_the_cli(tmp_path, capsys):
     assert main(["decompose", str(EX / "rocket.png"), "--engine", "learned", "--checkpoint",
                  str(tmp_path / "model.ckpt"), "--out", str(tmp_path / "y")]) == 2
     assert "pickle" in capsys.readouterr().err
+
+
+def test_truncated_image_is_one_line_without_unclosed_file_warning(tmp_path):
+    """The half-read file is closed: no ResourceWarning after the error (seen with -W always)."""
+    good = (EX / "coffee.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 2])
+    out = subprocess.run([sys.executable, "-W", "always", "-m", "liwi_core", "decompose", str(tmp_path / "cut.png"),
+                          "--mask", str(EX / "coffee_mask.png"), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("liwi: error: cannot read image") and "cut.png" in lines[0], lines
+
+
+def test_engine_flags_come_from_the_settings_declaration():
+    from liwi_core.cli import build_parser
+    from liwi_core.engines import settings_type
+    from liwi_core.options import option_specs
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["decompose"].format_help()
+    for name in ("classical", "learned", "baseline"):
+        for f, meta in option_specs(settings_type(name)):
+            assert (meta["cli"] or "--" + f.name.replace("_", "-")) in help_text, (name, f.name)
+
+
+def test_recompose_and_export_read_an_ora(tmp_path):
+    assert main(["decompose", str(EX / "rocket.png"), "--mask", str(EX / "rocket_mask.png"), "--out",
+                 str(tmp_path / "layers"), "--ora", str(tmp_path / "r.ora"), "--no-refine"]) == 0
+    assert main(["recompose", str(tmp_path / "r.ora"), "--out", str(tmp_path / "from_ora.png")]) == 0
+    assert main(["recompose", str(tmp_path / "layers"), "--out", str(tmp_path / "from_dir.png")]) == 0
+    a = np.asarray(Image.open(tmp_path / "from_ora.png"), np.float32)
+    b = np.asarray(Image.open(tmp_path / "from_dir.png"), np.float32)
+    assert np.abs(a - b).max() <= 2
+    assert main(["export", str(tmp_path / "r.ora"), "--png", str(tmp_path / "back"), "--psd", str(tmp_path / "r.psd")]) == 0
+    assert (tmp_path / "back" / "layers.json").is_file() and (tmp_path / "r.psd").read_bytes()[:4] == b"8BPS"

