@@ -250,8 +250,7 @@ def edit_stack(stack: LayerStack, edits: dict[int, LayerEdit] | list[LayerEdit])
     if isinstance(edits, list):
         edits = dict(enumerate(edits))
     for index in edits:
-        if not 0 <= index < len(stack.layers):
-            raise IndexError(f"layer index {index} out of range: the stack has {len(stack.layers)} layers")
+        stack.layer(index)  # a one-line error for an index the stack does not have
     layers = []
     for i, layer in enumerate(stack.layers):
         edit = edits.get(i, LayerEdit())

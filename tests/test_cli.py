@@ -36,6 +36,7 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
     (["decompose", "nope.png", "--mask", "m.png", "--out", "o"], "no such file"),
     (["decompose", str(EX / "coffee.png"), "--out", "o"], "connect a MASK"),
     (["recompose", "missing_dir", "--out", "x.png"], "cannot read layers from 'missing_dir': no such file"),
+    (["recompose", str(EX), "--out", "x.png"], "layers.json"),
     (["export", "missing_dir"], "--psd FILE, --ora FILE or --png DIR"),
     (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o", "--radius", "3"],
      "--radius is an option of the baseline engine; add --engine baseline"),
@@ -132,3 +133,12 @@ def test_recompose_and_export_read_an_ora(tmp_path):
     assert np.abs(a - b).max() <= 2
     assert main(["export", str(tmp_path / "r.ora"), "--png", str(tmp_path / "back"), "--psd", str(tmp_path / "r.psd")]) == 0
     assert (tmp_path / "back" / "layers.json").is_file() and (tmp_path / "r.psd").read_bytes()[:4] == b"8BPS"
+
+
+def test_edit_of_a_missing_layer_is_one_line(tmp_path, capsys):
+    assert main(["decompose", str(EX / "rocket.png"), "--mask", str(EX / "rocket_mask.png"), "--out",
+                 str(tmp_path / "layers"), "--no-refine"]) == 0
+    capsys.readouterr()
+    assert main(["recompose", str(tmp_path / "layers"), "--out", str(tmp_path / "x.png"), "--edit", "5:dx=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["liwi: error: layer_index 5 out of range: the stack has 1 layers"]
