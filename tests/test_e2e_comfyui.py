@@ -40,7 +40,8 @@ CORE_NODES = [
 ]
 
 COMFY_DIR = os.environ.get("LIWI_COMFYUI_DIR")
-COMFY_PYTHON = os.environ.get("LIWI_COMFYUI_PYTHON") or sys.executable
+# the server starts in COMFY_DIR, so a relative path (as in the docstring) is taken from here
+COMFY_PYTHON = os.path.abspath(os.environ.get("LIWI_COMFYUI_PYTHON") or sys.executable)
 PROMPT_TIMEOUT = float(os.environ.get("LIWI_E2E_PROMPT_TIMEOUT", "600"))
 
 pytestmark = pytest.mark.skipif(
