@@ -1,16 +1,15 @@
-"""Small image filters on ``[B, C, H, W]`` float tensors, used by the classical engine.
-
-All run in O(1) per pixel in their radius (cumulative sums, separable passes, pyramids),
-so they stay fast at any resolution.
+"""Image filters on ``[B, C, H, W]`` float tensors: kornia's where kornia has them, and the few
+it lacks or does measurably worse for this use (each says why; ``scripts/benchmark.py
+--filters`` measures them side by side).
 """
 
 from __future__ import annotations
 
+import kornia
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "box_filter",
     "guided_filter",
     "guided_upsample",
     "dilate",
@@ -22,49 +21,13 @@ __all__ = [
     "bounding_box",
 ]
 
-
-def _box_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    n = x.shape[dim]
-    c = torch.cumsum(x, dim=dim)
-    c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)
-    idx = torch.arange(n, device=x.device)
-    hi = (idx + r + 1).clamp(max=n)
-    lo = (idx - r).clamp(min=0)
-    return c.index_select(dim, hi) - c.index_select(dim, lo)
+#: Rec. 709 luma weights (kornia's default is Rec. 601)
+REC709 = (0.2126, 0.7152, 0.0722)
 
 
-def box_filter(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the ``(2r+1)^2`` window clipped to the image, ``[B,C,H,W]`` -> same shape."""
-    if r <= 0:
-        return x
-    if r <= 16:
-        # separable average pooling: exact, float32-accurate, O(r) per pixel
-        k = 2 * r + 1
-        y = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
-        return F.avg_pool2d(y, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
-    x64 = x.double()  # cumulative sums of large images lose precision in float32
-    ones = torch.ones((1, 1, x.shape[-2], x.shape[-1]), dtype=torch.float64, device=x.device)
-    s = _box_1d(_box_1d(x64, r, -1), r, -2)
-    n = _box_1d(_box_1d(ones, r, -1), r, -2)
-    return (s / n).to(x.dtype)
-
-
-def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float):
-    """Per-pixel linear model ``src ~ a . guide + b`` over ``(2r+1)^2`` windows, box-averaged."""
-    mean_i = box_filter(guide, r)
-    mean_p = box_filter(src, r)
-    mean_ip = box_filter(guide * src, r)
-    cov_ip = mean_ip - mean_i * mean_p  # [B,3,H,W]
-    # 3x3 covariance of the guide per pixel, as [B,H,W,3,3]
-    prod = torch.stack([guide[:, i:i + 1] * guide for i in range(3)], dim=1)  # [B,3,3,H,W]
-    b, _, _, h, w = prod.shape
-    mean_ii = box_filter(prod.reshape(b, 9, h, w), r).reshape(b, 3, 3, h, w)
-    var = mean_ii - mean_i[:, :, None] * mean_i[:, None, :]
-    var = var.permute(0, 3, 4, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
-    a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1)  # [B,H,W,3]
-    a = a.permute(0, 3, 1, 2)
-    bias = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
-    return box_filter(a, r), box_filter(bias, r)
+def _border(x: torch.Tensor, pad: int) -> str:
+    """Reflected borders, or replicated where the image is too small to reflect ``pad`` pixels."""
+    return "reflect" if min(x.shape[-2:]) > pad else "replicate"
 
 
 def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
@@ -73,27 +36,57 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) ->
     Args:
         guide: ``[B,3,H,W]`` colour guide in [0,1].
         src: ``[B,1,H,W]`` input (e.g. a coarse alpha).
-        r: window radius in pixels.
+        r: window radius in pixels (a ``(2r+1)^2`` window, reflected at the borders).
         eps: regulariser; smaller keeps more guide detail.
     """
-    a, bias = _guided_coefficients(guide, src, r, eps)
-    return (a * guide).sum(dim=1, keepdim=True) + bias
+    return kornia.filters.guided_blur(guide, src, 2 * r + 1, eps, border_type=_border(guide, r))
+
+
+def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float):
+    """Per-pixel linear model ``src ~ a . guide + b`` over ``(2r+1)^2`` windows, box-averaged."""
+    k, border = 2 * r + 1, _border(guide, r)
+
+    def box(t: torch.Tensor) -> torch.Tensor:
+        return kornia.filters.box_blur(t, k, border_type=border, separable=True)
+
+    mean_i = box(guide)
+    mean_p = box(src)
+    cov_ip = box(guide * src) - mean_i * mean_p  # [B,3,H,W]
+    # 3x3 covariance of the guide per pixel, as [B,H,W,3,3]
+    prod = torch.stack([guide[:, i:i + 1] * guide for i in range(3)], dim=1)  # [B,3,3,H,W]
+    b, _, _, h, w = prod.shape
+    mean_ii = box(prod.reshape(b, 9, h, w)).reshape(b, 3, 3, h, w)
+    var = mean_ii - mean_i[:, :, None] * mean_i[:, None, :]
+    var = var.permute(0, 3, 4, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
+    a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1)  # [B,H,W,3]
+    a = a.permute(0, 3, 1, 2)
+    bias = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
+    return box(a), box(bias)
 
 
 def guided_upsample(src_low: torch.Tensor, guide_low: torch.Tensor, guide: torch.Tensor,
                     r: int = 2, eps: float = 1e-4) -> torch.Tensor:
     """Bring a low-resolution map to full resolution along the full-resolution image's edges
     (fast guided filter): the linear coefficients are fitted at low resolution, upsampled,
-    and applied to the full-resolution ``guide`` ``[B,3,H,W]``. Output ``[B,1,H,W]``."""
+    and applied to the full-resolution ``guide`` ``[B,3,H,W]``. Output ``[B,1,H,W]``.
+
+    Kept by hand: kornia's ``guided_blur(subsample=...)`` fits on a subsampled copy of a
+    full-resolution input, while here only the low-resolution map exists (a network's output).
+    """
     a, bias = _guided_coefficients(guide_low, src_low, r, eps)
-    size = guide.shape[-2:]
-    a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
-    bias = F.interpolate(bias, size=size, mode="bilinear", align_corners=False)
+    size = tuple(guide.shape[-2:])
+    a = resize(a, size, mode="bilinear")
+    bias = resize(bias, size, mode="bilinear")
     return (a * guide).sum(dim=1, keepdim=True) + bias
 
 
 def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
-    """Grey dilation with a ``(2r+1)^2`` square, separable, ``[B,C,H,W]``."""
+    """Grey dilation with a ``(2r+1)^2`` square, ``[B,C,H,W]``.
+
+    Kept by hand: a square is separable into two max-pools, O(r) per pixel, while
+    ``kornia.morphology.dilation`` takes every pixel of the kernel (O(r^2)); it measured 10x to
+    400x slower here (``scripts/benchmark.py --filters``).
+    """
     if r <= 0:
         return mask
     k = 2 * r + 1
@@ -106,53 +99,40 @@ def erode(mask: torch.Tensor, r: int) -> torch.Tensor:
     return -dilate(-mask, r)
 
 
-def _gaussian_kernel(sigma: float, dtype, device) -> torch.Tensor:
-    radius = max(1, int(3.0 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflected borders; large sigmas go through a pyramid."""
+    """Gaussian blur with reflected borders (kornia's separable ``gaussian_blur2d``, a kernel of
+    radius ``round(3 sigma)``); sigmas above 8 blur a downscaled copy, which a 6-sigma-wide kernel
+    at full size would make many times slower for the same result within interpolation."""
     if sigma <= 0.3:
         return x
+    h, w = x.shape[-2:]
     if sigma > 8.0:
-        # blur a downscaled copy: same result to within interpolation, much faster
         factor = int(sigma // 4)
-        h, w = x.shape[-2:]
         small = F.avg_pool2d(x, factor, ceil_mode=True) if min(h, w) >= factor else x
         if small.shape[-2:] != x.shape[-2:]:
-            small = gaussian_blur(small, sigma / factor)
-            return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-    k = _gaussian_kernel(sigma, x.dtype, x.device)
-    pad = k.numel() // 2
-    c = x.shape[1]
-    h, w = x.shape[-2:]
-    mode = "reflect" if min(h, w) > pad else "replicate"
-    y = F.pad(x, (pad, pad, 0, 0), mode=mode)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, pad, pad), mode=mode)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+            return resize(gaussian_blur(small, sigma / factor), (h, w), mode="bilinear")
+    radius = max(1, int(3.0 * sigma + 0.5))
+    k = 2 * radius + 1
+    return kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma), border_type=_border(x, radius), separable=True)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
-    """Resize ``[B,C,H,W]`` to ``size = (H, W)``; area averaging when shrinking."""
+    """Resize ``[B,C,H,W]`` to ``size = (H, W)``; area averaging when shrinking both sides."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     if mode == "bilinear" and size[0] < x.shape[-2] and size[1] < x.shape[-1]:
-        return F.interpolate(x, size=size, mode="area")
-    return F.interpolate(x, size=size, mode=mode, align_corners=False if mode != "nearest" else None)
+        mode = "area"
+    return kornia.geometry.transform.resize(x, tuple(size), interpolation=mode,
+                                            align_corners=False if mode == "bilinear" else None)
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """Rec. 709 luma of ``[B,3,H,W]`` -> ``[B,1,H,W]``."""
-    w = torch.tensor([0.2126, 0.7152, 0.0722], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * w).sum(dim=1, keepdim=True)
+    return kornia.color.rgb_to_grayscale(rgb, rgb_weights=rgb.new_tensor(REC709))
 
 
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Fill unknown pixels by pyramid push-pull interpolation (smooth membrane fill).
+    """Fill unknown pixels by pyramid push-pull interpolation (smooth membrane fill); kornia has none.
 
     Args:
         image: ``[B,C,H,W]`` values; only pixels with weight > 0 are used.
@@ -186,7 +166,7 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 def bounding_box(mask: torch.Tensor, threshold: float = 0.5) -> tuple[int, int, int, int] | None:
     """``(y0, y1, x0, x1)``, end exclusive, of pixels above ``threshold`` in any batch element
-    or channel of ``[B,C,H,W]``; ``None`` when there are none."""
+    or channel of ``[B,C,H,W]``; ``None`` when there are none (a mask box, not in kornia)."""
     hit = mask.amax(dim=(0, 1)) > threshold
     rows = torch.nonzero(hit.any(dim=1)).flatten()
     if rows.numel() == 0:

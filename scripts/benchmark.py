@@ -1,6 +1,8 @@
 """Seconds and peak memory of the classical engine for one object, on this machine.
 
     python scripts/benchmark.py [--sizes 512 1024 2048] [--threads 2] [--repeats 3]
+    python scripts/benchmark.py --against REV      # the same, side by side with git revision REV
+    python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
 
 Each size runs in a fresh process so peak memory (max RSS) is its own; "peak MB" is the
 process's peak minus what it held after imports and input creation. The scene is the
@@ -11,10 +13,12 @@ scaled to the size; the mask is rough (object grown by 3%).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,24 +70,81 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large", action="store_true", help="also time a 6000x4000 photo")
+    parser.add_argument("--against", metavar="REV", help="also run git revision REV, alternating with this tree")
+    parser.add_argument("--filters", action="store_true", help="time kornia's filters against the hand-written ones")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.filters:
+        time_filters(args.threads)
+        return
     if args.large:
         print(json.dumps(run_large(args.threads)))
         return
     if args.one:
         print(json.dumps(run_one(args.one, args.threads, args.repeats)))
         return
-    rows = []
-    for size in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--threads", str(args.threads),
-                              "--repeats", str(args.repeats)], capture_output=True, text=True, check=True,
-                             cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"| size | seconds (median of {args.repeats}) | peak extra memory (MB) | recompose PSNR (dB) |")
-    print("|---|---|---|---|")
+    trees = {"this tree": ROOT}
+    with contextlib.ExitStack() as stack:
+        if args.against:
+            other = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tree"
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(other), args.against], cwd=ROOT, check=True)
+            stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT)
+            trees[args.against] = other
+        rows = []
+        for size in args.sizes:
+            for name, tree in trees.items():  # alternating, so both see the same machine load
+                out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", str(size), "--threads",
+                                      str(args.threads), "--repeats", str(args.repeats)], capture_output=True,
+                                     text=True, check=True, cwd=tree, env={"PYTHONPATH": str(tree), "PATH": ""})
+                rows.append({"tree": name, **json.loads(out.stdout.strip().splitlines()[-1])})
+    print(f"| code | size | seconds (median of {args.repeats}) | peak extra memory (MB) | recompose PSNR (dB) |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']}x{r['size']} | {r['seconds_median']:.2f} | {r['peak_mb']:.0f} | {r['psnr_db']:.1f} |")
+        print(f"| {r['tree']} | {r['size']}x{r['size']} | {r['seconds_median']:.2f} | {r['peak_mb']:.0f} "
+              f"| {r['psnr_db']:.1f} |")
+
+
+def time_filters(threads: int) -> None:
+    """Milliseconds (median of 3) of each filter: kornia's next to the hand-written one it replaced
+    or that was kept, at 512 and 2048 px."""
+    import kornia
+    import torch
+    import torch.nn.functional as F
+
+    from liwi_core import filters
+
+    torch.set_num_threads(threads)
+
+    def ms(fn) -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1000 * sorted(times)[1]
+
+    def separable_gaussian(x, sigma):  # the hand-written blur kornia replaced
+        radius = max(1, int(3.0 * sigma + 0.5))
+        t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = (k / k.sum()).view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1)
+        y = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k, groups=x.shape[1])
+        return F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k.transpose(-1, -2), groups=x.shape[1])
+
+    print("| filter | size | kornia (ms) | by hand (ms) | used |")
+    print("|---|---|---|---|---|")
+    for size in (512, 2048):
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 3, size, size, generator=g)
+        m = (torch.rand(1, 1, size, size, generator=g) > 0.5).float()
+        for r in (3, 15):
+            square = torch.ones(2 * r + 1, 2 * r + 1)
+            print(f"| dilation r={r} | {size} | {ms(lambda: kornia.morphology.dilation(m, square)):.0f} "
+                  f"| {ms(lambda: filters.dilate(m, r)):.0f} | by hand |")
+        for sigma in (1.0, 4.0):
+            print(f"| gaussian sigma={sigma} | {size} | {ms(lambda: filters.gaussian_blur(x, sigma)):.0f} "
+                  f"| {ms(lambda: separable_gaussian(x, sigma)):.0f} | kornia |")
+        print(f"| guided filter r=4 | {size} | {ms(lambda: filters.guided_filter(x, m, 4, 1e-3)):.0f} | - | kornia |")
 
 
 if __name__ == "__main__":
