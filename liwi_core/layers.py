@@ -18,7 +18,18 @@ from .compositing import composite_layers, premultiply, unpremultiply
 from .errors import LiWiError
 from .filters import bounding_box
 
-__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack", "parse_edit", "default_layer_name"]
+__all__ = ["Layer", "LayerStack", "LayerEdit", "transform_layer", "edit_stack", "parse_edit", "default_layer_name", "coverage"]
+
+
+def coverage(layers: list["Layer"]) -> torch.Tensor | None:
+    """``[B,1,H,W]``, 1 wherever any layer's alpha is above 0: the background there is hidden
+    (a stack's ``hole``). None for no layers."""
+    if not layers:
+        return None
+    covered = torch.zeros_like(layers[0].alpha)
+    for layer in layers:
+        covered = torch.maximum(covered, (layer.alpha > 0).float())
+    return covered
 
 
 def default_layer_name(index: int) -> str:

@@ -37,7 +37,7 @@ from ..dataset import Sample, sample_ids, write_sample
 from ..errors import LiWiError
 from ..filters import resize
 from ..imageio import load_image, load_mask
-from ..layers import Layer, LayerStack
+from ..layers import Layer, LayerStack, coverage, default_layer_name
 from . import tools
 from .agents import CuratorLimits, Plan, Source, curate, plan_sample, sample_generator
 
@@ -249,12 +249,10 @@ def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor,
     for k, (rgba, box) in enumerate(placed):
         rgba = tools.harmonize(rgba, background, box)
         shadow, params = tools.cast_shadow(rgba[:, 3:4], g)
-        layers.append(Layer(rgba=rgba, shadow=shadow, name=f"object_{k}", prompt_index=k))
+        layers.append(Layer(rgba=rgba, shadow=shadow, name=default_layer_name(k), prompt_index=k))
         prompts.append(tools.degrade_prompts(rgba[:, 3:4], g))
         shadows.append(params)
-    hole = torch.zeros_like(background[:, :1])
-    for layer in layers:
-        hole = torch.maximum(hole, (layer.alpha > 0).float())
+    hole = coverage(layers) if layers else torch.zeros_like(background[:, :1])
     stack = LayerStack(background=background, layers=layers, hole=hole,
                        meta={"engine": "add", "settings": {}})
     settings = {"shadows": shadows, "open_bottom": [box[1] == h for _, box in placed], "objects": [list(o) for o in plan.objects], "boxes": [list(b) for _, b in placed]}

@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from ..layers import Layer, LayerStack
+from ..layers import Layer, LayerStack, coverage
 
 __all__ = ["Engine", "Peeled", "StackBuilder"]
 
@@ -28,11 +28,10 @@ class Peeled(NamedTuple):
 
 
 class StackBuilder:
-    """Collects layers peeled front to back and the hole they leave, on what is left of the image."""
+    """Collects layers peeled front to back on what is left of the image; the hole is what they cover."""
 
     def __init__(self, image: torch.Tensor):
         self.current = image
-        self.hole = torch.zeros_like(image[:, :1])
         self.layers: list[Layer] = []  # front to back while peeling
 
     def add(self, fg: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, below: torch.Tensor,
@@ -40,7 +39,6 @@ class StackBuilder:
         """One object whose layers explain the current image exactly; ``below`` is what is left."""
         self.layers.append(Layer(rgba=torch.cat([fg, alpha], dim=1), shadow=shadow, name=name,
                                  prompt_index=prompt_index))
-        self.hole = torch.maximum(self.hole, (alpha > 0).float())
         self.current = below
 
     def add_empty(self, name: str, prompt_index: int | None, shadow_channels: int = 1) -> None:
@@ -51,7 +49,8 @@ class StackBuilder:
                                  name=name, prompt_index=prompt_index))
 
     def result(self) -> Peeled:
-        return Peeled(self.current, self.layers[::-1], self.hole)
+        hole = coverage(self.layers)
+        return Peeled(self.current, self.layers[::-1], torch.zeros_like(self.current[:, :1]) if hole is None else hole)
 
 
 class Engine:
