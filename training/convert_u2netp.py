@@ -135,8 +135,7 @@ def _mean_pool(a: np.ndarray, f: int) -> np.ndarray:
 def convert(args) -> None:
     import torch
 
-    sys.path.insert(0, str(ROOT))
-    from liwi_core.saliency import U2NetP, saliency_map
+    from liwi_core.saliency import U2NetP, saliency_map  # the project venv, where the pack is installed
 
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "onnx.npz"
