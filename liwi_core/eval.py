@@ -21,6 +21,12 @@ Per sample and engine (definitions in :mod:`liwi_core.metrics`):
   (no DTW needed): ``prompt_alpha_iou``, ``prompt_rgb_l1``, ``shadow_l1`` (inside the
   ground-truth shadow). Predicted layers are paired by ``prompt_index``, or by position
   when a folder's layers have none and their count equals the ground truth's;
+* automatic only, each ground-truth layer matched to at most one predicted layer by alpha
+  soft IoU, one to one, largest total IoU, a match needing IoU >= 0.5
+  (:func:`~liwi_core.metrics.match_layers_by_alpha`): ``auto_matched_iou`` (mean over the
+  ground-truth layers of the matched IoU, 0 for an unmatched one; absent when the ground
+  truth has no layers), ``auto_missed`` (ground-truth layers without a match),
+  ``auto_spurious`` (non-empty predicted layers without a match);
 * ``background_l1_hole``: background L1 inside the ground-truth hole;
 * ``recompose_psnr``: the prediction recomposed against the input (capped at 99 dB);
 * ``seconds`` per image (engine call only; for ``folder``, reading the files).
@@ -44,10 +50,10 @@ import torch
 
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
-from .metrics import (alpha_soft_iou, background_l1_in_hole, match_stacks, recompose_psnr, rgb_l1, shadow_l1,
-                      stack_layers)
+from .metrics import (alpha_soft_iou, background_l1_in_hole, match_layers_by_alpha, match_stacks, recompose_psnr,
+                      rgb_l1, shadow_l1, stack_layers)
 
-__all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS"]
+__all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_SPECS = ("classical", "learned", "baseline", "folder")
@@ -56,11 +62,14 @@ BENCHMARK = {"images": str(ROOT / "example_images"), "masks": str(ROOT / "exampl
              "num": 24, "seed": 2605, "size": 384, "max_objects": 2}
 MAX_EDITS = 5
 DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "rgb_l1", "alpha_iou")]
-METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1", "background_l1_hole", "shadow_l1", "recompose_psnr",
-                         "seconds"]
+AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious"]  # automatic flavour only
+AUTO_MIN_IOU = 0.5
+METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1"] + AUTO_METRICS + [
+    "background_l1_hole", "shadow_l1", "recompose_psnr", "seconds"]
 TABLE = ["dtw_rgb_l1@0", "dtw_alpha_iou@0", "dtw_rgb_l1@5", "dtw_alpha_iou@5", "prompt_alpha_iou",
-         "prompt_rgb_l1", "background_l1_hole", "shadow_l1", "recompose_psnr", "seconds"]
-HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m} | {"recompose_psnr"}
+         "prompt_rgb_l1"] + AUTO_METRICS + ["background_l1_hole", "shadow_l1", "recompose_psnr", "seconds"]
+# "auto_spurious" contains "iou" too: name it out (missed and spurious counts: lower is better)
+HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m and m != "auto_spurious"} | {"recompose_psnr"}
 PSNR_CAP = 99.0
 
 
@@ -118,12 +127,15 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
     Args:
         sample: a :class:`~liwi_core.dataset.Sample` (ground truth and composite).
         pred: the engine's :class:`~liwi_core.layers.LayerStack` for ``sample.composite``.
-        prompted: whether the prompt metrics apply.
+        prompted: whether the prompt metrics apply (``True``) or the automatic ones
+            (``False``: ``auto_matched_iou``, ``auto_missed``, ``auto_spurious``).
         max_edits: merge edits of the DTW matching.
 
     Returns:
         ``{metric: float}`` plus ``dtw``: the per-edit-count results of
-        :func:`~liwi_core.metrics.match_stacks`, and ``prompt_match``.
+        :func:`~liwi_core.metrics.match_stacks`, and ``prompt_match``; automatic only,
+        ``auto_pairs``: ``[(pred layer, gt layer, iou)]`` of
+        :func:`~liwi_core.metrics.match_layers_by_alpha`.
     """
     gt = sample.stack
     dtw = match_stacks(stack_layers(pred), stack_layers(gt), max_edits=max_edits)
@@ -139,6 +151,14 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         row["prompt_alpha_iou"] = sum(alpha_soft_iou(p.alpha, g.alpha) for p, g in pairs) / len(pairs)
         row["prompt_rgb_l1"] = sum(rgb_l1(p.rgba[:, :3], g.rgba[:, :3], g.alpha) for p, g in pairs) / len(pairs)
         row["shadow_l1"] = sum(shadow_l1(p.shadow, g.shadow) for p, g in pairs) / len(pairs)
+    if not prompted:
+        pred_alphas, gt_alphas = [l.alpha for l in pred.layers], [l.alpha for l in gt.layers]
+        matched = match_layers_by_alpha(pred_alphas, gt_alphas, AUTO_MIN_IOU)
+        if gt_alphas:
+            row["auto_matched_iou"] = sum(iou for _, _, iou in matched) / len(gt_alphas)
+        row["auto_missed"] = float(len(gt_alphas) - len(matched))
+        row["auto_spurious"] = float(sum(1 for a in pred_alphas if float(a.sum()) > 0) - len(matched))
+        row["auto_pairs"] = matched
     row["prompt_match"] = how
     row["dtw"] = dtw
     return row
@@ -205,7 +225,8 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
 def _cell(m: str, v: float | None, base: float | None) -> str:
     if v is None:
         return "n/a"
-    cell = f"{v:.1f}" if m == "recompose_psnr" else f"{v:.4f}" if m != "seconds" else f"{v:.3f}"
+    cell = (f"{v:.1f}" if m == "recompose_psnr" else f"{v:.3f}" if m == "seconds"
+            else f"{v:.2f}" if m in ("auto_missed", "auto_spurious") else f"{v:.4f}")
     if base:
         cell += f" ({v / base:.2f}x)"
     return cell

@@ -1,7 +1,8 @@
 """Layer decomposition metrics, one per function (LayerD's protocol plus what LiWi needs).
 
 Inputs are ``[B,C,H,W]`` float tensors in [0,1]; each function returns a Python float
-(pixels of all batch elements pooled). Lower is better except for IoU and PSNR.
+(pixels of all batch elements pooled). Lower is better except for IoU and PSNR. The stack
+matchings (:func:`match_stacks`, :func:`match_layers_by_alpha`) return their pairs.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "recompose_psnr", "stack_layers",
-           "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks"]
+           "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
+           "match_layers_by_alpha"]
 
 
 def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor) -> float:
@@ -326,3 +328,85 @@ def match_stacks(pred: list[torch.Tensor], gt: list[torch.Tensor], max_edits: in
         setattr(scores, side, new)
         results.append(scores.result(len(results), (side, k)))
     return results + [dict(results[-1], edits=e, merge=None) for e in range(len(results), max_edits + 1)]
+
+
+# --------------------------------------------------------------------------- object matching
+#
+# For the automatic flavour (the engine finds the objects itself): which predicted layer is
+# which ground-truth object, by alpha alone, one to one (no grouping, no merge edits).
+
+
+def match_layers_by_alpha(pred_alphas: list[torch.Tensor], gt_alphas: list[torch.Tensor],
+                          min_iou: float = 0.5) -> list[tuple[int, int, float]]:
+    """One-to-one matching of predicted to ground-truth layers by alpha soft IoU.
+
+    With ``iou[i][j] = alpha_soft_iou(pred_alphas[i], gt_alphas[j])``, a pair is *admissible*
+    when ``iou >= min_iou`` (and ``iou > 0``). The matching is the set of admissible pairs,
+    each predicted and each ground-truth layer in at most one, whose total IoU is largest
+    (the assignment problem on ``w = iou if admissible else 0``, solved exactly by the
+    Hungarian algorithm, :func:`_max_weight_assignment`; pairs of weight 0 are dropped). Ties
+    between equally good matchings go to whichever the algorithm meets first (deterministic).
+
+    Empty predicted layers (alpha sum 0) take no part: they are never matched (and callers
+    should not count them as spurious). An empty ground-truth layer therefore matches nothing.
+
+    Derived per-sample scores (:func:`liwi_core.eval.score_sample`, automatic flavour):
+    matched IoU = ``sum of the pairs' IoU / len(gt_alphas)`` (an unmatched ground-truth
+    layer scores 0), missed = ground-truth layers in no pair, spurious = non-empty predicted
+    layers in no pair.
+
+    Args:
+        pred_alphas, gt_alphas: ``[B,1,H,W]`` alphas in [0, 1], any order.
+        min_iou: smallest IoU of a match (0.5, the usual object-detection threshold).
+
+    Returns:
+        ``[(pred index, gt index, iou), ...]`` sorted by ground-truth index.
+    """
+    live = [i for i, a in enumerate(pred_alphas) if float(a.sum()) > 0]
+    if not live or not gt_alphas:
+        return []
+    iou = [[alpha_soft_iou(pred_alphas[i], g) for g in gt_alphas] for i in live]
+    weight = [[v if v >= min_iou and v > 0 else 0.0 for v in row] for row in iou]
+    pairs = [(live[r], c, iou[r][c]) for r, c in _max_weight_assignment(weight) if weight[r][c] > 0]
+    return sorted(pairs, key=lambda p: p[1])
+
+
+def _max_weight_assignment(weight: list[list[float]]) -> list[tuple[int, int]]:
+    """Rows and columns paired one to one with the largest total weight (Hungarian algorithm,
+    Kuhn-Munkres with potentials, O(n^2 m); exact). Every row of the smaller side is paired.
+
+    Args:
+        weight: ``n x m`` weights, ``n, m >= 1``.
+
+    Returns:
+        ``[(row, column), ...]``, ``min(n, m)`` pairs.
+    """
+    n, m = len(weight), len(weight[0])
+    if n > m:
+        return [(r, c) for c, r in _max_weight_assignment([list(col) for col in zip(*weight)])]
+    cost = [[-w for w in row] for row in weight]  # minimise; rows 1..n, columns 1..m, 0 = none
+    inf = float("inf")
+    u, v, owner, way = [0.0] * (n + 1), [0.0] * (m + 1), [0] * (m + 1), [0] * (m + 1)
+    for i in range(1, n + 1):
+        owner[0], j0 = i, 0
+        slack, used = [inf] * (m + 1), [False] * (m + 1)
+        while owner[j0]:
+            used[j0], i0, delta, j1 = True, owner[j0], inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    reduced = cost[i0 - 1][j - 1] - u[i0] - v[j]
+                    if reduced < slack[j]:
+                        slack[j], way[j] = reduced, j0
+                    if slack[j] < delta:
+                        delta, j1 = slack[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    slack[j] -= delta
+            j0 = j1
+        while j0:  # augment along the alternating path
+            j1 = way[j0]
+            owner[j0], j0 = owner[j1], j1
+    return sorted((owner[j] - 1, j - 1) for j in range(1, m + 1) if owner[j])

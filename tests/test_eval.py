@@ -7,8 +7,9 @@ import torch
 from helpers import write_scene_dataset
 from liwi_core.engines import create
 from liwi_core.dataset import iter_samples
-from liwi_core.eval import METRICS, evaluate, main, score_sample
+from liwi_core.eval import AUTO_METRICS, HIGHER_IS_BETTER, METRICS, TABLE, evaluate, main, score_sample
 from liwi_core.export import save_layers_dir
+from liwi_core.metrics import alpha_soft_iou
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,13 @@ def test_classical_beats_baseline_on_alpha_and_is_lossless(dataset):
     assert classical["prompt_alpha_iou"] > baseline["prompt_alpha_iou"]
     assert classical["dtw_alpha_iou@0"] > baseline["dtw_alpha_iou@0"]
     assert classical["recompose_psnr"] >= 45
+    # automatic: the classical engine either refuses (no masks) or finds objects itself and is
+    # scored by the object matching; which one is the engine's business, not the evaluation's
     auto = evaluate(dataset, "classical", flavour="automatic")
-    assert auto["samples"] == 0 and "connect a MASK" in next(iter(auto["failed"].values()))
+    if auto["samples"]:
+        assert set(AUTO_METRICS) <= set(auto["means"]) and "prompt_alpha_iou" not in auto["means"]
+    else:
+        assert "connect a MASK" in next(iter(auto["failed"].values()))
 
 
 def test_cli_classical_with_baseline_prints_table_and_json(dataset, tmp_path, capsys):
@@ -92,7 +98,8 @@ def test_cli_classical_with_baseline_prints_table_and_json(dataset, tmp_path, ca
     results = json.loads(out.read_text())
     assert [r["engine"] for r in results] == ["classical", "baseline"]
     for r in results:
-        assert set(METRICS) <= set(r["means"]) and r["samples"] == 2
+        assert set(METRICS) - set(AUTO_METRICS) <= set(r["means"]) and r["samples"] == 2
+        assert not set(AUTO_METRICS) & set(r["means"])  # automatic flavour only
         assert r["peak_rss_mb"] > 0 and "peak_extra_mb" in r
         row = r["rows"][0]
         assert {"id", "seconds", "dtw", "prompt_match"} <= set(row)
@@ -156,3 +163,75 @@ def test_prompts_go_front_to_back_and_pair_with_their_layers(tmp_path):
         r = evaluate(tmp_path, engine, flavour="prompted")
         assert r["rows"][0]["prompt_alpha_iou"] > 0.6, engine
         assert r["means"]["dtw_alpha_iou@0"] > 0.6, engine
+
+
+# --------------------------------------------------------------------------- automatic flavour: object matching
+
+
+def _disc(cx, cy, r, h=48, w=64):
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    return ((r - ((xx - cx) ** 2 + (yy - cy) ** 2).sqrt()) / 2 + 0.5).clamp(0, 1)[None, None]
+
+
+def _stack_of(alphas, bg):
+    from liwi_core import Layer, LayerStack
+
+    h, w = bg.shape[-2:]
+    colour = torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1).expand(1, 3, h, w)
+    layers = [Layer(torch.cat([colour, a], 1), torch.ones(1, 1, h, w), f"o{k}", None) for k, a in enumerate(alphas)]
+    return LayerStack(background=bg, layers=layers)
+
+
+def test_automatic_scores_match_objects_one_to_one():
+    from liwi_core.dataset import Sample
+
+    bg = torch.full((1, 3, 48, 64), 0.5)
+    x, y, z = _disc(14, 24, 9), _disc(48, 24, 9), _disc(32, 8, 5)
+    gt = _stack_of([x, y], bg)
+    sample = Sample("auto", gt.composite(), gt, [], {})
+
+    def auto(alphas):
+        row = score_sample(sample, _stack_of(alphas, bg), prompted=False)
+        assert "prompt_alpha_iou" not in row and row["prompt_match"] is None
+        return row["auto_matched_iou"], row["auto_missed"], row["auto_spurious"]
+
+    assert auto([y, x]) == (1.0, 0.0, 0.0)  # order does not matter
+    assert auto([x]) == (0.5, 1.0, 0.0)  # y missed: it scores 0
+    assert auto([x, z, y]) == (1.0, 0.0, 1.0)  # z spurious
+    assert auto([x, y, torch.zeros_like(x)]) == (1.0, 0.0, 0.0)  # an empty layer is not spurious
+    near = torch.roll(x, 2, dims=-1)
+    iou, missed, spurious = auto([near, x])  # two predictions for x: the better wins, the other is spurious
+    assert (iou, missed, spurious) == (0.5, 1.0, 1.0)
+    iou, missed, spurious = auto([near, y])
+    assert abs(iou - (alpha_soft_iou(near, x) + 1.0) / 2) < 1e-6 and 0.5 < iou < 1.0 and missed == spurious == 0
+    assert auto([torch.roll(x, 12, dims=-1)]) == (0.0, 2.0, 1.0)  # too far off to count
+    row = score_sample(sample, _stack_of([y], bg), prompted=False)
+    assert row["auto_pairs"] == [(0, 1, 1.0)]
+    assert not set(AUTO_METRICS) & set(score_sample(sample, _stack_of([x, y], bg)))  # prompted: none
+
+
+def test_auto_metrics_in_table_and_direction():
+    assert set(AUTO_METRICS) <= set(TABLE) and set(AUTO_METRICS) <= set(METRICS)
+    assert "auto_matched_iou" in HIGHER_IS_BETTER
+    assert not {"auto_missed", "auto_spurious"} & HIGHER_IS_BETTER
+
+
+def test_cli_automatic_flavour_shows_the_matching_columns(dataset, truth_dir, tmp_path, capsys):
+    r = evaluate(dataset, f"folder:{truth_dir}", flavour="automatic")
+    assert r["samples"] == 2 and r["prompt"] is None
+    assert r["means"]["auto_matched_iou"] == 1.0 and r["means"]["auto_missed"] == r["means"]["auto_spurious"] == 0
+    assert "prompt_alpha_iou" not in r["means"]
+    out = tmp_path / "a.json"
+    assert main([str(dataset), "--engine", "folder", "--pred-dir", str(truth_dir), "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("| engine |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert {"auto_matched_iou", "auto_missed", "auto_spurious", "prompt_alpha_iou"} <= set(cols)
+    rows = {f: [c.strip() for c in next(line for line in lines if f"| {f} |" in line).strip("|").split("|")]
+            for f in ("prompted", "automatic")}
+    auto, prompted = rows["automatic"], rows["prompted"]
+    i, j = cols.index("auto_matched_iou"), cols.index("prompt_alpha_iou")
+    assert auto[i:i + 3] == ["1.0000", "0.00", "0.00"] and auto[j] == "n/a"
+    assert prompted[i:i + 3] == ["n/a"] * 3 and prompted[j] == "1.0000"
+    results = json.loads(out.read_text())
+    assert results[1]["rows"][0]["auto_pairs"] == [[0, 0, 1.0]]

@@ -5,9 +5,9 @@ import torch
 
 from helpers import scene
 from liwi_core import Layer, LayerStack
-from liwi_core.metrics import (alpha_soft_iou, background_l1_in_hole, dtw_align, dtw_path, group_top_layers,
-                               layer_cost, match_stacks, merge_layers, recompose_psnr, rgb_l1, shadow_l1,
-                               stack_layers)
+from liwi_core.metrics import (_max_weight_assignment, alpha_soft_iou, background_l1_in_hole, dtw_align, dtw_path,
+                               group_top_layers, layer_cost, match_layers_by_alpha, match_stacks, merge_layers,
+                               recompose_psnr, rgb_l1, shadow_l1, stack_layers)
 
 # --------------------------------------------------------------------------- per-layer metrics
 
@@ -186,3 +186,80 @@ def test_a_real_stack_against_itself_and_a_shifted_copy():
     assert 0.5 < worse["alpha_iou"] < 1.0 and worse["cost"] > 0.05
     # the colour is the same everywhere (straight alpha), so only the alpha is off
     assert worse["rgb_l1"] == 0.0
+
+
+# --------------------------------------------------------------------------- object matching (automatic flavour)
+
+
+def _alpha(y0, y1, x0, x1, value=1.0):
+    return _layer(y0, y1, x0, x1, [1.0, 1.0, 1.0], alpha=value)[:, 3:]
+
+
+A, B, C = _alpha(0, 6, 0, 6), _alpha(10, 16, 10, 16), _alpha(0, 6, 12, 18)  # three disjoint squares
+
+
+def test_matching_identical_objects_in_any_order():
+    assert match_layers_by_alpha([A, B, C], [A, B, C]) == [(0, 0, 1.0), (1, 1, 1.0), (2, 2, 1.0)]
+    assert match_layers_by_alpha([C, A, B], [A, B, C]) == [(1, 0, 1.0), (2, 1, 1.0), (0, 2, 1.0)]
+
+
+def test_matching_a_missed_and_a_spurious_object():
+    assert match_layers_by_alpha([A], [A, B]) == [(0, 0, 1.0)]  # B missed
+    assert match_layers_by_alpha([B, A], [A]) == [(1, 0, 1.0)]  # B spurious
+    assert match_layers_by_alpha([], [A]) == [] and match_layers_by_alpha([A], []) == []
+
+
+def test_matching_needs_the_iou_threshold():
+    shifted = torch.roll(A, 2, dims=-1)  # overlap 4 of 8 columns: IoU 0.5
+    assert alpha_soft_iou(shifted, A) == 0.5
+    assert match_layers_by_alpha([shifted], [A]) == [(0, 0, 0.5)]  # >= min_iou counts
+    assert match_layers_by_alpha([shifted], [A], min_iou=0.6) == []
+    far = torch.roll(A, 4, dims=-1)  # IoU 2/10
+    assert match_layers_by_alpha([far], [A]) == []
+    assert match_layers_by_alpha([A * 0.4], [A]) == []  # soft: a faint copy, IoU 0.4
+
+
+def test_two_predictions_competing_for_one_truth():
+    near = torch.roll(A, 1, dims=-1)  # IoU 5/7
+    pairs = match_layers_by_alpha([near, A], [A])
+    assert pairs == [(1, 0, 1.0)]  # the better one wins, whatever its position; the other is unmatched
+    pairs = match_layers_by_alpha([near, A], [A, near])  # one each, both perfect
+    assert pairs == [(1, 0, 1.0), (0, 1, 1.0)]
+
+
+def test_empty_predicted_layers_take_no_part():
+    empty = torch.zeros_like(A)
+    assert match_layers_by_alpha([empty, A], [A]) == [(1, 0, 1.0)]
+    assert match_layers_by_alpha([empty], [empty]) == []  # soft IoU would be 1, but nothing is there
+
+
+def test_matching_maximises_the_total_not_greedy():
+    # greedy (highest first) takes (0, 0) = 0.9 and leaves row 1 without a partner: 0.9 in all;
+    # the assignment takes (0, 1) + (1, 0) = 1.65
+    assert _max_weight_assignment([[0.9, 0.8], [0.85, 0.0]]) == [(0, 1), (1, 0)]
+    # with alphas: two overlapping truths X (columns 0-9) and Y (4-13); P0 (1-10) fits X best
+    # (9/11) and Y too (7/13), P1 (0-5) fits only X (6/10). Greedy: P0-X, then Y missed and P1
+    # spurious (total 0.82); the assignment: P0-Y + P1-X (total 1.14), nothing missed
+    x, y = _alpha(0, 10, 0, 10), _alpha(0, 10, 4, 14)
+    p0, p1 = _alpha(0, 10, 1, 11), _alpha(0, 10, 0, 6)
+    pairs = match_layers_by_alpha([p0, p1], [x, y])
+    assert [(p, g) for p, g, _ in pairs] == [(1, 0), (0, 1)]
+    assert abs(pairs[0][2] - 0.6) < 1e-6 and abs(pairs[1][2] - 7 / 13) < 1e-6
+
+
+def test_assignment_is_optimal_on_random_matrices():
+    import itertools
+    import random
+
+    rnd = random.Random(0)
+    for _ in range(300):
+        n, m = rnd.randint(1, 5), rnd.randint(1, 5)
+        w = [[rnd.choice([0.0, 0.5, rnd.random()]) for _ in range(m)] for _ in range(n)]
+        pairs = _max_weight_assignment(w)
+        assert len(pairs) == min(n, m)
+        assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
+        if n <= m:
+            best = max(sum(w[i][p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
+        else:
+            best = max(sum(w[p[j]][j] for j in range(m)) for p in itertools.permutations(range(n), m))
+        assert abs(sum(w[r][c] for r, c in pairs) - best) < 1e-9
