@@ -20,7 +20,8 @@ from .engines import create, settings_type
 from .errors import LiWiError
 from .imageio import load_image, load_mask, save_image
 from .layers import edit_stack, parse_edit
-from .options import add_arguments, flag_of, given_options
+from .options import add_arguments, check_settings, flag_of, given_options
+from .proposals import ProposalSettings
 
 __all__ = ["main", "main_as", "build_parser"]
 
@@ -47,9 +48,13 @@ def _cmd_decompose(args) -> None:
     names = args.name or ([Path(p).stem for p in args.mask] if args.mask else None)
 
     def progress(done: int, total: int) -> None:
-        print(f"  object {done}/{total}", file=sys.stderr)
+        print(f"  {done}/{total}", file=sys.stderr)
 
-    stack = decompose(image, masks, engine, order=args.order, names=names, progress=progress)
+    find = given_options(ProposalSettings, args)
+    if find and masks is not None:
+        raise LiWiError(f"{flag_of(ProposalSettings, next(iter(find)))} is for automatic mode: leave out --mask")
+    stack = decompose(image, masks, engine, order=args.order, names=names, progress=progress,
+                      find=check_settings(ProposalSettings(**find)))
     stack.meta["source"] = str(args.image)
     save_layers_dir(stack, args.out)
     for name in ("psd", "ora"):
@@ -85,7 +90,7 @@ def _add_layer_commands(sub) -> None:
     d = sub.add_parser("decompose", help="split an image into background, object layers and shadows")
     d.add_argument("image", help="input image (PNG, JPEG, ...; grey, RGB or RGBA)")
     d.add_argument("--mask", action="append", help="mask of one object (white = object); repeat per object, "
-                   "front-most first; none: automatic mode (an engine that finds objects)")
+                   "front-most first; none: automatic mode (the objects are found)")
     d.add_argument("--out", required=True, help="output folder (background.png, layer_NN.png, shadow_NN.png, "
                    "shadow.png, layers.json)")
     d.add_argument("--name", action="append", help="layer name per mask (default: the mask's file name)")
@@ -96,6 +101,7 @@ def _add_layer_commands(sub) -> None:
                         "or baseline (the naive cut-along-the-mask baseline)")
     d.add_argument("--psd", help="also write a layered PSD here")
     d.add_argument("--ora", help="also write an OpenRaster file here")
+    add_arguments(d.add_argument_group("automatic mode (no --mask): how objects are found"), ProposalSettings)
     for name in DECOMPOSE_ENGINES:
         add_arguments(d.add_argument_group(f"{name} engine"), settings_type(name))
     d.set_defaults(run=_cmd_decompose)

@@ -72,17 +72,23 @@ def front_to_back(masks: torch.Tensor, order: str) -> list[int]:
 
 
 def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, order: str = "given",
-              names: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> LayerStack:
+              names: list[str] | None = None, progress: Callable[[int, int], None] | None = None,
+              find=None) -> LayerStack:
     """Split ``image`` into a clean background and one layer (with shadow) per mask.
 
     Args:
         image: ``[B,C,H,W]`` in [0,1], C in {1, 3, 4}.
-        masks: one mask per object (see the module rules); ``None`` asks for automatic mode,
-            which needs an engine that finds objects itself.
+        masks: one mask per object (see the module rules); ``None`` asks for automatic mode:
+            engines that find objects themselves do; for the others the salient-object
+            network proposes the masks (:func:`liwi_core.proposals.find_objects`), and they
+            are decomposed as a user's would be. An image where nothing is found gives the
+            background alone (the image itself, no layer) and a warning; ``meta["found"]``
+            says what was found in each image.
         engine: an engine from :func:`liwi_core.engines.create`; default the classical one.
         order: ``"given"`` or ``"bottom"`` (front-to-back rule).
         names: layer names per mask index (default ``object_<i>``).
         progress: called as ``progress(done, total)`` after each object (automatic mode: each image).
+        find: automatic mode's :class:`~liwi_core.proposals.ProposalSettings` (default ones).
 
     Returns:
         A :class:`LayerStack` whose ``composite()`` equals the input's colour. Images of a batch
@@ -91,9 +97,6 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
     if engine is None:
         from .engines import create
         engine = create("classical")
-    if masks is None and engine.needs_masks:
-        raise LiWiError("no mask given: connect a MASK with one mask per object "
-                        f"(the {engine.name} engine cannot find objects itself)")
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[1] not in (1, 3, 4):
@@ -107,12 +110,17 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
     rgb = image if c == 3 else (image.expand(b, 3, h, w) if c == 1 else image[:, :3])
     meta = {**engine.meta(), "order": order}
     if masks is None:
-        results = []
+        results, found = [], []
         for i in range(b):
-            results.append(engine.peel(rgb[i:i + 1].contiguous(), None, None, None))
+            one = rgb[i:i + 1].contiguous()
+            if engine.needs_masks:
+                results.append(_proposed(engine, one, find, found))
+            else:
+                results.append(engine.peel(one, None, None, None, find=find))
+                found.append(f"{len(results[-1].layers)} object(s)")
             if progress is not None:
                 progress(i + 1, b)
-        return _batched(results, image, c, {**engine.meta(), "mode": "automatic"})
+        return _batched(results, image, c, {**engine.meta(), "mode": "automatic", "found": found})
     masks = prepare_masks(masks, (h, w))
     n = masks.shape[0]
     if b == 1:
@@ -143,6 +151,21 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         results.append(engine.peel(rgb[i:i + 1].contiguous(), [m[j:j + 1] for j in order_idx], layer_names,
                                    prompt_index, step))
     return _batched(results, image, c, meta)
+
+
+def _proposed(engine, image: torch.Tensor, find, found: list[str]):
+    """Automatic mode for an engine that needs masks: the proposals, decomposed as prompts."""
+    from .engines.base import Peeled
+    from .proposals import find_objects
+
+    proposals = find_objects(image, find)
+    found.append(proposals.message)
+    if not len(proposals.masks):
+        warnings.warn(f"LiWi: {proposals.message}; the result is the background alone", stacklevel=3)
+        return Peeled(image, [], torch.zeros_like(image[:, :1]))
+    count = len(proposals.masks)
+    return engine.peel(image, list(proposals.masks[:, None]), [default_layer_name(j) for j in range(count)],
+                       list(range(count)))
 
 
 def _batched(results, image: torch.Tensor, channels: int, meta: dict) -> LayerStack:

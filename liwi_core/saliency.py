@@ -228,7 +228,7 @@ def _as_rgb(image: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def saliency_map(model: U2NetP, image: torch.Tensor) -> torch.Tensor:
+def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """Where the salient object is, ``[B,1,H,W]`` in [0,1] at the image's size, as rembg computes it.
 
     rembg's ``u2netp`` session: the image is resized to ``sample_size`` squared (320x320,
@@ -240,6 +240,9 @@ def saliency_map(model: U2NetP, image: torch.Tensor) -> torch.Tensor:
     Args:
         model: a :class:`U2NetP` (:func:`load_saliency_model`); runs on its device and dtype.
         image: ``[B,3,H,W]`` in [0,1] (1 channel: grey; 4: the alpha is ignored).
+        normalize: rembg's per-image min-max stretch. Off, the map is the network's own
+            probability, which stays low on an image with nothing salient (the stretch would
+            blow its noise up to 1).
     """
     rgb = _as_rgb(image).float().clamp(0, 1)
     h, w = rgb.shape[-2:]
@@ -251,6 +254,8 @@ def saliency_map(model: U2NetP, image: torch.Tensor) -> torch.Tensor:
     param = next(model.parameters())
     d0 = model(((small - mean) / std).to(param.device, param.dtype), return_dict=False)[0]
     d0 = d0.float().to(rgb.device)
+    if not normalize:
+        return lanczos_resize(d0, (h, w)).clamp(0, 1)
     lo = d0.amin(dim=(1, 2, 3), keepdim=True)
     hi = d0.amax(dim=(1, 2, 3), keepdim=True)
     pred = (d0 - lo) / (hi - lo).clamp_min(1e-12)

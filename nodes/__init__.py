@@ -4,12 +4,13 @@ from comfy_api.latest import ComfyExtension, io
 
 from .add import LiWiADDSynthesize
 from .decompose import LiWiDecompose
+from .find import LiWiFindObjects
 from .model import LiWiLoadModel
 from .recompose import LiWiRecomposeLayers
 from .save import LiWiSaveLayers
 from .shadow import LiWiShadowLayer
 
-NODES = [LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiSaveLayers, LiWiADDSynthesize, LiWiLoadModel]
+NODES = [LiWiFindObjects, LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiSaveLayers, LiWiADDSynthesize, LiWiLoadModel]
 
 
 class LiWiExtension(ComfyExtension):

@@ -8,11 +8,13 @@ from ..liwi_core.decompose import ORDERS, decompose
 from ..liwi_core.engines import create
 from ..liwi_core.engines.classical import ClassicalSettings
 from ..liwi_core.engines.learned import LearnedSettings
+from ..liwi_core.proposals import ProposalSettings
 from .convert import b1hw_to_mask, bchw_to_image, comfy_progress, image_to_bchw, mask_to_b1hw
 from .options import settings_from_widgets, settings_inputs
 from .types import Layers, Model
 
-LEARNED_WIDGETS = ("max_objects",)
+#: automatic mode's widget here; Find Objects shows them all
+FIND_WIDGETS = ("max_objects",)
 
 
 class LiWiDecompose(io.ComfyNode):
@@ -28,16 +30,16 @@ class LiWiDecompose(io.ComfyNode):
                 io.Image.Input("image", tooltip="Photo to split. A batch works: give one mask per image, "
                                "or one mask for all."),
                 io.Mask.Input("masks", optional=True,
-                              tooltip="One mask per object, 1 = object (mask editor, SAM and LoadImageMask "
-                                      "convention). Rough is fine: a box, a loose outline. Front-most first."),
+                              tooltip="One mask per object, 1 = object (mask editor, SAM, LoadImageMask and "
+                                      "LiWi Find Objects convention). Rough is fine: a box, a loose outline. "
+                                      "Front-most first. Without masks the objects are found automatically."),
                 Model.Input("model", optional=True,
-                            tooltip="Learned model from LiWi Load Model. Without it the classical engine runs "
-                                    "(masks required); with it and no masks, objects are found automatically."),
+                            tooltip="Learned model from LiWi Load Model. Without it the classical engine runs."),
                 io.Combo.Input("order", options=list(ORDERS), default="given",
                                tooltip="given: first mask is the front-most object. bottom: the object reaching "
                                        "lowest in the frame is in front."),
                 *settings_inputs(ClassicalSettings, prefix_tooltip="Classical engine (no model): "),
-                *settings_inputs(LearnedSettings, LEARNED_WIDGETS, prefix_tooltip="Learned model: "),
+                *settings_inputs(ProposalSettings, FIND_WIDGETS, prefix_tooltip="No mask (automatic mode): "),
             ],
             outputs=[
                 Layers.Output("layers", tooltip="The layer stack, for Recompose, Shadow Layer and Save Layers."),
@@ -61,7 +63,8 @@ class LiWiDecompose(io.ComfyNode):
             img, m = img.to(engine.device), None if m is None else m.to(engine.device)
         else:
             engine = create("classical", settings=settings_from_widgets(ClassicalSettings, widgets))
-        stack = decompose(img, m, engine, order=order, progress=comfy_progress())
+        stack = decompose(img, m, engine, order=order, progress=comfy_progress(),
+                          find=settings_from_widgets(ProposalSettings, widgets))
         fg = stack.layer_images()
         return io.NodeOutput(stack, bchw_to_image(stack.background), bchw_to_image(fg[:, :3]),
                              b1hw_to_mask(fg[:, 3:4]), bchw_to_image(stack.combined_shadow()),

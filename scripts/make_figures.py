@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from liwi_core.decompose import decompose
 from liwi_core.engines import create
+from liwi_core.proposals import ProposalSettings
 from liwi_core.imageio import load_image, load_mask, to_uint8
 from liwi_core.layers import LayerEdit, edit_stack
 
@@ -61,7 +62,7 @@ def learned_rows(names: list[str], checkpoint=None) -> tuple[list, dict]:
         image = load_image(EXAMPLES / f"{name}.png")[:, :3]
         mask = load_mask(EXAMPLES / f"{name}_mask.png")
         h, w = image.shape[-2:]
-        auto = decompose(image, None, create("learned", model=model, max_objects=1))
+        auto = decompose(image, None, create("learned", model=model), find=ProposalSettings(max_objects=1))
         prompted = decompose(image, mask, create("learned", model=model))
         row = [("input", image)]
         if auto.layers:

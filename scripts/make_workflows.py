@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from liwi_core.engines.classical import ClassicalSettings
-from liwi_core.engines.learned import LearnedSettings
+from liwi_core.proposals import ProposalSettings
 from liwi_core.options import widget_defaults
 
 OUT = Path(__file__).resolve().parent.parent / "workflows"
@@ -57,7 +57,7 @@ class Graph:
 
 DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
                  ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK")]
-DECOMPOSE_WIDGETS = ["given", *widget_defaults(ClassicalSettings), *widget_defaults(LearnedSettings, ("max_objects",))]
+DECOMPOSE_WIDGETS = ["given", *widget_defaults(ClassicalSettings), *widget_defaults(ProposalSettings, ("max_objects",))]
 
 
 def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:
@@ -182,7 +182,30 @@ def automatic_mode() -> None:
     g.save("automatic_mode.json")
 
 
+def find_objects() -> None:
+    g = Graph()
+    image = g.node("LoadImage", (0, 0), widgets=["astronaut.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+    find = g.node("LiWiFindObjects", (360, 0), widgets=widget_defaults(ProposalSettings), inputs=[("image", "IMAGE")],
+                  outputs=[("masks", "MASK"), ("saliency", "MASK"), ("count", "INT"), ("message", "STRING")])
+    g.link(image, 0, find, "image")
+    dec = g.node("LiWiDecompose", (760, 0), widgets=DECOMPOSE_WIDGETS, inputs=[("image", "IMAGE"), ("masks", "MASK")],
+                 outputs=DECOMPOSE_OUT)
+    g.link(image, 0, dec, "image")
+    g.link(find, 0, dec, "masks")
+    save = g.node("LiWiSaveLayers", (1160, 0), widgets=["LiWi/found", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
+    g.link(dec, 0, save, "layers")
+    preview = g.node("MaskToImage", (760, 420), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")])
+    g.link(find, 1, preview, "mask")
+    sal = g.node("SaveImage", (1160, 420), widgets=["LiWi/found_saliency"], inputs=[("images", "IMAGE")])
+    g.link(preview, 0, sal, "images")
+    g.note("Find Objects proposes one rough mask per salient object (front-most first). Edit or drop masks before "
+           "Decompose if you like (e.g. with mask nodes); Decompose with no mask at all runs the same search "
+           "inside. When nothing stands out, Find Objects says so in its message.", (0, 760))
+    g.save("find_objects.json")
+
+
 if __name__ == "__main__":
+    find_objects()
     automatic_mode()
     add_synthesize()
     decompose_to_psd()

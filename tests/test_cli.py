@@ -34,7 +34,8 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["decompose", "nope.png", "--mask", "m.png", "--out", "o"], "no such file"),
-    (["decompose", str(EX / "coffee.png"), "--out", "o"], "connect a MASK"),
+    (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o", "--threshold",
+      "0.3"], "--threshold is for automatic mode: leave out --mask"),
     (["recompose", "missing_dir", "--out", "x.png"], "cannot read layers from 'missing_dir': no such file"),
     (["recompose", str(EX), "--out", "x.png"], "layers.json"),
     (["export", "missing_dir"], "--psd FILE, --ora FILE or --png DIR"),

@@ -96,9 +96,14 @@ def test_overlapping_masks_front_to_back_order():
 
 # ---- bad input -------------------------------------------------------------------------
 
-def test_missing_mask_says_what_to_connect():
-    with pytest.raises(LiWiError, match="connect a MASK"):
-        decompose(torch.rand(1, 3, 8, 8), None)
+def test_no_mask_and_nothing_salient_gives_the_background_alone_with_a_warning():
+    flat = torch.full((1, 3, 64, 80), 0.5)
+    noise = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    for image in (flat, noise):
+        with pytest.warns(UserWarning, match="no object found"):
+            stack = decompose(image, None)
+        assert stack.layers == [] and torch.equal(stack.background, image) and float(stack.hole.sum()) == 0
+        assert stack.meta["mode"] == "automatic" and stack.meta["found"][0].startswith("no object found")
 
 
 def test_mask_of_other_size_same_aspect_is_resized_with_warning():

@@ -7,6 +7,7 @@ import pytest
 from helpers import psnr, scene, soft_iou
 from liwi_core.decompose import decompose
 from liwi_core.engines import create
+from liwi_core.proposals import ProposalSettings
 from liwi_core.imageio import load_image, load_mask
 
 pytest.importorskip("diffusers")
@@ -45,7 +46,7 @@ def test_default_decomposes_an_example_losslessly_and_follows_the_mask(model):
 def test_automatic_mode_finds_the_one_clear_object(model):
     # (an untrained model of the same config: IoU 0.16)
     image, _, alpha, _, _ = scene(256, 320)
-    stack = decompose(image, None, create("learned", model=model, max_objects=2))
+    stack = decompose(image, None, create("learned", model=model), find=ProposalSettings(max_objects=2))
     assert stack.layers, "automatic mode found nothing"
     assert soft_iou(stack.layers[-1].alpha, alpha) > 0.7  # the front-most layer found is the disc
     assert psnr(stack.composite(), image) >= 45

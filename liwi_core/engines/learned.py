@@ -109,14 +109,12 @@ class LearnedSettings:
 
     checkpoint: str | None = option(None, "Checkpoint folder (config.json + .safetensors); default: the "
                                           "bundled liwi-default.")
-    max_objects: int = option(4, "Automatic mode (no masks): at most this many layers.", minimum=1, maximum=32,
-                              step=1)
     min_area: float = option(0.002, "Automatic mode stops when what it finds covers less than this fraction "
                                     "of the image.", minimum=0.0, maximum=1.0, step=0.001)
 
 
 class LearnedEngine(Engine):
-    """A LiWiNet checkpoint made exact: ``create("learned", checkpoint=..., max_objects=...)``, or
+    """A LiWiNet checkpoint made exact: ``create("learned", checkpoint=...)``, or
     ``create("learned", model=...)`` with a model already loaded (the Load Model node)."""
 
     name = "learned"
@@ -133,15 +131,18 @@ class LearnedEngine(Engine):
     def meta(self) -> dict:
         return {"engine": self.name, "settings": dict(self.model.config)}
 
-    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
+    def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
         """Prompted: one object per mask. Automatic (``masks`` None): the model first finds the
         front-most object (empty prompt), then decomposes it prompted with what it found
         (``alpha > 0.5``): a prompted model fills the hole from around the object (``prefill``
         checkpoints), while with an empty prompt the object would stay in the completed
         background and be found again. It then runs again on the completed background, until
-        ``max_objects`` or until the found alpha covers less than ``min_area`` of the image."""
+        ``find.max_objects`` or until the found alpha covers less than ``min_area`` of the image."""
+        from ..proposals import ProposalSettings
+
         automatic = masks is None
-        prompts = [torch.zeros_like(image[:, :1])] * self.settings.max_objects if automatic else masks
+        max_objects = (find or ProposalSettings()).max_objects
+        prompts = [torch.zeros_like(image[:, :1])] * max_objects if automatic else masks
         built = StackBuilder(image)
         for k, prompt in enumerate(prompts):
             alpha, shadow, fill = _predict(self.model, built.current, prompt)
