@@ -3,6 +3,7 @@
     python scripts/benchmark.py [--sizes 512 1024 2048] [--threads 2] [--repeats 3]
     python scripts/benchmark.py --against REV      # the same, side by side with git revision REV
     python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
+    python scripts/benchmark.py --automatic        # automatic mode on the example photos at 1024x1024
 
 Each size runs in a fresh process so peak memory (max RSS) is its own; "peak MB" is the
 process's peak minus what it held after imports and input creation. The scene is the
@@ -72,10 +73,14 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also time a 6000x4000 photo")
     parser.add_argument("--against", metavar="REV", help="also run git revision REV, alternating with this tree")
     parser.add_argument("--filters", action="store_true", help="time kornia's filters against the hand-written ones")
+    parser.add_argument("--automatic", action="store_true", help="time automatic mode (no mask) at 1024x1024")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.filters:
         time_filters(args.threads)
+        return
+    if args.automatic:
+        time_automatic(args.threads, args.repeats)
         return
     if args.large:
         print(json.dumps(run_large(args.threads)))
@@ -102,6 +107,35 @@ def main() -> None:
     for r in rows:
         print(f"| {r['tree']} | {r['size']}x{r['size']} | {r['seconds_median']:.2f} | {r['peak_mb']:.0f} "
               f"| {r['psnr_db']:.1f} |")
+
+
+def time_automatic(threads: int, repeats: int) -> None:
+    """Automatic mode with the default engine on each example photo resized to 1024x1024:
+    finding the objects, and the whole decomposition (finding included); median of ``repeats``
+    after one warm-up run that loads the saliency network."""
+    import torch
+
+    from liwi_core.decompose import decompose
+    from liwi_core.filters import resize
+    from liwi_core.imageio import load_image
+    from liwi_core.proposals import find_objects
+
+    torch.set_num_threads(threads)
+    print(f"| photo (1024x1024) | objects | finding (s) | whole decomposition (s, median of {repeats}) |")
+    print("|---|---|---|---|")
+    for name in ("coffee", "chelsea", "astronaut", "rocket"):
+        image = resize(load_image(ROOT / "example_images" / f"{name}.png")[:, :3], (1024, 1024))
+        find_objects(image)
+        finding, whole = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            find_objects(image)
+            finding.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            stack = decompose(image, None)
+            whole.append(time.perf_counter() - t)
+        print(f"| {name} | {len(stack.layers)} | {sorted(finding)[len(finding) // 2]:.2f} "
+              f"| {sorted(whole)[len(whole) // 2]:.2f} |")
 
 
 def time_filters(threads: int) -> None:

@@ -1,6 +1,7 @@
 """Render the README's before/after figures from the bundled examples with the pack itself.
 
     python scripts/make_figures.py [--out docs]
+    python scripts/make_figures.py --automatic    # automatic mode: docs/automatic.png
 
 Per example: input with its rough mask, clean background, object layer (on a checkerboard),
 its shadow map, and the object moved with its shadow, recomposed.
@@ -91,7 +92,8 @@ def sheet(rows: list[list[tuple[str, torch.Tensor]]], width: int = 240) -> Image
             imgs.append((label, im))
         cells.append(imgs)
     row_h = [max(im.height for _, im in r) + 18 for r in cells]
-    out = Image.new("RGB", (width * len(cells[0]) + 4 * len(cells[0]), sum(row_h)), "white")
+    columns = max(len(r) for r in cells)
+    out = Image.new("RGB", (width * columns + 4 * columns, sum(row_h)), "white")
     draw = ImageDraw.Draw(out)
     y = 0
     for r, rh in zip(cells, row_h):
@@ -142,6 +144,35 @@ def dataset_rows(root, num: int) -> list[list[tuple[str, torch.Tensor]]]:
     return rows
 
 
+def automatic_rows(names: list[str]) -> tuple[list, dict]:
+    """Automatic mode (no mask, the default engine) on the bundled photos: the saliency map,
+    the proposals outlined on the photo, each layer, the background. Returns the rows and,
+    per photo, the found objects' alpha IoU with the layer the photo's own mask gives."""
+    from liwi_core.metrics import alpha_soft_iou
+    from liwi_core.proposals import find_objects
+
+    engine = create("classical")
+    rows, scores = [], {}
+    for name in names:
+        image = load_image(EXAMPLES / f"{name}.png")[:, :3]
+        reference = engine.decompose(image, load_mask(EXAMPLES / f"{name}_mask.png")).layers[0].alpha
+        found = find_objects(image)
+        stack = engine.decompose(image, found.masks) if len(found.masks) else None
+        outline = image.clone()
+        colours = [(1.0, 0.15, 0.1), (0.1, 0.6, 1.0), (0.2, 0.9, 0.2), (1.0, 0.8, 0.1)]
+        for k, m in enumerate(found.masks):
+            edge = (torch.nn.functional.max_pool2d(m[None], 7, 1, 3) - m[None]).clamp(0, 1)
+            outline = outline * (1 - edge) + torch.tensor(colours[k % 4]).view(1, 3, 1, 1) * edge
+        row = [("saliency", found.saliency.expand(1, 3, -1, -1)), (found.message, outline)]
+        layers = stack.layers[::-1] if stack else []  # front-most first, like the proposals
+        row += [(f"layer {k} (IoU {alpha_soft_iou(l.alpha, reference):.2f})", on_checker(l))
+                for k, l in enumerate(layers)]
+        row.append(("background", stack.background if stack else image))
+        scores[name] = [round(alpha_soft_iou(l.alpha, reference), 3) for l in layers]
+        rows.append(row)
+    return rows, scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"))
@@ -150,8 +181,15 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=6, help="samples drawn with --dataset")
     parser.add_argument("--learned", action="store_true", help="only draw the learned engine to OUT/learned.png")
     parser.add_argument("--checkpoint", help="with --learned: a checkpoint folder (default: the bundled one)")
+    parser.add_argument("--automatic", action="store_true", help="only draw automatic mode to OUT/automatic.png")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.automatic:
+        rows, scores = automatic_rows(args.examples)
+        path = Path(args.out) / "automatic.png"
+        sheet(rows, width=200).save(path)
+        print(f"wrote {path}; alpha IoU of each found layer with the one the photo's mask gives: {scores}")
+        return
     if args.learned:
         rows, scores = learned_rows(args.examples, args.checkpoint)
         path = Path(args.out) / "learned.png"
