@@ -24,8 +24,6 @@ map and resize it back with the same filter). Only safetensors are ever loaded
 
 from __future__ import annotations
 
-import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
+from .checkpoints import load_pretrained
 from .errors import LiWiError
 
 __all__ = ["U2NetP", "SaliencyOutput", "saliency_map", "load_saliency_model", "lanczos_resize",
@@ -43,7 +42,6 @@ __all__ = ["U2NetP", "SaliencyOutput", "saliency_map", "load_saliency_model", "l
 
 # the weights shipped with the pack (README.md and LICENSE beside them)
 DEFAULT_SALIENCY_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "u2netp"
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".onnx")
 # rembg's normalisation (ImageNet statistics)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -272,32 +270,4 @@ def load_saliency_model(path=None) -> U2NetP:
             instead of safetensors, is truncated, of another architecture, or its weights
             do not match its config.
     """
-    path = DEFAULT_SALIENCY_CHECKPOINT if path is None else Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise LiWiError(f"'{path}' is not a safetensors checkpoint: LiWi loads only .safetensors weights")
-    if path.is_file() and path.suffix == ".safetensors":
-        path = path.parent
-    if not (path / "config.json").is_file():
-        raise LiWiError(f"'{path}' is not a saliency model folder: config.json is missing")
-    weights = list(path.glob("*.safetensors"))
-    if not weights:
-        others = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
-        raise LiWiError(f"'{path}' has no .safetensors weights" + (f" (found {others}, never loaded)"
-                                                                   if others else ""))
-    try:
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LiWiError(f"cannot read '{path / 'config.json'}': {str(exc).splitlines()[0][:200]}") from None
-        if not isinstance(config, dict) or config.get("_class_name") != "U2NetP":
-            name = config.get("_class_name") if isinstance(config, dict) else None
-            raise LiWiError(f"'{path / 'config.json'}' describes a {name!r}, not a U2NetP")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = U2NetP.from_pretrained(str(path), use_safetensors=True, low_cpu_mem_usage=False,
-                                           local_files_only=True)
-    except LiWiError:
-        raise
-    except Exception as exc:  # diffusers / safetensors raise many kinds for broken files
-        raise LiWiError(f"cannot load saliency model '{weights[0]}': {str(exc).splitlines()[0][:200]}") from None
-    return model.eval()
+    return load_pretrained(DEFAULT_SALIENCY_CHECKPOINT if path is None else path, U2NetP, "saliency model")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints import PICKLE_SUFFIXES, load_pretrained  # noqa: F401  (PICKLE_SUFFIXES: tests)
 from ..errors import LiWiError
 from ..filters import guided_upsample, resize
 from ..layers import default_layer_name
@@ -27,7 +28,6 @@ __all__ = ["load_model", "LearnedEngine", "LearnedSettings", "DEFAULT_CHECKPOINT
 
 # the checkpoint shipped with the pack (its model card is MODEL_CARD.md beside it)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "liwi-default"
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 
 
 def load_model(path=None):
@@ -43,31 +43,7 @@ def load_model(path=None):
     except ImportError:
         raise LiWiError("the learned engine needs diffusers: pip install 'diffusers>=0.30'") from None
 
-    path = DEFAULT_CHECKPOINT if path is None else Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise LiWiError(f"'{path}' is a pickle checkpoint: LiWi loads only .safetensors weights")
-    if path.is_file() and path.suffix == ".safetensors":
-        path = path.parent
-    if not (path / "config.json").is_file():
-        raise LiWiError(f"'{path}' is not a LiWi checkpoint folder: config.json is missing")
-    weights = list(path.glob("*.safetensors"))
-    if not weights:
-        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
-        raise LiWiError(f"'{path}' has no .safetensors weights" + (f" (found pickles {pickles}, never loaded)"
-                                                                   if pickles else ""))
-    try:
-        import json
-        config = json.loads((path / "config.json").read_text())
-        if config.get("_class_name") != "LiWiNet":
-            raise LiWiError(f"'{path / 'config.json'}' describes a {config.get('_class_name')!r}, not a LiWiNet")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = LiWiNet.from_pretrained(str(path), use_safetensors=True, low_cpu_mem_usage=False)
-    except LiWiError:
-        raise
-    except Exception as exc:  # diffusers / safetensors raise many kinds for broken files
-        raise LiWiError(f"cannot load checkpoint '{weights[0]}': {str(exc).splitlines()[0][:200]}") from None
-    return model.eval()
+    return load_pretrained(DEFAULT_CHECKPOINT if path is None else path, LiWiNet, "checkpoint")
 
 
 def _forward(model, image: torch.Tensor, prompt: torch.Tensor) -> dict[str, torch.Tensor]:
