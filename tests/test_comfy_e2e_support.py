@@ -1,7 +1,7 @@
 """Offline tests of tests/comfy_e2e.py: UI -> API conversion and the workflow check.
 
 The node schemas are the real ComfyUI object_info in
-tests/fixtures/comfy_core_object_info.json (see test_e2e_comfyui.py), plus a
+tests/fixtures/comfy_core_object_info/0.3.64.json (see test_e2e_comfyui.py), plus a
 few made-up node types defined here for cases no core node covers.
 """
 
@@ -15,7 +15,8 @@ import pytest
 
 import comfy_e2e as ce
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "comfy_core_object_info.json"
+# the conversion reproduces frontend 1.27.10, the one ComfyUI 0.3.64 pins
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "comfy_core_object_info" / "0.3.64.json"
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ requirements (default: the python running pytest). The server runs on the CPU,
 listens on 127.0.0.1 only, and writes only under pytest's tmp folder.
 
 With ``LIWI_UPDATE_FIXTURES=1`` the object_info of the core nodes the
-workflows use is written to tests/fixtures/comfy_core_object_info.json, for the
-offline workflow check. Without it, the fixture is compared with the server.
+workflows use is written to tests/fixtures/comfy_core_object_info/<ComfyUI version>.json,
+for the offline workflow check (which checks against every version there). Without it,
+the fixture of the server's version is compared with the server.
 
     LIWI_COMFYUI_DIR=.comfyui LIWI_COMFYUI_PYTHON=.comfy-venv/bin/python \\
         .venv/bin/python -m pytest -q tests/test_e2e_comfyui.py
@@ -29,7 +30,7 @@ import comfy_e2e as ce
 REPO = Path(__file__).resolve().parents[1]
 PACK_NAME = "ComfyUI-LiWi"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-FIXTURE = REPO / "tests" / "fixtures" / "comfy_core_object_info.json"
+FIXTURES = REPO / "tests" / "fixtures" / "comfy_core_object_info"
 
 #: Core nodes whose schema the offline check needs, besides those in workflows/.
 CORE_NODES = [
@@ -99,7 +100,7 @@ def _comfyui_identity(server) -> dict:
         system = stats.get("system", {})
         ident["version"] = system.get("comfyui_version")
         ident["pytorch_version"] = system.get("pytorch_version")
-    if not ident["commit"]:
+    if not ident["commit"] and (Path(COMFY_DIR) / ".git").exists():  # else git would name an enclosing repo
         try:
             ident["commit"] = subprocess.run(
                 ["git", "-C", str(COMFY_DIR), "rev-parse", "HEAD"],
@@ -143,8 +144,10 @@ def test_core_object_info_fixture(server):
     types = _core_types()
     missing = [t for t in types if t not in server.all_object_info]
     assert not missing, f"core node types not on this server: {missing}"
+    identity = _comfyui_identity(server)
+    fixture_path = FIXTURES / f"{identity['version']}.json"
     if os.environ.get("LIWI_UPDATE_FIXTURES") == "1":
-        data = {"_comfyui": _comfyui_identity(server)}
+        data = {"_comfyui": identity}
         data["_comfyui"]["note"] = (
             "GET /object_info of a real ComfyUI server (CPU, no models), for the "
             "node types our workflows use; file COMBO options list the input "
@@ -152,17 +155,18 @@ def test_core_object_info_fixture(server):
         )
         for t in types:
             data[t] = server.all_object_info[t]
-        FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-        FIXTURE.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+        fixture_path.parent.mkdir(parents=True, exist_ok=True)
+        fixture_path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
         return
-    if not FIXTURE.is_file():
-        pytest.skip(f"{FIXTURE.name} absent; LIWI_UPDATE_FIXTURES=1 writes it")
-    fixture = json.loads(FIXTURE.read_text())
+    if not fixture_path.is_file():
+        pytest.skip(f"no fixture for ComfyUI {identity['version']} ({fixture_path.name}); "
+                    "LIWI_UPDATE_FIXTURES=1 writes it")
+    fixture = json.loads(fixture_path.read_text())
     absent = [t for t in types if t not in fixture]
-    assert not absent, f"{FIXTURE.name} lacks {absent}; regenerate it with LIWI_UPDATE_FIXTURES=1"
+    assert not absent, f"{fixture_path.name} lacks {absent}; regenerate it with LIWI_UPDATE_FIXTURES=1"
     changed = [t for t in types if _shape(fixture[t]) != _shape(server.all_object_info[t])]
     assert not changed, (
-        f"these core nodes differ between {FIXTURE.name} (ComfyUI "
+        f"these core nodes differ between {fixture_path.name} (ComfyUI "
         f"{fixture.get('_comfyui', {}).get('version')}) and the server: {changed}; "
         "regenerate it with LIWI_UPDATE_FIXTURES=1"
     )

