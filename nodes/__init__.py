@@ -4,13 +4,14 @@ from comfy_api.latest import ComfyExtension, io
 
 from .add import LiWiADDSynthesize
 from .decompose import LiWiDecompose
+from .fill import LiWiFillBackground
 from .find import LiWiFindObjects
 from .model import LiWiLoadModel
 from .recompose import LiWiRecomposeLayers
 from .save import LiWiSaveLayers
 from .shadow import LiWiShadowLayer
 
-NODES = [LiWiFindObjects, LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiSaveLayers, LiWiADDSynthesize, LiWiLoadModel]
+NODES = [LiWiFindObjects, LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiFillBackground, LiWiSaveLayers, LiWiADDSynthesize, LiWiLoadModel]
 
 
 class LiWiExtension(ComfyExtension):
