@@ -141,9 +141,18 @@ def inpaint_background() -> None:
     vd = g.node("VAEDecode", (1480, 100), inputs=[("samples", "LATENT"), ("vae", "VAE")], outputs=[("IMAGE", "IMAGE")])
     g.link(ks, 0, vd, "samples")
     g.link(ckpt, 2, vd, "vae")
-    save = g.node("SaveImage", (1760, 100), widgets=["LiWi/coffee_new_background"], inputs=[("images", "IMAGE")])
-    g.link(vd, 0, save, "images")
-    g.note("The hole mask (1 = background invented under the object) goes to the core inpainting nodes. "
+    fill = g.node("LiWiFillBackground", (1760, 100), widgets=[6, True],
+                  inputs=[("layers", "LIWI_LAYERS"), ("fill", "IMAGE")],
+                  outputs=[("layers", "LIWI_LAYERS"), ("background", "IMAGE")])
+    g.link(dec, 0, fill, "layers")
+    g.link(vd, 0, fill, "fill")
+    layers = g.node("LiWiSaveLayers", (2100, 100), widgets=["LiWi/coffee_filled", "psd+png"],
+                    inputs=[("layers", "LIWI_LAYERS")])
+    g.link(fill, 0, layers, "layers")
+    save = g.node("SaveImage", (2100, 400), widgets=["LiWi/coffee_new_background"], inputs=[("images", "IMAGE")])
+    g.link(fill, 1, save, "images")
+    g.note("The hole mask (1 = background invented under the object) goes to the core inpainting nodes; Fill "
+           "Background puts the generated fill into the stack's hole (colour-matched, feathered, exact elsewhere). "
            "Needs an inpainting checkpoint in models/checkpoints (e.g. SD 2 512-inpainting-ema.safetensors).",
            (0, 760))
     g.save("inpaint_background.json")
