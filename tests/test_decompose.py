@@ -10,6 +10,7 @@ from helpers import psnr, scene, soft_iou
 from liwi_core import LiWiError
 from liwi_core.decompose import decompose
 from liwi_core.engines import create
+from liwi_core.filters import dilate
 from liwi_core.imageio import load_image, load_mask
 from pathlib import Path
 
@@ -159,3 +160,22 @@ def test_batch_and_mask_count_mismatch():
 def test_bad_shadow_channels():
     with pytest.raises(LiWiError, match="shadow_channels"):
         decompose(torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8), create("classical", shadow_channels=2))
+
+
+def test_colour_is_extended_where_alpha_is_zero_and_the_stack_stays_exact():
+    """No black fringe when an editor grows the alpha: the object's colour continues outward."""
+    from liwi_core.engines.exact import extend_colours
+
+    image, _, _, _, rough = scene(120, 150)
+    stack = decompose(image, rough)
+    layer = stack.layers[0]
+    outside = layer.alpha == 0
+    near = outside & (dilate((layer.alpha >= 0.5).float(), 6) > 0)
+    # the disc is blue (0.1, 0.2, 0.8): its colour, not black, just outside it
+    assert float(layer.rgba[:, 2:3][near].mean()) > 0.6
+    assert psnr(stack.composite(), image) >= 45
+    fg = torch.rand(1, 3, 20, 20)
+    alpha = torch.zeros(1, 1, 20, 20)
+    alpha[..., 5:15, 5:15] = torch.rand(1, 1, 10, 10)
+    extended = extend_colours(fg, alpha)
+    assert torch.equal(extended[(alpha > 0).expand_as(fg)], fg[(alpha > 0).expand_as(fg)])

@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..filters import bounding_box
 from ..matting import estimate_alpha, refine_mask, trimap_from_mask
@@ -87,7 +88,9 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
         out[roi] = part
         return out
 
-    return paste(fg, 0.0), paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
+    # the colour, extended over the region of interest, continues to the canvas's edges
+    fg_canvas = F.pad(fg, (rx0, w - rx1, ry0, h - ry1), mode="replicate")
+    return fg_canvas, paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
 
 
 class ClassicalEngine(Engine):

@@ -12,7 +12,7 @@ import torch
 from ..filters import push_pull_fill
 from ..matting import solve_foreground
 
-__all__ = ["explain_object", "UNKNOWN_BACKGROUND"]
+__all__ = ["explain_object", "extend_colours", "UNKNOWN_BACKGROUND"]
 
 # value of background pixels nothing in the photo tells us about (full-frame masks)
 UNKNOWN_BACKGROUND = 0.5
@@ -34,7 +34,7 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         fill: ``[1,3,H,W]`` background under the object, or None for push-pull inpainting.
 
     Returns:
-        ``(fg, alpha, shadow, clean)``.
+        ``(fg, alpha, shadow, clean)``; ``fg`` is defined everywhere (:func:`extend_colours`).
     """
     floor = image if shadow.shape[1] == 3 else image.amax(dim=1, keepdim=True)
     shadow = torch.maximum(shadow, floor).clamp(max=1.0)
@@ -44,4 +44,23 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
     clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
     fg, alpha = solve_foreground(image, alpha, clean * shadow)
-    return fg, alpha, shadow, clean
+    return extend_colours(fg, alpha), alpha, shadow, clean
+
+
+def extend_colours(fg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The object's colours carried outward where its alpha is 0 (push-pull from where it is >= 0.5).
+
+    Where alpha is 0 the colour does not reach the composite, so any value keeps the layers
+    exact; the solved colour there is black, which shows as a dark fringe once a user grows
+    or feathers the alpha in an editor. Matting libraries' foreground estimation extends the
+    colours for the same reason. Pixels with alpha > 0 are returned unchanged.
+
+    Args:
+        fg: ``[B,3,H,W]`` straight colour in [0,1].
+        alpha: ``[B,1,H,W]`` in [0,1].
+    """
+    # the colours of the mostly opaque part only: a faint edge pixel's solved colour is noisy
+    source = torch.where(alpha >= 0.5, alpha, torch.zeros_like(alpha))
+    if not bool((source > 0).any()) or bool((alpha > 0).all()):
+        return fg
+    return torch.where(alpha > 0, fg, push_pull_fill(fg, source).clamp(0.0, 1.0))
