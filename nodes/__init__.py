@@ -3,6 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .add import LiWiADDSynthesize
+from .bridge import LiWiLayersFromImages
 from .decompose import LiWiDecompose
 from .fill import LiWiFillBackground
 from .find import LiWiFindObjects
@@ -11,7 +12,7 @@ from .recompose import LiWiRecomposeLayers
 from .save import LiWiSaveLayers
 from .shadow import LiWiShadowLayer
 
-NODES = [LiWiFindObjects, LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiFillBackground, LiWiSaveLayers, LiWiADDSynthesize, LiWiLoadModel]
+NODES = [LiWiFindObjects, LiWiDecompose, LiWiShadowLayer, LiWiRecomposeLayers, LiWiFillBackground, LiWiSaveLayers, LiWiADDSynthesize, LiWiLoadModel, LiWiLayersFromImages]
 
 
 class LiWiExtension(ComfyExtension):

@@ -18,7 +18,7 @@ from helpers import psnr
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "example_images"
 LIWI_NODES = ["LiWiFindObjects", "LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiFillBackground", "LiWiSaveLayers", "LiWiADDSynthesize",
-              "LiWiLoadModel"]
+              "LiWiLoadModel", "LiWiLayersFromImages"]
 
 
 @pytest.fixture(scope="module")
