@@ -4,7 +4,6 @@ whole-image slot, a blank plate and an empty slot) -> the known stack at full si
 import pytest
 import torch
 from helpers import psnr, scene, soft_iou
-from test_nodes import comfy  # noqa: F401  (the ComfyUI node API fixture of tests/test_nodes.py)
 
 from liwi_core import Layer, LayerStack, LiWiError
 from liwi_core.bridge import layers_from_images

