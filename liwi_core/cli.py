@@ -26,7 +26,7 @@ from .proposals import ProposalSettings
 __all__ = ["main", "main_as", "build_parser"]
 
 #: engines ``decompose`` offers (``folder`` only reads other tools' results, for ``eval``)
-DECOMPOSE_ENGINES = ("classical", "learned", "baseline")
+DECOMPOSE_ENGINES = ("classical", "learned", "baseline", "qwen-layered")
 
 
 def _engine_from_args(args):
@@ -97,8 +97,9 @@ def _add_layer_commands(sub) -> None:
     d.add_argument("--order", choices=ORDERS, default="given",
                    help="front-to-back order: as given, or by the lowest point of each mask")
     d.add_argument("--engine", choices=DECOMPOSE_ENGINES, default="classical",
-                   help="classical (no weights, masks required), learned (a LiWiNet checkpoint; masks optional) "
-                        "or baseline (the naive cut-along-the-mask baseline)")
+                   help="classical (no weights, masks required), learned (a LiWiNet checkpoint; masks optional), "
+                        "baseline (the naive cut-along-the-mask baseline) or qwen-layered (Qwen-Image-Layered "
+                        "through diffusers from a local pipeline folder, made exact; no masks)")
     d.add_argument("--psd", help="also write a layered PSD here")
     d.add_argument("--ora", help="also write an OpenRaster file here")
     add_arguments(d.add_argument_group("automatic mode (no --mask): how objects are found"), ProposalSettings)

@@ -1,7 +1,7 @@
 """Decomposition engines behind one interface (:class:`~liwi_core.engines.base.Engine`), and their registry.
 
     from liwi_core.engines import available, create
-    available()                                   # ['baseline', 'classical', 'folder', 'learned']
+    available()                                   # ['baseline', 'classical', 'folder', 'learned', 'qwen-layered']
     engine = create("classical", shadow_reach=0.8)
     stack = engine.decompose(image, masks)        # = liwi_core.decompose.decompose(image, masks, engine=engine)
 
@@ -24,6 +24,7 @@ _REGISTRY = {
     "learned": (".learned", "LearnedEngine", "LearnedSettings"),
     "baseline": (".baseline", "BaselineEngine", "BaselineSettings"),
     "folder": (".folder", "FolderEngine", "FolderSettings"),
+    "qwen-layered": (".qwen_layered", "QwenLayeredEngine", "QwenLayeredSettings"),
 }
 
 
