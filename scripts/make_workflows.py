@@ -213,7 +213,100 @@ def find_objects() -> None:
     g.save("find_objects.json")
 
 
+def remove_background() -> None:
+    """ComfyUI 0.29's own background removal (BiRefNet) as the object mask."""
+    g = Graph()
+    image = g.node("LoadImage", (0, 0), widgets=["coffee.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+    model = g.node("LoadBackgroundRemovalModel", (0, 380), widgets=["birefnet.safetensors"],
+                   outputs=[("bg_model", "BACKGROUND_REMOVAL")])
+    remove = g.node("RemoveBackground", (360, 300), inputs=[("bg_removal_model", "BACKGROUND_REMOVAL"), ("image", "IMAGE")],
+                    outputs=[("mask", "MASK")])
+    g.link(model, 0, remove, "bg_removal_model")
+    g.link(image, 0, remove, "image")
+    dec = g.node("LiWiDecompose", (720, 100), widgets=DECOMPOSE_WIDGETS, inputs=[("image", "IMAGE"), ("masks", "MASK")],
+                 outputs=DECOMPOSE_OUT)
+    g.link(image, 0, dec, "image")
+    g.link(remove, 0, dec, "masks")
+    save = g.node("LiWiSaveLayers", (1100, 100), widgets=["LiWi/removed", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
+    g.link(dec, 0, save, "layers")
+    g.note("ComfyUI 0.29's RemoveBackground gives the foreground probability (1 = object), the convention LiWi "
+           "Decompose takes: no InvertMask. Needs models/background_removal/birefnet.safetensors "
+           "(Comfy-Org/BiRefNet). RemoveBackground finds one foreground; Decompose adds the exact alpha, the "
+           "shadow and the clean background.", (0, 760))
+    g.save("remove_background_decompose.json")
+
+
+def qwen_layered() -> None:
+    """Core's Qwen-Image-Layered graph, flat, with the template's settings, into exact layers."""
+    g = Graph()
+    image = g.node("LoadImage", (0, 0), widgets=["coffee.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+    scale = g.node("ImageScaleToMaxDimension", (0, 380), widgets=["lanczos", 640], inputs=[("image", "IMAGE")],
+                   outputs=[("IMAGE", "IMAGE")])
+    g.link(image, 0, scale, "image")
+    unet = g.node("UNETLoader", (0, 560), widgets=["qwen_image_layered_bf16.safetensors", "default"],
+                  outputs=[("MODEL", "MODEL")])
+    clip = g.node("CLIPLoader", (0, 700), widgets=["qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image", "default"],
+                  outputs=[("CLIP", "CLIP")])
+    vae = g.node("VAELoader", (0, 840), widgets=["qwen_image_layered_vae.safetensors"], outputs=[("VAE", "VAE")])
+    shift = g.node("ModelSamplingAuraFlow", (360, 560), widgets=[1], inputs=[("model", "MODEL")],
+                   outputs=[("MODEL", "MODEL")])
+    g.link(unet, 0, shift, "model")
+    pos = g.node("CLIPTextEncode", (360, 0), widgets=[""], inputs=[("clip", "CLIP")],
+                 outputs=[("CONDITIONING", "CONDITIONING")])
+    neg = g.node("CLIPTextEncode", (360, 200), widgets=[""], inputs=[("clip", "CLIP")],
+                 outputs=[("CONDITIONING", "CONDITIONING")])
+    g.link(clip, 0, pos, "clip")
+    g.link(clip, 0, neg, "clip")
+    enc = g.node("VAEEncode", (360, 380), inputs=[("pixels", "IMAGE"), ("vae", "VAE")], outputs=[("LATENT", "LATENT")])
+    g.link(scale, 0, enc, "pixels")
+    g.link(vae, 0, enc, "vae")
+    ref_pos = g.node("ReferenceLatent", (720, 0), inputs=[("conditioning", "CONDITIONING"), ("latent", "LATENT")],
+                     outputs=[("CONDITIONING", "CONDITIONING")])
+    ref_neg = g.node("ReferenceLatent", (720, 200), inputs=[("conditioning", "CONDITIONING"), ("latent", "LATENT")],
+                     outputs=[("CONDITIONING", "CONDITIONING")])
+    g.link(pos, 0, ref_pos, "conditioning")
+    g.link(enc, 0, ref_pos, "latent")
+    g.link(neg, 0, ref_neg, "conditioning")
+    g.link(enc, 0, ref_neg, "latent")
+    size = g.node("GetImageSize", (360, 700), inputs=[("image", "IMAGE")],
+                  outputs=[("width", "INT"), ("height", "INT"), ("batch_size", "INT")])
+    g.link(scale, 0, size, "image")
+    empty = g.node("EmptyQwenImageLayeredLatentImage", (720, 400), widgets=[640, 640, 2, 1],
+                   inputs=[("width", "INT"), ("height", "INT")], outputs=[("LATENT", "LATENT")])
+    g.link(size, 0, empty, "width")
+    g.link(size, 1, empty, "height")
+    ks = g.node("KSampler", (1080, 100), widgets=[0, "fixed", 20, 2.5, "euler", "simple", 1.0],
+                inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                        ("latent_image", "LATENT")], outputs=[("LATENT", "LATENT")])
+    g.link(shift, 0, ks, "model")
+    g.link(ref_pos, 0, ks, "positive")
+    g.link(ref_neg, 0, ks, "negative")
+    g.link(empty, 0, ks, "latent_image")
+    cut = g.node("LatentCutToBatch", (1440, 100), widgets=["t", 1], inputs=[("samples", "LATENT")],
+                 outputs=[("LATENT", "LATENT")])
+    g.link(ks, 0, cut, "samples")
+    decode = g.node("VAEDecode", (1440, 300), inputs=[("samples", "LATENT"), ("vae", "VAE")],
+                    outputs=[("IMAGE", "IMAGE")])
+    g.link(cut, 0, decode, "samples")
+    g.link(vae, 0, decode, "vae")
+    bridge = g.node("LiWiLayersFromImages", (1800, 100), widgets=[True],
+                    inputs=[("image", "IMAGE"), ("layer_images", "IMAGE"), ("layer_masks", "MASK")],
+                    outputs=[("layers", "LIWI_LAYERS"), ("message", "STRING")])
+    g.link(image, 0, bridge, "image")
+    g.link(decode, 0, bridge, "layer_images")
+    save = g.node("LiWiSaveLayers", (2160, 100), widgets=["LiWi/qwen_layers", "psd"], inputs=[("layers", "LIWI_LAYERS")])
+    g.link(bridge, 0, save, "layers")
+    g.note("Core's Qwen-Image-Layered graph (ComfyUI 0.29; the template's settings: 640 px, 2 layers, 20 steps, "
+           "CFG 2.5) made flat, then LiWi Layers From Images: the layers come back at the photo's own size, exact "
+           "to its pixels, with shadows. Needs models/diffusion_models/qwen_image_layered_bf16.safetensors, "
+           "models/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors and "
+           "models/vae/qwen_image_layered_vae.safetensors.", (0, 1000))
+    g.save("qwen_layered_to_psd.json")
+
+
 if __name__ == "__main__":
+    remove_background()
+    qwen_layered()
     find_objects()
     automatic_mode()
     add_synthesize()
