@@ -76,12 +76,18 @@ def decompose(g: Graph, image: int, mask: int, pos=(360, 100)) -> int:
     return node
 
 
+def save_layers(g: Graph, source: int, prefix: str, pos, fmt: str = "psd+png") -> int:
+    """LiWi Save Layers fed by output 0 (the stack) of ``source``."""
+    node = g.node("LiWiSaveLayers", pos, widgets=[prefix, fmt], inputs=[("layers", "LIWI_LAYERS")])
+    g.link(source, 0, node, "layers")
+    return node
+
+
 def decompose_to_psd() -> None:
     g = Graph()
     image, mask = load_pair(g, "coffee")
     dec = decompose(g, image, mask)
-    save = g.node("LiWiSaveLayers", (760, 0), widgets=["LiWi/coffee", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
-    g.link(dec, 0, save, "layers")
+    save_layers(g, dec, "LiWi/coffee", (760, 0))
     # the object as an RGBA cut-out through the core nodes: JoinImageWithAlpha wants 1 - alpha
     inv = g.node("InvertMask", (760, 300), inputs=[("mask", "MASK")], outputs=[("MASK", "MASK")])
     g.link(dec, 3, inv, "mask")
@@ -146,9 +152,7 @@ def inpaint_background() -> None:
                   outputs=[("layers", "LIWI_LAYERS"), ("background", "IMAGE")])
     g.link(dec, 0, fill, "layers")
     g.link(vd, 0, fill, "fill")
-    layers = g.node("LiWiSaveLayers", (2100, 100), widgets=["LiWi/coffee_filled", "psd+png"],
-                    inputs=[("layers", "LIWI_LAYERS")])
-    g.link(fill, 0, layers, "layers")
+    save_layers(g, fill, "LiWi/coffee_filled", (2100, 100))
     save = g.node("SaveImage", (2100, 400), widgets=["LiWi/coffee_new_background"], inputs=[("images", "IMAGE")])
     g.link(fill, 1, save, "images")
     g.note("The hole mask (1 = background invented under the object) goes to the core inpainting nodes; Fill "
@@ -183,8 +187,7 @@ def automatic_mode() -> None:
                  inputs=[("image", "IMAGE"), ("masks", "MASK"), ("model", "LIWI_MODEL")], outputs=DECOMPOSE_OUT)
     g.link(image, 0, dec, "image")
     g.link(model, 0, dec, "model")
-    save = g.node("LiWiSaveLayers", (760, 100), widgets=["LiWi/automatic", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
-    g.link(dec, 0, save, "layers")
+    save_layers(g, dec, "LiWi/automatic", (760, 100))
     g.note("Automatic mode: no mask, the learned model finds the objects (up to max_objects). The bundled default "
            "checkpoint ships with the pack; your own (config.json + .safetensors, from training/train.py) go in "
            "models/liwi/<name>.", (0, 760))
@@ -197,12 +200,8 @@ def find_objects() -> None:
     find = g.node("LiWiFindObjects", (360, 0), widgets=widget_defaults(ProposalSettings), inputs=[("image", "IMAGE")],
                   outputs=[("masks", "MASK"), ("saliency", "MASK"), ("count", "INT"), ("message", "STRING")])
     g.link(image, 0, find, "image")
-    dec = g.node("LiWiDecompose", (760, 0), widgets=DECOMPOSE_WIDGETS, inputs=[("image", "IMAGE"), ("masks", "MASK")],
-                 outputs=DECOMPOSE_OUT)
-    g.link(image, 0, dec, "image")
-    g.link(find, 0, dec, "masks")
-    save = g.node("LiWiSaveLayers", (1160, 0), widgets=["LiWi/found", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
-    g.link(dec, 0, save, "layers")
+    dec = decompose(g, image, find, pos=(760, 0))
+    save_layers(g, dec, "LiWi/found", (1160, 0))
     preview = g.node("MaskToImage", (760, 420), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")])
     g.link(find, 1, preview, "mask")
     sal = g.node("SaveImage", (1160, 420), widgets=["LiWi/found_saliency"], inputs=[("images", "IMAGE")])
@@ -223,12 +222,8 @@ def remove_background() -> None:
                     outputs=[("mask", "MASK")])
     g.link(model, 0, remove, "bg_removal_model")
     g.link(image, 0, remove, "image")
-    dec = g.node("LiWiDecompose", (720, 100), widgets=DECOMPOSE_WIDGETS, inputs=[("image", "IMAGE"), ("masks", "MASK")],
-                 outputs=DECOMPOSE_OUT)
-    g.link(image, 0, dec, "image")
-    g.link(remove, 0, dec, "masks")
-    save = g.node("LiWiSaveLayers", (1100, 100), widgets=["LiWi/removed", "psd+png"], inputs=[("layers", "LIWI_LAYERS")])
-    g.link(dec, 0, save, "layers")
+    dec = decompose(g, image, remove, pos=(720, 100))
+    save_layers(g, dec, "LiWi/removed", (1100, 100))
     g.note("ComfyUI 0.29's RemoveBackground gives the foreground probability (1 = object), the convention LiWi "
            "Decompose takes: no InvertMask. Needs models/background_removal/birefnet.safetensors "
            "(Comfy-Org/BiRefNet). RemoveBackground finds one foreground; Decompose adds the exact alpha, the "
@@ -294,8 +289,7 @@ def qwen_layered() -> None:
                     outputs=[("layers", "LIWI_LAYERS"), ("message", "STRING")])
     g.link(image, 0, bridge, "image")
     g.link(decode, 0, bridge, "layer_images")
-    save = g.node("LiWiSaveLayers", (2160, 100), widgets=["LiWi/qwen_layers", "psd"], inputs=[("layers", "LIWI_LAYERS")])
-    g.link(bridge, 0, save, "layers")
+    save_layers(g, bridge, "LiWi/qwen_layers", (2160, 100), "psd")
     g.note("Core's Qwen-Image-Layered graph (ComfyUI 0.29; the template's settings: 640 px, 2 layers, 20 steps, "
            "CFG 2.5) made flat, then LiWi Layers From Images: the layers come back at the photo's own size, exact "
            "to its pixels, with shadows. Needs models/diffusion_models/qwen_image_layered_bf16.safetensors, "
