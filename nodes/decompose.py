@@ -51,6 +51,8 @@ class LiWiDecompose(io.ComfyNode):
                 io.Image.Output("shadow", tooltip="All shadow maps multiplied (white = no shadow)."),
                 io.Mask.Output("hole", tooltip="1 where the background was invented under objects: "
                                "feed it to an inpainting model to regenerate those parts."),
+                io.String.Output("message", tooltip="How many layers came out; without masks, what automatic mode "
+                                 "found in each image, or why nothing was found."),
             ],
         )
 
@@ -66,6 +68,9 @@ class LiWiDecompose(io.ComfyNode):
         stack = decompose(img, m, engine, order=order, progress=comfy_progress(),
                           find=settings_from_widgets(ProposalSettings, widgets))
         fg = stack.layer_images()
+        message = f"{len(stack.layers)} layer(s)"
+        if stack.meta.get("found"):
+            message += "; " + "; ".join(stack.meta["found"])
         return io.NodeOutput(stack, bchw_to_image(stack.background), bchw_to_image(fg[:, :3]),
                              b1hw_to_mask(fg[:, 3:4]), bchw_to_image(stack.combined_shadow()),
-                             b1hw_to_mask(stack.hole))
+                             b1hw_to_mask(stack.hole), message, ui={"text": [message]})

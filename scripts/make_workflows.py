@@ -56,7 +56,7 @@ class Graph:
 
 
 DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
-                 ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK")]
+                 ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK"), ("message", "STRING")]
 DECOMPOSE_WIDGETS = ["given", *widget_defaults(ClassicalSettings), *widget_defaults(ProposalSettings, ("max_objects",))]
 
 

@@ -151,7 +151,7 @@ def test_stack_without_hole_is_unchanged(stack):
 def test_fill_background_node(comfy):
     image, _ = comfy.execute_node("LoadImage", image=str(EX / "coffee.png"))  # 600 x 400
     mask = torch.from_numpy(np.asarray(Image.open(EX / "coffee_mask.png").convert("L"), np.float32) / 255)[None]
-    layers, bg, _, _, _, hole = comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)
+    layers, bg, _, _, _, hole, _ = comfy.execute_node("LiWiDecompose", image=image, masks=mask, **DECOMPOSE_DEFAULTS)
     # an inpainting model's output at 768 x 512, the same aspect ratio
     fill = torch.rand(1, 512, 768, 3, generator=torch.Generator().manual_seed(1))
     filled, background = comfy.execute_node("LiWiFillBackground", layers=layers, fill=fill, feather=6,

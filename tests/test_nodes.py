@@ -31,13 +31,14 @@ RECOMPOSE_DEFAULTS = dict(layer_index=-1, visible=True, dx=0.0, dy=0.0, scale=1.
 
 def test_decompose_outputs(comfy):
     image, mask = _load(comfy, "coffee")
-    layers, bg, fg, fg_alpha, shadow, hole = comfy.execute_node("LiWiDecompose", image=image, masks=mask,
+    layers, bg, fg, fg_alpha, shadow, hole, message = comfy.execute_node("LiWiDecompose", image=image, masks=mask,
                                                                 **DECOMPOSE_DEFAULTS)
     assert bg.shape == image.shape and shadow.shape == image.shape
     assert fg.shape == image.shape and fg_alpha.shape == mask.shape and hole.shape == mask.shape
     # MASK outputs mark the object with 1: the alpha is high where the user painted the object
     assert float(fg_alpha[mask > 0.5].mean()) > 0.8 and float(fg_alpha[mask < 0.5].mean()) < 0.05
     assert float(hole[mask > 0.5].mean()) > 0.8
+    assert message == "1 layer(s)"
     rec, _, _ = comfy.execute_node("LiWiRecomposeLayers", layers=layers, **RECOMPOSE_DEFAULTS)
     assert psnr(rec, image) >= 45
 
@@ -233,3 +234,8 @@ def test_find_objects_node_says_when_nothing_stands_out(comfy):
                                                   threshold=0.5)
     assert count == 0 and message.startswith("no object found") and masks.shape == (1, 120, 160)
     assert float(masks.sum()) == 0
+    # Decompose with no mask says the same in its message, and gives the background alone
+    with pytest.warns(UserWarning, match="no object found"):
+        out = comfy.execute_node("LiWiDecompose", image=flat, **DECOMPOSE_DEFAULTS)
+    assert out[-1].startswith("0 layer(s); no object found") and out[0].layers == []
+    assert torch.equal(out[1], flat)
