@@ -54,14 +54,12 @@ from .compositing import composite_layers
 from .engines.base import StackBuilder
 from .engines.exact import explain_object
 from .errors import LiWiError
-from .filters import bounding_box, dilate, guided_upsample, resize
+from .filters import ASPECT_TOLERANCE, aspect_mismatch, bounding_box, dilate, guided_upsample, resize
 from .layers import LayerStack
 from .shadow import estimate_shadow
 
-__all__ = ["ASPECT_TOLERANCE", "EMPTY_ALPHA", "MAX_SHIFT", "OPAQUE_COVER", "GeneratedLayer", "layers_from_images"]
+__all__ = ["EMPTY_ALPHA", "MAX_SHIFT", "OPAQUE_COVER", "GeneratedLayer", "layers_from_images"]
 
-#: generated layers may differ from the photo's aspect ratio by at most this fraction
-ASPECT_TOLERANCE = 0.01
 #: a layer opaque (alpha > 0.5) over at least this fraction of the frame is a background candidate
 OPAQUE_COVER = 0.97
 #: a layer with alpha below this everywhere (or on fewer than a handful of pixels) is empty
@@ -227,10 +225,10 @@ def _check(original: torch.Tensor, generated: torch.Tensor, alpha: torch.Tensor 
 def _working_size(full: tuple[int, int], gen: tuple[int, int]) -> tuple[int, int]:
     """The generated long side at the original's aspect ratio; an error when the aspects differ by > 1%."""
     (H, W), (h, w) = full, gen
-    off = (w / h) / (W / H) - 1.0
-    if abs(off) > ASPECT_TOLERANCE:
+    off = aspect_mismatch((h, w), (H, W))
+    if off > ASPECT_TOLERANCE:
         raise LiWiError(f"the layer images are {w}x{h} (aspect {w / h:.3f}) and the image {W}x{H} (aspect "
-                        f"{W / H:.3f}): {abs(off):.1%} apart, more than {ASPECT_TOLERANCE:.0%}; generate the "
+                        f"{W / H:.3f}): {off:.1%} apart, more than {ASPECT_TOLERANCE:.0%}; generate the "
                         f"layers at the image's aspect ratio")
     s = max(h, w) / max(H, W)
     return max(1, round(H * s)), max(1, round(W * s))

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from .errors import LiWiError
-from .filters import bounding_box, resize
+from .filters import ASPECT_TOLERANCE, aspect_mismatch, bounding_box, resize
 from .layers import LayerStack, default_layer_name
 
 __all__ = ["decompose", "prepare_masks", "front_to_back", "ORDERS"]
@@ -51,7 +51,7 @@ def prepare_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = size
     mh, mw = masks.shape[-2:]
     if (mh, mw) != (h, w):
-        if abs(mw / mh - w / h) > 0.01 * (w / h):
+        if aspect_mismatch((mh, mw), (h, w)) > ASPECT_TOLERANCE:
             raise LiWiError(f"mask is {mw}x{mh} but the image is {w}x{h}: give a mask of the image's size")
         warnings.warn(f"LiWi: mask {mw}x{mh} resized to the image's {w}x{h}", stacklevel=3)
         masks = resize(masks, (h, w), mode="bilinear")

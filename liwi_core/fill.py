@@ -40,7 +40,7 @@ import torch
 
 from .compositing import apply_shadow, over
 from .errors import LiWiError
-from .filters import dilate, erode, resize
+from .filters import ASPECT_TOLERANCE, aspect_mismatch, dilate, erode, resize
 from .layers import LayerStack, coverage
 from .matting import solve_foreground
 
@@ -48,8 +48,6 @@ __all__ = ["colour_match_fill", "feather_weight", "fill_background", "fit_fill"]
 
 #: a fill smaller than the canvas by less than this per side is a centred crop (VAE latents are 1/8)
 CROP_SLACK = 8
-#: largest relative difference of aspect ratio for a resized fill
-ASPECT_TOLERANCE = 0.01
 #: the colour-match gain (std ratio) stays within [1/MAX_GAIN, MAX_GAIN]
 MAX_GAIN = 2.0
 #: width in pixels of the ring outside the hole where colours are compared (at least)
@@ -86,7 +84,7 @@ def fit_fill(fill: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, t
         available = torch.zeros_like(available)
         available[..., top:top + h, left:left + w] = 1.0
         return placed, available
-    if abs((w / h) / (big_w / big_h) - 1.0) > ASPECT_TOLERANCE:
+    if aspect_mismatch((h, w), (big_h, big_w)) > ASPECT_TOLERANCE:
         raise LiWiError(f"the fill is {w}x{h} but the layers are {big_w}x{big_h}: give a fill with the same "
                         f"aspect ratio (within 1%), e.g. the inpainted Decompose background")
     return resize(rgb, (big_h, big_w)).clamp(0.0, 1.0), available

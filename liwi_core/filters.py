@@ -17,6 +17,8 @@ __all__ = [
     "gaussian_blur",
     "push_pull_fill",
     "resize",
+    "aspect_mismatch",
+    "ASPECT_TOLERANCE",
     "luminance",
     "bounding_box",
 ]
@@ -124,6 +126,16 @@ def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> to
         mode = "area"
     return kornia.geometry.transform.resize(x, tuple(size), interpolation=mode,
                                             align_corners=False if mode == "bilinear" else None)
+
+
+#: two sizes whose aspect ratios differ by at most this fraction are the same picture resized
+ASPECT_TOLERANCE = 0.01
+
+
+def aspect_mismatch(size: tuple[int, int], target: tuple[int, int]) -> float:
+    """How far the aspect ratio of ``size = (H, W)`` is from ``target``'s, as a fraction
+    (0 = the same); above :data:`ASPECT_TOLERANCE` one is not a resized copy of the other."""
+    return abs((size[1] / size[0]) / (target[1] / target[0]) - 1.0)
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
