@@ -140,8 +140,13 @@ def _supported(regions: list[np.ndarray], reach: int) -> list[np.ndarray]:
     return keep
 
 
+def _as_tensor(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(mask.astype(np.float32))[None, None]
+
+
 def _grow(mask: np.ndarray, r: int) -> np.ndarray:
-    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+    """``mask`` dilated by a ``(2r+1)^2`` square (:func:`liwi_core.filters.dilate`)."""
+    return dilate(_as_tensor(mask), r)[0, 0].numpy() > 0.5
 
 
 def _stands_out(part: np.ndarray, saliency: np.ndarray) -> bool:
@@ -152,9 +157,8 @@ def _stands_out(part: np.ndarray, saliency: np.ndarray) -> bool:
 
 def _is_thin(part: np.ndarray, side: int) -> bool:
     """Whiskers, wires, edges: most of the part disappears when eroded by 1% of the image."""
-    r = max(1, round(0.01 * side))
-    t = torch.from_numpy(part.astype(np.float32))[None, None]
-    return float(erode(t, r).sum()) < 0.3 * float(t.sum())
+    t = _as_tensor(part)
+    return float(erode(t, max(1, round(0.01 * side))).sum()) < 0.3 * float(t.sum())
 
 
 @torch.no_grad()

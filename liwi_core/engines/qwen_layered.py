@@ -69,6 +69,17 @@ def _model_index(folder: Path) -> dict:
         raise LiWiError(f"'{folder}' is not a diffusers pipeline folder (model_index.json: {exc})") from None
 
 
+def _pipeline_folder(path) -> Path:
+    """``path`` as an existing pipeline folder, or the one-line error saying what is wrong."""
+    if not path:
+        raise LiWiError("the qwen-layered engine needs a pipeline folder: give qwen_checkpoint "
+                        "(--qwen-checkpoint DIR)")
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise LiWiError(f"Qwen-Image-Layered pipeline folder '{folder}' does not exist")
+    return folder
+
+
 def load_pipeline(path, dtype: torch.dtype = torch.float32):
     """``QwenImageLayeredPipeline`` from a local folder, safetensors only, never downloading.
 
@@ -76,12 +87,7 @@ def load_pipeline(path, dtype: torch.dtype = torch.float32):
         LiWiError: one line, when the folder is missing or not a pipeline folder, when
             diffusers or transformers lack the pipeline, or when loading fails.
     """
-    if not path:
-        raise LiWiError("the qwen-layered engine needs a pipeline folder: give qwen_checkpoint "
-                        "(--qwen-checkpoint DIR)")
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise LiWiError(f"Qwen-Image-Layered pipeline folder '{folder}' does not exist")
+    folder = _pipeline_folder(path)
     index = _model_index(folder)
     try:
         # the module itself: diffusers' top-level name is a placeholder when transformers is missing
@@ -114,12 +120,7 @@ class QwenLayeredEngine(Engine):
         self.slots: list[dict] = []
         if pipeline is None:
             # fail early on a wrong folder; the weights load on first use
-            if not self.settings.qwen_checkpoint:
-                raise LiWiError("the qwen-layered engine needs a pipeline folder: give qwen_checkpoint "
-                                "(--qwen-checkpoint DIR)")
-            if not Path(self.settings.qwen_checkpoint).expanduser().is_dir():
-                raise LiWiError(f"Qwen-Image-Layered pipeline folder '{self.settings.qwen_checkpoint}' "
-                                "does not exist")
+            _pipeline_folder(self.settings.qwen_checkpoint)
 
     @property
     def pipeline(self):
