@@ -46,8 +46,7 @@ class LiWiSaveLayers(io.ComfyNode):
         h, w = layers.size
         full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, w, h)
         previews = []
-        for b in range(layers.batch):
-            stack = layers.select(b)
+        for stack in layers.split():
             base = f"{filename}_{counter:05}"
             save_formats(stack, os.path.join(full_folder, base), FORMATS[format])
             preview = base + "_composite.png"
