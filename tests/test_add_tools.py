@@ -230,10 +230,13 @@ def test_degrade_prompts_thin_object_and_empty_alpha():
 def test_cast_shadow_darkens_the_base_not_the_sky():
     alpha = _standing()
     for seed in range(6):
-        shadow, params = tools.cast_shadow(alpha, _gen(seed))
+        # the light in front of the object (drawn one time in five behind it, tested below)
+        shadow, params = tools.cast_shadow(alpha, _gen(seed), angle=20.0 + 20.0 * seed, length=0.2 + 0.15 * seed,
+                                           softness=0.02 + 0.015 * seed,
+                                           second=0.0)
         assert shadow.shape == (1, 3, 120, 160)
-        assert set(params) == {"angle", "length", "softness", "opacity", "contact"}
-        assert 20 <= params["angle"] <= 160 and 0.2 <= params["length"] <= 1.0
+        assert {"angle", "length", "softness", "opacity", "contact", "tint", "second"} <= set(params)
+        assert 0.25 <= params["opacity"] <= 0.85
         base = shadow[..., 90:100, 50:100]  # at and around the object's contact line
         assert float(base.min()) < 0.85
         assert torch.all(shadow[..., :30, :] == 1.0)  # far above the object: untouched
@@ -241,10 +244,29 @@ def test_cast_shadow_darkens_the_base_not_the_sky():
         assert float(shadow.min()) >= 0
 
 
+def test_cast_shadow_draws_are_diverse():
+    """Over many draws: shadows toward the viewer, second lights, tints of both kinds."""
+    alpha = _standing()
+    params = [tools.cast_shadow(alpha, _gen(seed))[1] for seed in range(60)]
+    toward = [p for p in params if p["angle"] > 180]
+    assert 4 <= len(toward) <= 24 and all(195 <= p["angle"] <= 345 for p in toward)
+    assert any(p["second"] > 0 for p in params) and any(p["second"] == 0 for p in params)
+    assert any(p["tint"][0] < p["tint"][2] for p in params) and any(p["tint"][0] > p["tint"][2] for p in params)
+    front, _ = tools.cast_shadow(alpha, _gen(0), angle=270.0, length=1.0, opacity=0.7, second=0.0)
+    assert float(1 - front[..., 100:, :].mean()) > 0.01  # falls toward the viewer, below the base
+
+
+def test_cast_shadow_second_light_adds_darkening():
+    alpha = _standing()
+    one, _ = tools.cast_shadow(alpha, _gen(0), angle=40.0, second=0.0)
+    two, _ = tools.cast_shadow(alpha, _gen(0), angle=40.0, second=0.6, second_angle=150.0)
+    assert torch.all(two <= one + 1e-6) and float((one - two).sum()) > 1.0
+
+
 def test_cast_shadow_overrides_and_direction():
     alpha = _standing()
-    left, p = tools.cast_shadow(alpha, _gen(0), angle=160.0, length=1.0, opacity=0.7)
-    right, _ = tools.cast_shadow(alpha, _gen(0), angle=20.0, length=1.0, opacity=0.7)
+    left, p = tools.cast_shadow(alpha, _gen(0), angle=160.0, length=1.0, opacity=0.7, second=0.0)
+    right, _ = tools.cast_shadow(alpha, _gen(0), angle=20.0, length=1.0, opacity=0.7, second=0.0)
     assert p["angle"] == 160.0 and p["length"] == 1.0 and p["opacity"] == 0.7
     dark = lambda s: 1.0 - s.mean(dim=1)[0]  # noqa: E731
     assert float(dark(left)[:, :60].sum()) > 5 * float(dark(left)[:, 90:].sum())

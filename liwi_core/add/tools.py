@@ -262,21 +262,39 @@ def _overlap_ok(alpha: torch.Tensor, box, placed, max_overlap: float) -> bool:
 
 
 def cast_shadow(alpha: torch.Tensor, generator: torch.Generator, **overrides) -> tuple[torch.Tensor, dict]:
-    """A plausible cast shadow for an object standing on the ground, and its parameters.
+    """A cast shadow for an object standing on the ground, and its parameters.
 
-    Light mostly from the front or the side: the shadow falls behind or sideways
-    (``angle`` 20-160 degrees), ``length`` 0.2-1.0 of the object's height, softness 2-10%,
-    opacity 0.35-0.75, contact darkness 0.3-0.7. ``overrides`` fix any of them.
+    Drawn wide so that a shadow head trained on it sees many kinds of shadow: the light is
+    mostly in front of the object (the shadow falls behind or sideways, ``angle`` 15-165
+    degrees), one time in five behind it (the shadow falls toward the viewer, 195-345);
+    ``length`` 0.15-1.6 of the object's height, softness 1-20%, opacity 0.25-0.85, contact
+    darkness 0.2-0.8, a ``tint`` from neutral to skylight blue (one in seven warm), and one
+    time in four a ``second`` light: a fainter shadow in another direction (0 = none).
+    ``overrides`` fix any of them.
     """
+    toward_viewer = _uniform(generator, 0.0, 1.0) < 0.2
     params = {
-        "angle": _uniform(generator, 20.0, 160.0),
-        "length": _uniform(generator, 0.2, 1.0),
-        "softness": _uniform(generator, 0.02, 0.1),
-        "opacity": _uniform(generator, 0.35, 0.75),
-        "contact": _uniform(generator, 0.3, 0.7),
+        "angle": _uniform(generator, 195.0, 345.0) if toward_viewer else _uniform(generator, 15.0, 165.0),
+        "length": _uniform(generator, 0.15, 1.6),
+        "softness": _uniform(generator, 0.01, 0.2),
+        "opacity": _uniform(generator, 0.25, 0.85),
+        "contact": _uniform(generator, 0.2, 0.8),
     }
+    shift = _uniform(generator, 0.0, 0.2)
+    warm = _uniform(generator, 0.0, 1.0) < 1 / 7
+    params["tint"] = [1.0 - shift, 1.0 - 0.5 * shift, 1.0] if warm else [1.0, 1.0 - 0.35 * shift, 1.0 - shift]
+    second = _uniform(generator, 0.0, 1.0) < 0.25
+    second_angle = _uniform(generator, 15.0, 345.0)
+    second_opacity = _uniform(generator, 0.3, 0.7)
+    params["second"] = second_opacity if second else 0.0
+    params["second_angle"] = second_angle
     params.update(overrides)
-    return synthesize_cast_shadow(alpha, **params), params
+    shadow_kw = {k: params[k] for k in ("angle", "length", "softness", "opacity", "contact")}
+    shadow = synthesize_cast_shadow(alpha, tint=tuple(params["tint"]), **shadow_kw)
+    if params["second"] > 0:
+        shadow_kw.update(angle=params["second_angle"], opacity=params["opacity"] * params["second"], contact=0.0)
+        shadow = shadow * synthesize_cast_shadow(alpha, tint=tuple(params["tint"]), **shadow_kw)
+    return shadow, params
 
 
 def _scribble(alpha: torch.Tensor, g: torch.Generator, strokes: int = 3) -> torch.Tensor:
