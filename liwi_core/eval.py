@@ -10,8 +10,14 @@ checkpoint) or ``learned:CKPT`` (a checkpoint folder), ``baseline`` (:mod:`liwi_
 CLI's folder format, one folder per sample, ``DIR/<sample id>/layers.json``.
 
 Flavours: ``prompted`` (the prompt masks of kind ``--prompt`` of the ground-truth layers
-are given, front to back, i.e. mask ``i`` belongs to ground-truth layer ``n-1-i``) and
-``automatic`` (no masks; engines that need masks report n/a).
+are given, front to back, i.e. mask ``i`` belongs to ground-truth layer ``n-1-i``; with
+``--prompt own`` each layer's own kind, recorded in ``sample.json`` as ``prompt_kinds``, the
+benchmark's default, and the prompt metrics are also reported per kind) and ``automatic``
+(no masks; engines that need masks report n/a).
+
+The held-out benchmark (``--benchmark``) is built by :mod:`liwi_core.benchmark_scenes` from
+the held-out photo cut-outs (true alpha), reserved background photos and the benchmark's own
+shadow renderer: no engine under test, and not ADD, made its ground truth.
 
 Per sample and engine (definitions in :mod:`liwi_core.metrics`):
 
@@ -48,6 +54,7 @@ from pathlib import Path
 
 import torch
 
+from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .metrics import (alpha_soft_iou, background_l1_in_hole, match_layers_by_alpha, match_stacks, recompose_psnr,
@@ -57,9 +64,10 @@ __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_SPECS = ("classical", "learned", "baseline", "folder")
-# the held-out benchmark: ADD on the bundled example photos, which training recipes exclude
-BENCHMARK = {"images": str(ROOT / "example_images"), "masks": str(ROOT / "example_images"),
-             "num": 24, "seed": 2605, "size": 384, "max_objects": 2}
+# the held-out benchmark (liwi_core.benchmark_scenes): held-out cut-outs on reserved photos, its own shadows
+BENCHMARK = HELDOUT_V2
+BENCHMARK_DIR = ROOT / "benchmarks" / "heldout-v2"
+OWN_PROMPT = "own"  # --prompt own: each layer's recorded kind (sample.json "prompt_kinds")
 MAX_EDITS = 5
 DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "rgb_l1", "alpha_iou")]
 AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious"]  # automatic flavour only
@@ -73,13 +81,11 @@ HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m and m != "auto_spurious"} |
 PSNR_CAP = 99.0
 
 
-def build_benchmark(out) -> Path:
-    """Make the held-out set with ADD (deterministic; skipped if already complete)."""
-    from .add.run import AddConfig, run
-
-    out = Path(out)
-    run(AddConfig(out=str(out), **BENCHMARK), progress=False)
-    return out
+def build_benchmark(out, objects=None) -> Path:
+    """Make the held-out set (:func:`liwi_core.benchmark_scenes.build_heldout`: deterministic,
+    finished samples skipped) from the held-out cut-outs in ``objects`` (default
+    ``data/sources/objects``)."""
+    return build_heldout(out, objects, progress=True)
 
 
 def check_dataset(dataset) -> list[str]:
@@ -148,8 +154,13 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
     row["recompose_psnr"] = min(recompose_psnr(pred.composite(), sample.composite), PSNR_CAP)
     pairs, how = _prompt_pairs(pred, gt) if prompted else ([], None)
     if pairs:
-        row["prompt_alpha_iou"] = sum(alpha_soft_iou(p.alpha, g.alpha) for p, g in pairs) / len(pairs)
-        row["prompt_rgb_l1"] = sum(rgb_l1(p.rgba[:, :3], g.rgba[:, :3], g.alpha) for p, g in pairs) / len(pairs)
+        ious = [alpha_soft_iou(p.alpha, g.alpha) for p, g in pairs]
+        l1s = [rgb_l1(p.rgba[:, :3], g.rgba[:, :3], g.alpha) for p, g in pairs]
+        row["prompt_alpha_iou"] = sum(ious) / len(pairs)
+        row["prompt_rgb_l1"] = sum(l1s) / len(pairs)
+        # per ground-truth layer (back-to-front index), for the per-prompt-kind breakdown
+        index = {id(g): k for k, g in enumerate(gt.layers)}
+        row["prompt_layers"] = [[index[id(g)], i, l] for (_, g), i, l in zip(pairs, ious, l1s)]
         row["shadow_l1"] = sum(shadow_l1(p.shadow, g.shadow) for p, g in pairs) / len(pairs)
     if not prompted:
         pred_alphas, gt_alphas = [l.alpha for l in pred.layers], [l.alpha for l in gt.layers]
@@ -164,14 +175,29 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
     return row
 
 
+def _prompt_kinds(sample, prompt: str) -> list[str]:
+    """The prompt kind of each ground-truth layer, back to front: ``prompt`` for all, or with
+    ``own`` the kinds the sample records (``prompt_kinds`` in ``sample.json``)."""
+    n = len(sample.prompts)
+    if prompt != OWN_PROMPT:
+        return [prompt] * n
+    kinds = sample.meta.get("prompt_kinds")
+    if not isinstance(kinds, list) or len(kinds) != n or not all(isinstance(k, str) for k in kinds):
+        raise LiWiError(f"sample {sample.id} records no prompt kind per layer (give --prompt KIND, e.g. dilated)")
+    return kinds
+
+
 def _masks(sample, prompt: str) -> torch.Tensor:
-    """The sample's ``prompt`` masks front to back, ``[N,1,H,W]``."""
-    missing = [k for k, p in enumerate(sample.prompts) if prompt not in p]
+    """The sample's ``prompt`` masks front to back, ``[N,1,H,W]`` (``own``: each layer's own kind)."""
+    kinds = _prompt_kinds(sample, prompt)
+    missing = [k for k, p in enumerate(sample.prompts) if kinds[k] not in p]
+    if missing and prompt == OWN_PROMPT:
+        raise LiWiError(f"sample {sample.id} lacks the prompt files of its own kinds for layer(s) {missing}")
     if missing:
         have = sorted({k for p in sample.prompts for k in p})
         raise LiWiError(f"sample {sample.id} has no '{prompt}' prompt for layer(s) {missing} "
                         f"(it has: {', '.join(have) or 'none'})")
-    return torch.cat([sample.prompts[k][prompt] for k in reversed(range(len(sample.prompts)))])
+    return torch.cat([sample.prompts[k][kinds[k]] for k in reversed(range(len(sample.prompts)))])
 
 
 def _max_rss_mb() -> float:
@@ -187,13 +213,15 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
         dataset: dataset folder.
         engine: ``classical``, ``learned``, ``learned:CKPT``, ``baseline`` or ``folder:DIR``.
         flavour: ``prompted`` or ``automatic``.
-        prompt: prompt kind for the prompted flavour.
+        prompt: prompt kind for the prompted flavour, or ``own``: each layer's recorded kind.
         limit: only the first ``limit`` samples (by sorted id).
 
     Returns:
         ``engine``, ``flavour``, ``prompt``, ``samples`` (scored), ``failed`` (``{id: error}``
         for samples the engine refused), ``means`` (``{metric: mean over the samples that
-        have it}``), ``peak_rss_mb``, ``peak_extra_mb`` and ``rows`` (per sample).
+        have it}``), ``by_prompt_kind`` (prompted: ``{kind: {"layers", "prompt_alpha_iou",
+        "prompt_rgb_l1"}}`` over the ground-truth layers prompted with that kind),
+        ``peak_rss_mb``, ``peak_extra_mb`` and ``rows`` (per sample).
     """
     if flavour not in ("prompted", "automatic"):
         raise LiWiError(f"unknown flavour '{flavour}': use prompted or automatic")
@@ -204,6 +232,7 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
     base_rss = _max_rss_mb()
     for sample in iter_samples(dataset, ids=ids):
         masks = _masks(sample, prompt) if flavour == "prompted" else None
+        kinds = _prompt_kinds(sample, prompt) if flavour == "prompted" else None
         start = time.perf_counter()
         try:
             pred = run.decompose(sample.composite, masks, key=sample.id)
@@ -211,14 +240,24 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
             failures[sample.id] = str(exc)
             continue
         seconds = time.perf_counter() - start
-        rows.append({"id": sample.id, **score_sample(sample, pred, flavour == "prompted"), "seconds": seconds})
+        row = {"id": sample.id, **score_sample(sample, pred, flavour == "prompted"), "seconds": seconds}
+        if kinds is not None:
+            row["prompt_kinds"] = kinds
+        rows.append(row)
     means = {}
     for m in METRICS:
         values = [r[m] for r in rows if m in r]
         if values:
             means[m] = sum(values) / len(values)
+    per_kind: dict[str, list] = {}
+    for r in rows:
+        for k, iou, l1 in r.get("prompt_layers", []):
+            per_kind.setdefault(r["prompt_kinds"][k], []).append((iou, l1))
+    by_kind = {kind: {"layers": len(v), "prompt_alpha_iou": sum(i for i, _ in v) / len(v),
+                      "prompt_rgb_l1": sum(l for _, l in v) / len(v)} for kind, v in sorted(per_kind.items())}
     return {"engine": engine, "flavour": flavour, "prompt": prompt if flavour == "prompted" else None,
-            "samples": len(rows), "failed": failures, "means": means, "peak_rss_mb": _max_rss_mb(),
+            "samples": len(rows), "failed": failures, "means": means, "by_prompt_kind": by_kind,
+            "peak_rss_mb": _max_rss_mb(),
             "peak_extra_mb": _max_rss_mb() - base_rss, "rows": rows}
 
 
@@ -266,6 +305,23 @@ def _dtw_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _kind_table(results: list[dict]) -> str:
+    """Prompt alpha IoU / RGB L1 per prompt kind (prompted runs that used several kinds), or ''."""
+    shown = [r for r in results if len(r.get("by_prompt_kind") or {}) > 1]
+    if not shown:
+        return ""
+    kinds = sorted({k for r in shown for k in r["by_prompt_kind"]},
+                   key=lambda k: (SCENE_PROMPT_KINDS + PROMPT_KINDS + (k,)).index(k))
+    lines = ["| engine | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for r in shown:
+        cells = []
+        for k in kinds:
+            m = r["by_prompt_kind"].get(k)
+            cells.append(f"{m['prompt_alpha_iou']:.4f} / {m['prompt_rgb_l1']:.4f} ({m['layers']})" if m else "n/a")
+        lines.append(f"| {r['engine']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _engines(args) -> list[str]:
     """The engine list from ``--engine/--pred-dir/--compare-baseline`` or ``--engines``."""
     if args.engine and args.engines:
@@ -309,8 +365,10 @@ def _run_child(dataset: str, engine: str, flavour: str, args) -> dict:
 def configure(p: argparse.ArgumentParser) -> None:
     """The ``eval`` command's flags (:mod:`liwi_core.cli`)."""
     p.add_argument("dataset", nargs="?", help="dataset folder (ADD format)")
-    p.add_argument("--benchmark", metavar="DIR", nargs="?", const=str(ROOT / "benchmarks" / "heldout-v1"),
-                   help="build (if needed) and evaluate the held-out benchmark in DIR")
+    p.add_argument("--benchmark", metavar="DIR", nargs="?", const=str(BENCHMARK_DIR),
+                   help="build (if needed) and evaluate the held-out benchmark in DIR (default benchmarks/heldout-v2)")
+    p.add_argument("--objects", metavar="DIR",
+                   help="with --benchmark: the cut-out folder whose held-out objects it uses (default data/sources/objects)")
     p.add_argument("--engine", choices=ENGINE_SPECS, help="one engine")
     p.add_argument("--checkpoint", help="with --engine learned: a checkpoint folder (default: the bundled one)")
     p.add_argument("--pred-dir", help="with --engine folder: DIR/<sample id>/ holds that sample's layers")
@@ -318,7 +376,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", help="comma-separated engines (classical, learned, learned:CKPT, baseline, folder:DIR); "
                                      "default classical,baseline")
     p.add_argument("--flavours", default="prompted,automatic", help="prompted, automatic or both")
-    p.add_argument("--prompt", default="dilated", help=f"prompt kind: {', '.join(PROMPT_KINDS)} (default dilated)")
+    kinds = ", ".join(dict.fromkeys(SCENE_PROMPT_KINDS + PROMPT_KINDS))
+    p.add_argument("--prompt", help=f"prompt kind: {kinds}, or {OWN_PROMPT} (each layer's recorded kind); "
+                                    f"default {OWN_PROMPT} with --benchmark, else dilated")
     p.add_argument("--limit", type=int, help="only the first N samples")
     p.add_argument("--json", help="write all results (means and per-sample rows) here")
     p.add_argument("--one", nargs=2, metavar=("ENGINE", "FLAVOUR"), help=argparse.SUPPRESS)
@@ -328,9 +388,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 1:
         raise LiWiError(f"--limit must be at least 1, got {args.limit}")
-    dataset = str(build_benchmark(args.benchmark)) if args.benchmark else args.dataset
+    if args.objects and not args.benchmark:
+        raise LiWiError("--objects goes with --benchmark")
+    if args.benchmark and args.dataset:
+        raise LiWiError("give a DATASET folder or --benchmark, not both")
+    dataset = str(build_benchmark(args.benchmark, args.objects)) if args.benchmark else args.dataset
     if not dataset:
         raise LiWiError("give a DATASET folder or --benchmark")
+    args.prompt = args.prompt or (OWN_PROMPT if args.benchmark else "dilated")
     if args.one:
         print(json.dumps(evaluate(dataset, args.one[0], args.one[1], args.prompt, args.limit)))
         return
@@ -347,6 +412,10 @@ def run_command(args: argparse.Namespace) -> None:
     print(_table(results))
     print("\nDTW RGB L1 / alpha IoU after k merge edits (LayerD protocol, background = bottom layer):")
     print(_dtw_table(results))
+    kinds = _kind_table(results)
+    if kinds:
+        print("\nPrompted, per prompt kind: alpha IoU / RGB L1 (ground-truth layers):")
+        print(kinds)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 

@@ -231,3 +231,165 @@ def test_cli_automatic_flavour_shows_the_matching_columns(dataset, truth_dir, tm
     assert prompted[i:i + 3] == ["n/a"] * 3 and prompted[j] == "1.0000"
     results = json.loads(out.read_text())
     assert results[1]["rows"][0]["auto_pairs"] == [[0, 0, 1.0]]
+
+
+# --------------------------------------------------------------------------- the held-out benchmark's scenes
+
+
+def _tiny_sources(root):
+    """Three held-out and one training cut-out (RGBA PNGs with soft alpha), two background photos."""
+    import numpy as np
+    from PIL import Image
+    from liwi_core.heldout import is_heldout
+
+    objects, backgrounds = root / "objects", root / "backgrounds"
+    objects.mkdir()
+    backgrounds.mkdir()
+    held = [n for n in (f"thing_{k}x.png" for k in range(200)) if is_heldout(n)][:3]
+    train = next(n for n in (f"thing_{k}x.png" for k in range(200)) if not is_heldout(n))
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:30]
+    for k, name in enumerate(held + [train]):
+        alpha = np.clip((12 - np.hypot((xx - 15) / (0.6 + 0.2 * k), yy - 20)) / 2 + 0.5, 0, 1)
+        rgb = np.stack([np.full_like(alpha, 0.2 + 0.2 * k), 0.5 + 0.3 * yy / 40, 0.8 - 0.2 * xx / 30], -1)
+        Image.fromarray((np.dstack([rgb, alpha]) * 255 + 0.5).astype(np.uint8), "RGBA").save(objects / name)
+    for k in range(2):
+        photo = (rng.random((50 + 10 * k, 70, 3)) * 0.3 + 0.35 + 0.1 * k) * 255
+        Image.fromarray(photo.astype(np.uint8), "RGB").save(backgrounds / f"photo{k}.png")
+    Image.fromarray(np.full((60, 60), 128, np.uint8), "L").save(backgrounds / "grey.png")
+    return objects, sorted(backgrounds.iterdir()), held, train
+
+
+SCENES = {"num": 10, "two_objects": 4, "seed": 5, "size": 64}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from liwi_core.benchmark_scenes import build_heldout
+
+    root = tmp_path_factory.mktemp("scenes")
+    objects, backgrounds, held, train = _tiny_sources(root)
+    out = build_heldout(root / "set", objects, backgrounds, SCENES)
+    return out, objects, backgrounds, held, train
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_heldout_scenes_are_deterministic_and_skip_finished(scenes, tmp_path):
+    from liwi_core.benchmark_scenes import build_heldout
+
+    out, objects, backgrounds, _, _ = scenes
+    again = build_heldout(tmp_path / "again", objects, backgrounds, SCENES)
+    first, second = _files(out / "samples"), _files(again / "samples")
+    assert len(first) > 10 * 8 and first == second
+    # a finished sample is skipped, a missing one rebuilt identically
+    (again / "samples" / "hv2-0003" / "sample.json").unlink()
+    stamp = (again / "samples" / "hv2-0004" / "composite.png").stat().st_mtime_ns
+    build_heldout(again, objects, backgrounds, SCENES)
+    assert _files(again / "samples") == first
+    assert (again / "samples" / "hv2-0004" / "composite.png").stat().st_mtime_ns == stamp
+    with pytest.raises(Exception, match="other sources or settings"):
+        build_heldout(again, objects, backgrounds, {**SCENES, "seed": 6})
+
+
+def test_heldout_scenes_recompose_exactly_and_use_true_alpha(scenes):
+    from PIL import Image
+
+    out, objects, _, held, train = scenes
+    samples = list(iter_samples(out))
+    assert len(samples) == 10
+    used = set()
+    for s in samples:
+        assert (s.stack.composite() - s.composite).abs().max() <= 0.5 / 255 + 1e-6  # only the composite's rounding
+        assert torch.equal(s.stack.hole, (sum(l.alpha for l in s.stack.layers) > 0).float().clamp(max=1))
+        assert len(s.stack.layers) == len(s.meta["objects"]) == len(s.meta["prompt_kinds"])
+        used.update(s.meta["objects"])
+        for layer in s.stack.layers:
+            strength = layer.shadow_strength
+            assert float(strength.max()) > 0.1  # every object casts a shadow
+            assert float(strength.max()) <= 0.95
+        # the alpha is the cut-out's own: same soft values (resized), not a matte
+        alpha = s.stack.layers[-1].alpha
+        assert float(((alpha > 0.05) & (alpha < 0.95)).float().sum()) > 5
+    assert used == set(held) and train not in used  # only the held-out cut-outs
+    ones = [s for s in samples if len(s.stack.layers) == 1]
+    assert len(ones) == 6
+
+
+def test_heldout_scenes_prompt_kinds_are_spread(scenes):
+    from collections import Counter
+    from liwi_core.benchmark_scenes import SCENE_PROMPT_KINDS, _slots
+
+    out = scenes[0]
+    kinds = Counter(k for s in iter_samples(out) for k in s.meta["prompt_kinds"])
+    assert set(kinds) == set(SCENE_PROMPT_KINDS) and max(kinds.values()) - min(kinds.values()) <= 1
+    full = Counter(k for _, ks in _slots({"num": 40, "two_objects": 12}) for k in ks)
+    assert sum(full.values()) == 52 and max(full.values()) - min(full.values()) <= 1
+    assert sum(n == 2 for n, _ in _slots({"num": 40, "two_objects": 12})) == 12
+    for s in iter_samples(out):  # every kind is written, the own one is a real rough prompt
+        for layer, prompts in zip(s.stack.layers, s.prompts):
+            assert set(prompts) == set(SCENE_PROMPT_KINDS)
+            exact = (layer.alpha > 0.5).float()
+            assert torch.equal(prompts["exact"], exact)
+            assert prompts["dilated"].sum() > exact.sum() > prompts["eroded"].sum() > 0
+            box = prompts["box"][0, 0]
+            rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
+            assert bool((box >= exact[0, 0]).all()) and box.sum() == len(rows) * len(cols)  # a rectangle around it
+            assert not torch.equal(prompts["blob"], exact) and prompts["blob"].sum() > 0
+
+
+def test_heldout_scenes_use_no_engine_and_no_add_shadow(tmp_path, monkeypatch):
+    """Building imports no engine, ADD, matting or shadow module (a fresh process), and calls
+    none (here, with them booby-trapped)."""
+    import subprocess
+    import sys
+    import liwi_core.engines
+    import liwi_core.shadow
+    from liwi_core.benchmark_scenes import build_heldout
+
+    objects, backgrounds, _, _ = _tiny_sources(tmp_path)
+
+    def trap(*a, **k):
+        raise AssertionError("the benchmark must not use an engine or ADD's shadows")
+
+    monkeypatch.setattr(liwi_core.engines, "create", trap)
+    monkeypatch.setattr(liwi_core.shadow, "synthesize_cast_shadow", trap)
+    monkeypatch.setattr(liwi_core.shadow, "estimate_shadow", trap)
+    build_heldout(tmp_path / "a", objects, backgrounds, {**SCENES, "num": 3})
+    code = ("import sys; from pathlib import Path; from liwi_core.benchmark_scenes import build_heldout; "
+            f"build_heldout(Path({str(tmp_path / 'b')!r}), Path({str(objects)!r}), "
+            f"[Path(p) for p in {[str(b) for b in backgrounds]!r}], {dict(SCENES, num=2)!r}); "
+            "bad = [m for m in sys.modules if m.startswith(('liwi_core.engines', 'liwi_core.add', "
+            "'liwi_core.matting', 'liwi_core.shadow', 'liwi_core.proposals', 'liwi_core.baseline'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_benchmark_own_prompts_per_kind_and_missing_objects(scenes, tmp_path, capsys):
+    from liwi_core.eval import _kind_table
+
+    out = scenes[0]
+    r = evaluate(out, "baseline", prompt="own")
+    assert r["samples"] == 10 and r["prompt"] == "own"
+    by_kind = r["by_prompt_kind"]
+    assert set(by_kind) == {"exact", "dilated", "eroded", "blob", "box"}
+    assert sum(v["layers"] for v in by_kind.values()) == 14
+    assert by_kind["exact"]["prompt_alpha_iou"] > by_kind["box"]["prompt_alpha_iou"]
+    assert all(row["prompt_kinds"] for row in r["rows"])
+    assert "| baseline |" in _kind_table([r])
+    fixed = evaluate(out, "baseline", prompt="box")
+    assert set(fixed["by_prompt_kind"]) == {"box"} and _kind_table([fixed]) == ""
+    # the ADD-style test set records no kinds: a one-line error
+    assert main([str(out.parent / "nope"), "--prompt", "own"]) == 2
+    capsys.readouterr()
+    assert main(["--benchmark", str(tmp_path / "b"), "--objects", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "prepare_debian_data.py" in err and "none" in err
+
+
+def test_own_prompt_needs_recorded_kinds(dataset, capsys):
+    assert main([str(dataset), "--engine", "baseline", "--flavours", "prompted", "--prompt", "own"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no prompt kind per layer" in err
