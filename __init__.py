@@ -1,9 +1,12 @@
 """ComfyUI-LiWi: ComfyUI's entry point (``comfy_entrypoint``, the V3 extension API).
 
-Only ``comfy_entrypoint`` is exported (no ``NODE_CLASS_MAPPINGS``: ComfyUI would then
-ignore the entry point). Outside ComfyUI (pytest, the CLI) ComfyUI's modules are
+Only ``comfy_entrypoint`` and ``WEB_DIRECTORY`` are exported (no ``NODE_CLASS_MAPPINGS``:
+ComfyUI would then ignore the entry point). Outside ComfyUI (pytest, the CLI) ComfyUI's modules are
 absent and nothing here is imported.
 """
+
+#: the frontend extension (the layer panel, web/liwi_layers.js); ComfyUI serves it at /extensions/<folder>/
+WEB_DIRECTORY = "./web"
 
 try:
     from comfy_api.latest import ComfyExtension  # noqa: F401

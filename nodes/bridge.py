@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from ..liwi_core.bridge import layers_from_images
 from ..liwi_core.errors import LiWiError
 from .convert import image_to_bchw, mask_to_b1hw
+from .panel import panel_ui
 from .types import Layers
 
 
@@ -56,4 +57,4 @@ class LiWiLayersFromImages(io.ComfyNode):
         alpha = None if layer_masks is None else mask_to_b1hw(layer_masks)
         stack, messages = layers_from_images(img, gen, alpha=alpha, drop_first=drop_first)
         text = "\n".join(messages)
-        return io.NodeOutput(stack, text, ui={"text": [text]})
+        return io.NodeOutput(stack, text, ui={"text": [text], **panel_ui(stack, source="layers_from_images")})

@@ -11,6 +11,7 @@ from ..liwi_core.engines.learned import LearnedSettings
 from ..liwi_core.proposals import ProposalSettings
 from .convert import b1hw_to_mask, bchw_to_image, comfy_progress, image_to_bchw, mask_to_b1hw
 from .options import settings_from_widgets, settings_inputs
+from .panel import panel_ui
 from .types import Layers, Model
 
 #: automatic mode's widget here; Find Objects shows them all
@@ -73,4 +74,5 @@ class LiWiDecompose(io.ComfyNode):
             message += "; " + "; ".join(stack.meta["found"])
         return io.NodeOutput(stack, bchw_to_image(stack.background), bchw_to_image(fg[:, :3]),
                              b1hw_to_mask(fg[:, 3:4]), bchw_to_image(stack.combined_shadow()),
-                             b1hw_to_mask(stack.hole), message, ui={"text": [message]})
+                             b1hw_to_mask(stack.hole), message,
+                             ui={"text": [message], **panel_ui(stack, source="decompose")})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from comfy_api.latest import io
 
 from ..liwi_core.layers import LayerEdit, edit_stack, parse_edit
 from .convert import b1hw_to_mask, bchw_to_image
+from .panel import panel_ui
 from .types import Layers
 
 
@@ -50,4 +53,15 @@ class LiWiRecomposeLayers(io.ComfyNode):
         stack = edit_stack(layers, edits) if edits else layers
         rgb = stack.composite()
         alpha = stack.canvas_alpha if stack.canvas_alpha is not None else rgb.new_ones(rgb[:, :1].shape)
-        return io.NodeOutput(bchw_to_image(rgb), stack, b1hw_to_mask(alpha))
+        return io.NodeOutput(bchw_to_image(rgb), stack, b1hw_to_mask(alpha), ui=cls.panel(layers, edits) or None)
+
+    @staticmethod
+    def panel(layers, edits) -> dict:
+        """The layer panel's ``ui``: the stack with every edit but the whole-pixel part of the moves,
+        which the panel applies itself (so an object moved off the canvas and dragged back is whole).
+        Hidden layers are left out; the panel is told the index (in the widgets' numbering) of the rest."""
+        shown = [i for i in range(len(layers.layers)) if edits.get(i, LayerEdit()).visible]
+        offsets = {i: (round(e.dx), round(e.dy)) for i, e in edits.items() if e.visible}
+        rest = {i: replace(e, dx=e.dx - offsets.get(i, (0, 0))[0], dy=e.dy - offsets.get(i, (0, 0))[1])
+                for i, e in edits.items()}
+        return panel_ui(edit_stack(layers, rest) if rest else layers, shown, source="recompose", offsets=offsets)

