@@ -12,7 +12,7 @@ from liwi_core.layers import Layer, LayerStack
 
 
 def test_available_lists_every_engine():
-    assert available() == ["baseline", "classical", "folder", "learned", "qwen-layered"]
+    assert available() == ["baseline", "classical", "folder", "learned", "qwen-layered", "refined"]
     for name in available():
         assert settings_type(name).__dataclass_fields__
 

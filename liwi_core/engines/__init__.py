@@ -1,7 +1,7 @@
 """Decomposition engines behind one interface (:class:`~liwi_core.engines.base.Engine`), and their registry.
 
     from liwi_core.engines import available, create
-    available()                                   # ['baseline', 'classical', 'folder', 'learned', 'qwen-layered']
+    available()                                   # ['baseline', 'classical', 'folder', 'learned', 'qwen-layered', 'refined']
     engine = create("classical", shadow_reach=0.8)
     stack = engine.decompose(image, masks)        # = liwi_core.decompose.decompose(image, masks, engine=engine)
 
@@ -22,6 +22,7 @@ __all__ = ["available", "create", "settings_type", "Engine", "Peeled", "StackBui
 _REGISTRY = {
     "classical": (".classical", "ClassicalEngine", "ClassicalSettings"),
     "learned": (".learned", "LearnedEngine", "LearnedSettings"),
+    "refined": (".refined", "RefinedEngine", "RefinedSettings"),
     "baseline": (".baseline", "BaselineEngine", "BaselineSettings"),
     "folder": (".folder", "FolderEngine", "FolderSettings"),
     "qwen-layered": (".qwen_layered", "QwenLayeredEngine", "QwenLayeredSettings"),

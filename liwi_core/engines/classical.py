@@ -26,7 +26,7 @@ from ..shadow import estimate_shadow
 from .base import Engine, Peeled, StackBuilder
 from .exact import explain_object
 
-__all__ = ["ClassicalSettings", "ClassicalEngine"]
+__all__ = ["ClassicalEngine", "ClassicalSettings"]
 
 
 @dataclass
@@ -54,21 +54,19 @@ def _auto_band(seg: torch.Tensor, scale_hint: float) -> int:
     return max(3, round(0.02 * math.sqrt(area)), math.ceil(2.0 * scale_hint))
 
 
-def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
-    """Remove one object from ``image`` ``[1,3,H,W]``.
-
-    Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
-    ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
-    """
-    h, w = image.shape[-2:]
+def object_region(mask: torch.Tensor, settings: ClassicalSettings) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: where an object's work happens, its box grown by its shadow reach
+    (``settings.shadow_reach`` of its size) plus a margin; ``mask`` ``[1,1,H,W]`` not empty."""
+    h, w = mask.shape[-2:]
     y0, y1, x0, x1 = bounding_box(mask)
     size = max(y1 - y0, x1 - x0)
-    reach = round(settings.shadow_reach * size)
-    pad = reach + max(8, size // 8)
-    ry0, ry1, rx0, rx1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
-    roi = (slice(None), slice(None), slice(ry0, ry1), slice(rx0, rx1))
-    img, rough = image[roi], mask[roi]
+    pad = round(settings.shadow_reach * size) + max(8, size // 8)
+    return max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
 
+
+def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalSettings):
+    """The classical estimate on an object's region: ``(alpha, shadow)`` from the image ``[1,3,h,w]``
+    and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual)."""
     seg = refine_mask(img, rough) if settings.refine else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
@@ -76,9 +74,23 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     band = settings.edge_radius or _auto_band(seg, upscale)
     trimap = trimap_from_mask(seg, band)
     alpha = estimate_alpha(img, trimap, seg)
-
+    reach = round(settings.shadow_reach * max(_box_size(rough), 1))
     shadow = estimate_shadow(img, alpha, reach, settings.shadow_threshold, settings.shadow_channels)
-    fg, alpha, shadow, clean = explain_object(img, alpha, shadow, fill=None)
+    return alpha, shadow
+
+
+def _box_size(mask: torch.Tensor) -> int:
+    y0, y1, x0, x1 = bounding_box(mask)
+    return max(y1 - y0, x1 - x0)
+
+
+def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: torch.Tensor, alpha: torch.Tensor,
+                 shadow: torch.Tensor, clean: torch.Tensor):
+    """An object's layers worked out on ``region`` of ``image``, put on the whole canvas:
+    ``(fg, alpha, shadow, below)`` with alpha 0, no shadow and the image itself outside it."""
+    h, w = image.shape[-2:]
+    ry0, ry1, rx0, rx1 = region
+    roi = (slice(None), slice(None), slice(ry0, ry1), slice(rx0, rx1))
 
     def paste(part: torch.Tensor, fill: float | torch.Tensor) -> torch.Tensor:
         if isinstance(fill, torch.Tensor):
@@ -91,6 +103,19 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     # the colour, extended over the region of interest, continues to the canvas's edges
     fg_canvas = F.pad(fg, (rx0, w - rx1, ry0, h - ry1), mode="replicate")
     return fg_canvas, paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
+
+
+def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
+    """Remove one object from ``image`` ``[1,3,H,W]``.
+
+    Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
+    ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
+    """
+    region = object_region(mask, settings)
+    ry0, ry1, rx0, rx1 = region
+    img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
+    alpha, shadow = estimate_layers(img, rough, settings)
+    return paste_region(image, region, *explain_object(img, alpha, shadow, fill=None))
 
 
 class ClassicalEngine(Engine):

@@ -1,0 +1,144 @@
+"""The refined engine: the classical engine's layers, corrected by a small trained network.
+
+For each object, front to back: the classical estimate on its region of interest
+(:func:`~liwi_core.engines.classical.estimate_layers`), made exact; then
+:class:`~liwi_core.refiner.LiWiRefiner` sees that answer with the image, the prompt and
+U²-Net small's saliency at its working size and predicts corrections of alpha (logit),
+shadow (log) and the background under the object; the corrections are brought to full
+resolution, applied (:func:`~liwi_core.refiner.apply_corrections`) and the colours solved
+exactly again, so the stack recomposes to the input. A refiner that predicts zero gives
+the classical stack bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import load_pretrained
+from ..errors import LiWiError
+from ..filters import bounding_box, resize
+from ..options import check_settings, option
+from .base import Engine, Peeled, StackBuilder
+from .classical import ClassicalSettings, estimate_layers, object_region, paste_region
+from .exact import explain_object
+
+__all__ = [
+    "DEFAULT_REFINER",
+    "RefinedEngine",
+    "RefinedSettings",
+    "load_refiner",
+    "predict_corrections",
+    "refiner_example",
+    "working_grid",
+]
+
+DEFAULT_REFINER = Path(__file__).resolve().parent.parent / "weights" / "liwi-refiner"
+
+
+@dataclass
+class RefinedSettings(ClassicalSettings):
+    """Settings of the refined engine: the classical engine's, plus the refiner checkpoint. The
+    shadow reach defaults to the one the bundled refiner was trained with."""
+
+    shadow_reach: float = option(0.75, "How far from an object its shadow is looked for, as a fraction of the "
+                                       "object's size. 0 = no shadow layers.", minimum=0.0, maximum=4.0, step=0.05)
+    checkpoint: str | None = option(None, "Refiner checkpoint folder (config.json + .safetensors); default: the "
+                                          "bundled liwi-refiner.", node=None)
+
+    def classical(self) -> ClassicalSettings:
+        fields = asdict(self)
+        fields.pop("checkpoint")
+        return ClassicalSettings(**fields)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_refiner(path=None):
+    """Load a :class:`~liwi_core.refiner.LiWiRefiner` folder (safetensors only); ``path`` None: the
+    bundled one (:data:`DEFAULT_REFINER`)."""
+    try:
+        from ..refiner import LiWiRefiner
+    except ImportError:
+        raise LiWiError("the refined engine needs diffusers: pip install 'diffusers>=0.30'") from None
+    return load_pretrained(DEFAULT_REFINER if path is None else path, LiWiRefiner, "refiner checkpoint")
+
+
+def working_grid(size: tuple[int, int], working_size: int) -> tuple[int, int]:
+    """The refiner's grid for a region of ``size``: longest side ``working_size`` (never upscaled)."""
+    h, w = size
+    scale = min(1.0, working_size / max(h, w))
+    return max(8, round(h * scale)), max(8, round(w * scale))
+
+
+def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size: int) -> torch.Tensor:
+    """What the refiner sees for one object region (all ``[1,C,h,w]`` on the region's grid):
+    the inputs of :func:`~liwi_core.refiner.refiner_inputs` at :func:`working_grid`. The training
+    code builds its examples with this same function."""
+    from ..refiner import refiner_inputs
+    from ..saliency import saliency_map
+
+    grid = working_grid(tuple(img.shape[-2:]), working_size)
+    small = resize(img, grid, mode="area")
+    saliency = saliency_map(saliency_model, small, normalize=False)
+    planes = [resize(t, grid, mode="area") for t in (rough, alpha, shadow, clean)]
+    return refiner_inputs(small, *planes, saliency)
+
+
+@torch.no_grad()
+def predict_corrections(refiner, inputs: torch.Tensor, size: tuple[int, int]):
+    """The refiner's corrections for ``inputs`` (:func:`refiner_example`), brought to ``size``."""
+    from ..refiner import RefinerOutput
+
+    param = next(refiner.parameters())
+    out = refiner(inputs.to(param.device, param.dtype))
+    parts = [resize(t.float().to(inputs.device), size, mode="bilinear") if t.shape[-2:] != size
+             else t.float().to(inputs.device) for t in out.to_tuple()]
+    return RefinerOutput(*parts)
+
+
+class RefinedEngine(Engine):
+    """``create("refined", **settings)``, or ``create("refined", refiner=...)`` with a loaded refiner."""
+
+    name = "refined"
+    needs_masks = True
+
+    def __init__(self, settings: RefinedSettings | None = None, refiner=None, saliency_model=None, **options):
+        from ..saliency import load_saliency_model
+
+        self.settings = check_settings(settings if settings is not None else RefinedSettings(**options))
+        self.refiner = refiner if refiner is not None else load_refiner(self.settings.checkpoint)
+        self.saliency_model = saliency_model if saliency_model is not None else load_saliency_model()
+
+    def meta(self) -> dict:
+        return {"engine": self.name, "settings": {**self.settings.to_dict(), "refiner": dict(self.refiner.config)}}
+
+    def _peel_one(self, image: torch.Tensor, mask: torch.Tensor):
+        from ..refiner import apply_corrections
+
+        classical = self.settings.classical()
+        region = object_region(mask, classical)
+        ry0, ry1, rx0, rx1 = region
+        img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
+        fg, alpha, shadow, clean = explain_object(img, *estimate_layers(img, rough, classical), fill=None)
+        inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
+                                 self.refiner.config.working_size)
+        corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
+        if any(bool(t.any()) for t in corrections.to_tuple()):
+            refined = apply_corrections(alpha, shadow, clean, corrections)
+            fg, alpha, shadow, clean = explain_object(img, *refined)
+        return paste_region(image, region, fg, alpha, shadow, clean)
+
+    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
+        built = StackBuilder(image)
+        for mask, name, index in zip(masks, names, prompt_indices):
+            if bounding_box(mask) is None:
+                built.add_empty(name, index, self.settings.shadow_channels)
+            else:
+                built.add(*self._peel_one(built.current, mask), name=name, prompt_index=index)
+            if step is not None:
+                step()
+        return built.result()

@@ -1,0 +1,142 @@
+"""The refiner: a small U-Net that learns corrections of the classical engine's layers.
+
+The classical engine already gets most of an object right; what it misses (a box prompt
+that takes the table too, an exact prompt it moves off the true edge, the cast shadow it
+leaves in the background) is a correction of its answer, which a small network trained
+on a CPU can learn where learning the whole decomposition from scratch could not.
+
+``LiWiRefiner`` sees, at a working size over the object's region of interest: the image,
+the prompt, the classical alpha, shadow map and background, and U²-Net small's saliency
+map (:mod:`liwi_core.saliency`, pretrained: it already knows what objects are). It
+predicts three corrections, whose output layer starts at zero:
+
+* alpha, in logit space;
+* the shadow map, in log space (a multiplicative correction of the attenuation);
+* the background under the object, additive.
+
+:func:`apply_corrections` turns them into layers; where a correction is exactly zero the
+classical value is kept bit for bit, so an untrained refiner gives the classical stack.
+Colours are then solved exactly (:func:`~liwi_core.engines.exact.explain_object`), so the
+layers stay lossless whatever the network predicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .filters import luminance
+
+__all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
+
+# image 3, prompt 1, classical alpha 1, classical shadow (grey) 1, classical background 3, saliency 1
+INPUT_CHANNELS = 10
+_EPS = 1e-4
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    groups = max(1, min(8, cout // 4))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
+    )
+
+
+@dataclass
+class RefinerOutput(BaseOutput):
+    """Corrections :class:`LiWiRefiner` predicts, ``[B,C,H,W]`` at its input's size.
+
+    Attributes:
+        alpha: added to the classical alpha's logit (1 channel).
+        shadow: added to the log of the classical shadow map (1 channel, all of R, G, B).
+        background: added to the classical background under the object (3 channels).
+    """
+
+    alpha: torch.Tensor
+    shadow: torch.Tensor
+    background: torch.Tensor
+
+
+class LiWiRefiner(ModelMixin, ConfigMixin):
+    """U-Net ``[B, INPUT_CHANNELS, H, W]`` (:func:`refiner_inputs`) -> :class:`RefinerOutput`.
+
+    Args:
+        base_channels: channels of the first level (doubled per level).
+        depth: downsampling levels; H and W are padded to a multiple of ``2**depth``.
+        working_size: longest side of the region of interest the engine runs it at.
+        shadow_reach: how far from the object the engine looks for its shadow (fraction of
+            the object's size); the refiner was trained with this region of interest.
+    """
+
+    @register_to_config
+    def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = 256,
+                 shadow_reach: float = 0.75):
+        super().__init__()
+        chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]
+        self.enc = nn.ModuleList([_block(INPUT_CHANNELS, chans[0])] +
+                                 [_block(chans[i], chans[i + 1]) for i in range(depth)])
+        self.dec = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
+        self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
+        # an untrained refiner changes nothing
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, inputs: torch.Tensor, return_dict: bool = True):
+        """Corrections for one object per batch item.
+
+        Args:
+            inputs: ``[B, INPUT_CHANNELS, H, W]`` from :func:`refiner_inputs`, in [0,1].
+            return_dict: a :class:`RefinerOutput`, else a tuple ``(alpha, shadow, background)``.
+        """
+        h, w = inputs.shape[-2:]
+        m = 2 ** self.config.depth
+        x = F.pad(inputs * 2 - 1, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+        skips = []
+        for i, block in enumerate(self.enc):
+            x = block(x if i == 0 else F.avg_pool2d(x, 2))
+            skips.append(x)
+        for block, skip in zip(self.dec, reversed(skips[:-1])):
+            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
+                                 skip], dim=1))
+        out = self.head(x)[..., :h, :w]
+        parts = (out[:, 0:1], out[:, 1:2], out[:, 2:5])
+        return RefinerOutput(*parts) if return_dict else parts
+
+
+def refiner_inputs(image: torch.Tensor, prompt: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,
+                   background: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+    """Stack what the refiner sees, ``[B, INPUT_CHANNELS, H, W]``; all inputs ``[B,C,H,W]`` in [0,1]
+    on one grid: image (3), prompt (1), classical alpha (1), classical shadow map (1 or 3, made
+    grey), classical background (3), saliency (1)."""
+    grey = shadow if shadow.shape[1] == 1 else luminance(shadow)
+    return torch.cat([image, prompt, alpha, grey, background, saliency], dim=1).clamp(0, 1)
+
+
+def _keep_where_zero(delta: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    return torch.where(delta == 0, old, new)
+
+
+def apply_corrections(alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor,
+                      corrections: RefinerOutput, exact_zero: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The refined ``(alpha, shadow, background)`` from the classical ones and the corrections
+    (all on one grid, ``[B,1|3,H,W]``; corrections broadcast over the shadow's channels).
+
+    ``exact_zero``: where a correction is exactly 0 the classical value is returned unchanged
+    (not a float round trip through logit and sigmoid), so a refiner whose output is zero is
+    the classical engine exactly. Training turns it off: the selection has no gradient, and a
+    zero-initialised refiner would never leave zero.
+    """
+    a = alpha.clamp(_EPS, 1 - _EPS)
+    parts = ((alpha, torch.sigmoid(torch.logit(a) + corrections.alpha), corrections.alpha),
+             (shadow, (shadow.clamp_min(1e-3) * torch.exp(corrections.shadow)).clamp(0, 1), corrections.shadow),
+             (background, (background + corrections.background).clamp(0, 1), corrections.background))
+    if not exact_zero:
+        return tuple(new for _, new, _ in parts)
+    return tuple(_keep_where_zero(delta, old, new) for old, new, delta in parts)

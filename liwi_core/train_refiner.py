@@ -1,0 +1,300 @@
+"""Train the refiner (:class:`~liwi_core.refiner.LiWiRefiner`) on ADD samples, on a CPU.
+
+    python -m liwi_core.train_refiner examples --data data/train-v2 --out data/refiner-examples
+    python -m liwi_core.train_refiner fit --examples data/refiner-examples --out runs/refiner [--minutes 100]
+
+Two steps, both resumable:
+
+1. ``examples``: for each object of each sample, a prompt of a random kind (exact or
+   one of ADD's degraded prompts), the classical engine's answer on the object's region, and
+   what the refiner sees (:func:`~liwi_core.engines.refined.refiner_example`, the very
+   function the engine uses), with the true alpha, shadow map and background under the
+   object on the same grid; one ``.pt`` file per sample (8-bit), written atomically.
+   Running the classical engine is what costs (about a second per sample on 2 cores), and
+   it happens once, not every epoch.
+2. ``fit``: the refiner learns corrections whose losses are those of the benchmark: soft
+   IoU and L1 of alpha, L1 of the shadow map outside the object (more weight where the true
+   shadow is), L1 of the background in the hole. Checkpoints (``checkpoint-latest``: model
+   folder + optimiser state) are written atomically every ``--save-every`` steps; a rerun
+   resumes from them. Validation compares refined with classical on held-back examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import LiWiError
+from .filters import luminance, resize
+
+__all__ = ["fit", "losses", "main", "make_examples"]
+
+PROMPT_KINDS = ("exact", "eroded", "dilated", "blurred", "box", "scribble")
+VAL_EVERY = 20  # one example in VAL_EVERY is held back for validation
+
+
+def _q(t: torch.Tensor) -> torch.Tensor:
+    return (t.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = None, wait: bool = False) -> int:
+    """Write one refiner example per sample of the ADD dataset ``data`` into ``out``; returns how
+    many exist. Existing examples are kept (resume). ``wait``: keep polling for samples a
+    running ADD job is still writing until ``limit`` are done."""
+    from .dataset import iter_samples, sample_ids
+    from .engines.classical import estimate_layers, object_region
+    from .engines.exact import explain_object
+    from .engines.refined import RefinedSettings, refiner_example
+    from .layers import LayerStack
+    from .refiner import LiWiRefiner
+    from .saliency import load_saliency_model
+
+    settings = settings or RefinedSettings()
+    classical = settings.classical()
+    working_size = LiWiRefiner().config.working_size
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saliency_model = load_saliency_model()
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(1)  # a second job (ADD, training) usually shares the machine
+    done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
+    while True:
+        ids = [i for i in sample_ids(data) if i not in done][: None if limit is None else max(0, limit - len(done))]
+        for sample in iter_samples(data, ids=ids):
+            rng = random.Random(f"{seed}:{sample.id}")
+            layers = sample.stack.layers
+            # every object of the sample, front first, on what is left once the ones in front of
+            # it are peeled off with their true layers (as the engine peels, front to back)
+            for depth, k in enumerate(reversed(range(len(layers)))):
+                layer = layers[k]
+                kind = rng.choice(PROMPT_KINDS)
+                prompt = (layer.alpha > 0.5).float() if kind == "exact" else sample.prompts[k][kind]
+                if float(prompt.sum()) == 0:
+                    continue
+                image = LayerStack(background=sample.stack.background, layers=layers[:k + 1],
+                                   hole=sample.stack.hole).composite()
+                below = LayerStack(background=sample.stack.background, layers=layers[:k],
+                                   hole=sample.stack.hole).composite()
+                ry0, ry1, rx0, rx1 = object_region(prompt, classical)
+                box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
+                img, rough = image[box], prompt[box]
+                _, alpha, shadow, clean = explain_object(img, *estimate_layers(img, rough, classical), fill=None)
+                inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size)
+                grid = tuple(inputs.shape[-2:])
+                truth = torch.cat([resize(layer.alpha[box], grid, mode="area"),
+                                   resize(luminance(layer.shadow[box]) if layer.shadow.shape[1] == 3
+                                          else layer.shadow[box], grid, mode="area"),
+                                   resize(below[box], grid, mode="area")], dim=1)
+                _save_atomic({"inputs": _q(inputs[0]), "truth": _q(truth[0]), "kind": kind},
+                             out / f"{sample.id}_o{depth}.pt")
+            done.add(sample.id)
+        if not wait or (limit is not None and len(done) >= limit):
+            return len(done)
+        time.sleep(20)
+        if not [i for i in sample_ids(data) if i not in done]:
+            time.sleep(40)
+            if not [i for i in sample_ids(data) if i not in done]:
+                return len(done)
+
+
+def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corrections) -> dict[str, torch.Tensor]:
+    """The refiner's losses for a batch (all ``[B,C,S,S]`` on the working grid, ``valid`` 1 on the
+    region, 0 on padding), measured on the refined layers, as the benchmark measures them:
+
+    * ``alpha``: L1 plus (1 - soft IoU), soft IoU = Σ min / Σ max;
+    * ``shadow``: L1 of the grey shadow map outside the true object, four times the weight
+      where the true shadow darkens by more than 3%;
+    * ``background``: L1 of the background under the object (where the refined or true alpha
+      is above 0), the rest of the background being the image with the shadow divided out.
+    """
+    from .refiner import apply_corrections
+
+    image, alpha_c, shadow_c, clean_c = inputs[:, 0:3], inputs[:, 4:5], inputs[:, 5:6], inputs[:, 6:9]
+    alpha_t, shadow_t, below_t = truth[:, 0:1], truth[:, 1:2], truth[:, 2:5]
+    alpha, shadow, fill = apply_corrections(alpha_c, shadow_c, clean_c, corrections, exact_zero=False)
+    n = valid.sum().clamp_min(1)
+    l_alpha = ((alpha - alpha_t).abs() * valid).sum() / n
+    inter = (torch.minimum(alpha, alpha_t) * valid).flatten(1).sum(1)
+    union = (torch.maximum(alpha, alpha_t) * valid).flatten(1).sum(1).clamp_min(1e-3)
+    l_iou = (1 - inter / union).mean()
+    outside = valid * (alpha_t < 0.5).float()
+    weight = outside * (1 + 3 * (shadow_t < 0.97).float())
+    l_shadow = ((shadow - shadow_t).abs() * weight).sum() / weight.sum().clamp_min(1)
+    covered = ((alpha > 1 / 512) | (alpha_t > 0)).float() * valid
+    clean = torch.where(alpha > 1 / 512, fill, (image / shadow.clamp_min(1e-3)).clamp(0, 1))
+    l_bg = ((clean - below_t).abs() * covered).sum() / (3 * covered.sum()).clamp_min(1)
+    total = l_alpha + l_iou + 2 * l_shadow + l_bg
+    return {"total": total, "alpha_l1": l_alpha, "alpha_iou_loss": l_iou, "shadow_l1": l_shadow, "background_l1": l_bg}
+
+
+def _is_val(path: Path) -> bool:
+    """Whether an example (``<sample id>_o<depth>.pt``) is held back: by its sample's number, so
+    the objects of one sample stay on one side."""
+    number = path.stem.split("_o")[0].rsplit("-", 1)[-1]
+    return number.isdigit() and int(number) % VAL_EVERY == 0
+
+
+def _load_examples(folder: Path, train: dict | None = None, val: dict | None = None) -> tuple[dict, dict]:
+    """Examples by file name, split by sample number (one in :data:`VAL_EVERY` held back); with
+    ``train``/``val`` given, only files not loaded yet are read (examples still being written)."""
+    train, val = dict(train or {}), dict(val or {})
+    files = sorted(folder.glob("*.pt"))
+    if not files:
+        raise LiWiError(f"no refiner examples in '{folder}': run 'python -m liwi_core.train_refiner examples' first")
+    for f in files:
+        if f.name not in train and f.name not in val:
+            (val if _is_val(f) else train)[f.name] = torch.load(f, weights_only=True)
+    return train, val
+
+
+def _batch(examples: list, size: int, rng: random.Random, augment: bool = True):
+    xs, ts, vs = [], [], []
+    for ex in examples:
+        x, t = ex["inputs"].float() / 255, ex["truth"].float() / 255
+        if augment and rng.random() < 0.5:
+            x, t = x.flip(-1), t.flip(-1)
+        h, w = x.shape[-2:]
+        pad = (0, size - w, 0, size - h)
+        v = F.pad(torch.ones(1, h, w), pad)
+        xs.append(F.pad(x[None], pad, mode="replicate")[0])
+        ts.append(F.pad(t[None], pad, mode="replicate")[0])
+        vs.append(v)
+    return torch.stack(xs), torch.stack(ts), torch.stack(vs)
+
+
+def _save_checkpoint(model, optimizer, step: int, out: Path) -> None:
+    tmp = out / "checkpoint-latest.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "training_state.pt")
+    final = out / "checkpoint-latest"
+    old = out / "checkpoint-latest.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@torch.no_grad()
+def validate(model, val: list, size: int) -> dict:
+    """Refined against classical on the held-back examples: alpha soft IoU, shadow L1 outside the
+    object, background L1 in the hole (the ``losses`` definitions)."""
+    from .refiner import RefinerOutput
+
+    model.eval()
+    sums: dict[str, float] = {}
+    for i in range(0, len(val), 8):
+        x, t, v = _batch(val[i:i + 8], size, random.Random(0), augment=False)
+        zero = RefinerOutput(*(torch.zeros_like(p) for p in model(x).to_tuple()))
+        for name, corr in (("classical", zero), ("refined", model(x))):
+            for k, value in losses(x, t, v, corr).items():
+                sums[f"{name}_{k}"] = sums.get(f"{name}_{k}", 0.0) + float(value) * len(val[i:i + 8])
+    model.train()
+    return {k: round(s / len(val), 5) for k, s in sums.items()}
+
+
+def fit(examples, out, config: dict, minutes: float | None = None, log=print) -> Path:
+    """Train (or resume) the refiner; returns the checkpoint folder."""
+    from .refiner import LiWiRefiner
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, val = _load_examples(Path(examples))
+    size = config.get("working_size", 256)
+    latest = out / "checkpoint-latest"
+    if latest.exists():
+        model = LiWiRefiner.from_pretrained(latest)
+        state = torch.load(latest / "training_state.pt", weights_only=True)
+    else:
+        model = LiWiRefiner(**{k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach")
+                               if k in config})
+        state = None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    steps, batch_size = config["steps"], config["batch_size"]
+    rng = random.Random(step)
+    started = time.time()
+    log(json.dumps({"examples": len(train), "val": len(val), "resume_step": step}))
+    model.train()
+    while step < steps:
+        lr = config["lr"] * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if step % config.get("reload_every", 250) == 0:
+            train, val = _load_examples(Path(examples), train, val)
+        x, t, v = _batch(rng.sample(list(train.values()), batch_size), size, rng)
+        parts = losses(x, t, v, model(x))
+        optimizer.zero_grad()
+        parts["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % config.get("log_every", 25) == 0:
+            log(json.dumps({"step": step, "lr": round(lr, 6), **{k: round(p.item(), 4) for k, p in parts.items()},
+                            "minutes": round((time.time() - started) / 60, 1)}))
+        timed_out = minutes is not None and time.time() - started > minutes * 60
+        if step % config.get("save_every", 100) == 0 or step == steps or timed_out:
+            _save_checkpoint(model, optimizer, step, out)
+        if step % config.get("val_every", 500) == 0 or step == steps or timed_out:
+            log(json.dumps({"step": step, "examples": len(train), "val": validate(model, list(val.values()), size)}))
+        if timed_out:
+            break
+    return latest
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m liwi_core.train_refiner", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("examples", help="build refiner examples from an ADD dataset (resumable)")
+    e.add_argument("--data", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--wait", action="store_true", help="poll for samples an ADD job is still writing")
+    f = sub.add_parser("fit", help="train or resume the refiner")
+    f.add_argument("--examples", required=True)
+    f.add_argument("--out", required=True)
+    f.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "training" / "configs" / "refiner.json"))
+    f.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "examples":
+            print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait))
+        else:
+            config = json.loads(Path(args.config).read_text())
+            log_file = Path(args.out) / "log.jsonl"
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+
+            def log(line: str) -> None:
+                print(line, flush=True)
+                with open(log_file, "a") as fh:
+                    fh.write(line + "\n")
+            print(fit(args.examples, args.out, config, args.minutes, log))
+    except LiWiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The refiner and the refined engine: corrections of the classical engine that start at zero."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from liwi_core.decompose import decompose
+from liwi_core.engines import create
+from liwi_core.refiner import (
+    INPUT_CHANNELS,
+    LiWiRefiner,
+    RefinerOutput,
+    apply_corrections,
+)
+from liwi_core.synthetic import scene
+
+
+def _tiny(**kw) -> LiWiRefiner:
+    torch.manual_seed(0)
+    return LiWiRefiner(base_channels=4, depth=2, working_size=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    image, *_, rough = scene()
+    return image, rough
+
+
+def test_untrained_refiner_is_the_classical_engine_bit_for_bit(photo):
+    image, rough = photo
+    classical = decompose(image, rough, create("classical", shadow_reach=0.75))
+    refined = decompose(image, rough, create("refined", refiner=_tiny()))
+    assert torch.equal(classical.background, refined.background)
+    assert torch.equal(classical.hole, refined.hole)
+    for a, b in zip(classical.layers, refined.layers, strict=True):
+        assert torch.equal(a.rgba, b.rgba) and torch.equal(a.shadow, b.shadow)
+
+
+def test_a_trained_refiner_changes_the_layers_and_stays_lossless(photo):
+    image, rough = photo
+    refiner = _tiny()
+    torch.nn.init.normal_(refiner.head.weight, std=0.2)
+    classical = decompose(image, rough, create("classical", shadow_reach=0.75))
+    refined = decompose(image, rough, create("refined", refiner=refiner))
+    assert not torch.equal(classical.layers[0].rgba, refined.layers[0].rgba)
+    assert float((refined.composite() - image).abs().max()) < 1e-5
+    assert refined.meta["engine"] == "refined" and "refiner" in refined.meta["settings"]
+
+
+def test_apply_corrections_keeps_zero_corrections_and_moves_the_rest():
+    alpha = torch.tensor([0.0, 0.3, 1.0, 0.5]).view(1, 1, 1, 4)
+    shadow = torch.tensor([1.0, 0.8, 0.5, 0.9]).view(1, 1, 1, 4)
+    background = torch.full((1, 3, 1, 4), 0.4)
+    zero = RefinerOutput(torch.zeros_like(alpha), torch.zeros_like(shadow), torch.zeros_like(background))
+    a, s, b = apply_corrections(alpha, shadow, background, zero)
+    assert torch.equal(a, alpha) and torch.equal(s, shadow) and torch.equal(b, background)
+    push = RefinerOutput(torch.full_like(alpha, 4.0), torch.full_like(shadow, -0.5), torch.full_like(background, 0.1))
+    a, s, b = apply_corrections(alpha, shadow, background, push)
+    assert float(a[..., 1]) > 0.3 and float(a[..., 3]) > 0.5 and float(a[..., 0]) > 0.0  # logit: even 0 can rise
+    assert torch.allclose(s, shadow * torch.exp(torch.tensor(-0.5)), atol=1e-4)
+    assert torch.allclose(b, background + 0.1)
+
+
+def test_refiner_output_starts_at_zero_and_has_the_input_size():
+    refiner = _tiny()
+    out = refiner(torch.rand(2, INPUT_CHANNELS, 37, 50))
+    assert out.alpha.shape == (2, 1, 37, 50) and out.background.shape == (2, 3, 37, 50)
+    assert all(float(t.abs().max()) == 0 for t in out.to_tuple())
+
+
+def test_refiner_round_trips_through_safetensors(tmp_path):
+    refiner = _tiny()
+    torch.nn.init.normal_(refiner.head.weight)
+    refiner.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    from liwi_core.engines.refined import load_refiner
+    again = load_refiner(tmp_path)
+    x = torch.rand(1, INPUT_CHANNELS, 32, 32)
+    assert torch.equal(refiner(x).alpha, again(x).alpha)
+    assert json.loads((tmp_path / "config.json").read_text())["working_size"] == 64
+
+
+def test_training_losses_are_zero_for_a_perfect_classical_answer():
+    from liwi_core.train_refiner import losses
+    x = torch.rand(2, INPUT_CHANNELS, 16, 16)
+    x[:, 4:5] = (torch.rand(2, 1, 16, 16) > 0.5).float()  # classical alpha
+    x[:, 5:6] = 1.0  # no shadow
+    truth = torch.cat([x[:, 4:5], x[:, 5:6], x[:, 0:3]], dim=1)
+    x[:, 6:9] = x[:, 0:3]
+    zero = RefinerOutput(torch.zeros(2, 1, 16, 16), torch.zeros(2, 1, 16, 16), torch.zeros(2, 3, 16, 16))
+    parts = losses(x, truth, torch.ones(2, 1, 16, 16), zero)
+    assert float(parts["total"]) < 1e-3
+    worse = RefinerOutput(torch.full((2, 1, 16, 16), -12.0), zero.shadow, zero.background)
+    assert float(losses(x, truth, torch.ones(2, 1, 16, 16), worse)["alpha_l1"]) > 0.1
