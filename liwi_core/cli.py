@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .decompose import ORDERS, decompose
-from .engines import create, settings_type
+from .engines import DEFAULT_ENGINE, create, settings_type
 from .errors import LiWiError
 from .imageio import load_image, load_mask, save_image
 from .layers import edit_stack, parse_edit
@@ -26,17 +26,18 @@ from .proposals import ProposalSettings
 __all__ = ["main", "main_as", "build_parser"]
 
 #: engines ``decompose`` offers (``folder`` only reads other tools' results, for ``eval``)
-DECOMPOSE_ENGINES = ("classical", "learned", "baseline", "qwen-layered")
+DECOMPOSE_ENGINES = ("refined", "classical", "learned", "baseline", "qwen-layered")
 
 
 def _engine_from_args(args):
     """The chosen engine with the options given for it; a flag of another engine is an error."""
+    own = given_options(settings_type(args.engine), args)
     for other in DECOMPOSE_ENGINES:
-        stray = given_options(settings_type(other), args)
+        stray = {k: v for k, v in given_options(settings_type(other), args).items() if k not in own}
         if other != args.engine and stray:
             flag = flag_of(settings_type(other), next(iter(stray)))
             raise LiWiError(f"{flag} is an option of the {other} engine; add --engine {other}")
-    return create(args.engine, **given_options(settings_type(args.engine), args))
+    return create(args.engine, **own)
 
 
 def _cmd_decompose(args) -> None:
@@ -96,15 +97,17 @@ def _add_layer_commands(sub) -> None:
     d.add_argument("--name", action="append", help="layer name per mask (default: the mask's file name)")
     d.add_argument("--order", choices=ORDERS, default="given",
                    help="front-to-back order: as given, or by the lowest point of each mask")
-    d.add_argument("--engine", choices=DECOMPOSE_ENGINES, default="classical",
-                   help="classical (no weights, masks required), learned (a LiWiNet checkpoint; masks optional), "
+    d.add_argument("--engine", choices=DECOMPOSE_ENGINES, default=DEFAULT_ENGINE,
+                   help=f"default {DEFAULT_ENGINE}. refined (the classical engine corrected by a small trained "
+                        "network; masks, or automatic mode), classical (no weights, masks required), learned (a LiWiNet checkpoint; masks optional), "
                         "baseline (the naive cut-along-the-mask baseline) or qwen-layered (Qwen-Image-Layered "
                         "through diffusers from a local pipeline folder, made exact; no masks)")
     d.add_argument("--psd", help="also write a layered PSD here")
     d.add_argument("--ora", help="also write an OpenRaster file here")
     add_arguments(d.add_argument_group("automatic mode (no --mask): how objects are found"), ProposalSettings)
+    added: set[str] = set()
     for name in DECOMPOSE_ENGINES:
-        add_arguments(d.add_argument_group(f"{name} engine"), settings_type(name))
+        add_arguments(d.add_argument_group(f"{name} engine"), settings_type(name), skip=added)
     d.set_defaults(run=_cmd_decompose)
 
     r = sub.add_parser("recompose", help="recompose a layer folder or .ora into one image, optionally edited")

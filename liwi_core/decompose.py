@@ -95,8 +95,8 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         that give fewer layers (automatic mode) get empty back-most layers so the stack stays batched.
     """
     if engine is None:
-        from .engines import create
-        engine = create("classical")
+        from .engines import DEFAULT_ENGINE, create
+        engine = create(DEFAULT_ENGINE)
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[1] not in (1, 3, 4):

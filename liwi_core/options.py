@@ -36,13 +36,19 @@ def _flag(f: Field, meta: dict) -> str:
     return meta["cli"] or "--" + f.name.replace("_", "-")
 
 
-def add_arguments(parser, settings_type) -> None:
+def add_arguments(parser, settings_type, skip: set[str] | None = None) -> None:
     """One flag per option of ``settings_type`` (on a parser or an argument group), with its
     default, range and help. Flags not given stay out of the parsed namespace, so
-    :func:`given_options` can tell what the user asked for."""
+    :func:`given_options` can tell what the user asked for. ``skip``: flags already added (an
+    option two engines share, such as the refined engine's classical ones); the flags added
+    are put in it."""
     for f, meta in option_specs(settings_type):
         default = f.default if f.default is not MISSING else None
         flag = _flag(f, meta)
+        if skip is not None:
+            if flag in skip:
+                continue
+            skip.add(flag)
         help_ = meta["help"].replace("%", "%%")  # argparse formats help with %
         if isinstance(default, bool):
             off = flag.startswith("--no-")

@@ -163,7 +163,9 @@ def _load_examples(folder: Path, train: dict | None = None, val: dict | None = N
     return train, val
 
 
-def _batch(examples: list, size: int, rng: random.Random, augment: bool = True):
+def _batch(examples: list, size: int, rng: random.Random, augment: bool = True, crop: int | None = None):
+    """Examples padded to ``size`` squared (``valid`` 0 on the padding), flipped at random, and
+    with ``crop`` a random ``crop`` squared window of each (cheaper steps on a CPU)."""
     xs, ts, vs = [], [], []
     for ex in examples:
         x, t = ex["inputs"].float() / 255, ex["truth"].float() / 255
@@ -172,8 +174,13 @@ def _batch(examples: list, size: int, rng: random.Random, augment: bool = True):
         h, w = x.shape[-2:]
         pad = (0, size - w, 0, size - h)
         v = F.pad(torch.ones(1, h, w), pad)
-        xs.append(F.pad(x[None], pad, mode="replicate")[0])
-        ts.append(F.pad(t[None], pad, mode="replicate")[0])
+        x, t = F.pad(x[None], pad, mode="replicate")[0], F.pad(t[None], pad, mode="replicate")[0]
+        if crop is not None and crop < size:
+            y0, x0 = rng.randrange(max(1, h - crop + 1)), rng.randrange(max(1, w - crop + 1))
+            window = (Ellipsis, slice(y0, y0 + crop), slice(x0, x0 + crop))
+            x, t, v = x[window], t[window], v[window]
+        xs.append(x)
+        ts.append(t)
         vs.append(v)
     return torch.stack(xs), torch.stack(ts), torch.stack(vs)
 
@@ -242,7 +249,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
             group["lr"] = lr
         if step % config.get("reload_every", 250) == 0:
             train, val = _load_examples(Path(examples), train, val)
-        x, t, v = _batch(rng.sample(list(train.values()), batch_size), size, rng)
+        x, t, v = _batch(rng.sample(list(train.values()), batch_size), size, rng, crop=config.get("crop"))
         parts = losses(x, t, v, model(x))
         optimizer.zero_grad()
         parts["total"].backward()

@@ -4,6 +4,7 @@
     python scripts/benchmark.py --against REV      # the same, side by side with git revision REV
     python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
     python scripts/benchmark.py --automatic        # automatic mode on the example photos at 1024x1024
+    python scripts/benchmark.py --engines classical,refined [--large]   # engines side by side
 
 Each size runs in a fresh process so peak memory (max RSS) is its own; "peak MB" is the
 process's peak minus what it held after imports and input creation. The scene is the
@@ -26,7 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_large(threads: int) -> dict:
+def _engine(name: str | None):
+    from liwi_core.engines import create
+
+    return None if name is None else create(name)
+
+
+def run_large(threads: int, engine: str | None = None) -> dict:
     """A 6000x4000 photo-sized input with a 2500x2000 object: must fit well inside 24 GB."""
     import torch
 
@@ -37,15 +44,16 @@ def run_large(threads: int) -> dict:
     image = torch.rand(1, 3, 4000, 6000, generator=g) * 0.2 + 0.4
     mask = torch.zeros(1, 1, 4000, 6000)
     mask[..., 1000:3000, 2000:4500] = 1.0
+    chosen = _engine(engine)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    decompose(image, mask)
+    decompose(image, mask, chosen)
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "peak_rss_mb": peak / 1024.0, "peak_extra_mb": (peak - base) / 1024.0}
 
 
-def run_one(size: int, threads: int, repeats: int) -> dict:
+def run_one(size: int, threads: int, repeats: int, engine: str | None = None) -> dict:
     import torch
 
     from liwi_core.decompose import decompose
@@ -54,11 +62,12 @@ def run_one(size: int, threads: int, repeats: int) -> dict:
 
     torch.set_num_threads(threads)
     image, _, _, _, rough = scene(size, size)
+    chosen = _engine(engine)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        stack = decompose(image, rough)
+        stack = decompose(image, rough, chosen)
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"size": size, "seconds_median": sorted(times)[len(times) // 2], "seconds_min": min(times),
@@ -74,6 +83,9 @@ def main() -> None:
     parser.add_argument("--against", metavar="REV", help="also run git revision REV, alternating with this tree")
     parser.add_argument("--filters", action="store_true", help="time kornia's filters against the hand-written ones")
     parser.add_argument("--automatic", action="store_true", help="time automatic mode (no mask) at 1024x1024")
+    parser.add_argument("--engines", help="comma-separated engines, each size run for each side by side "
+                                          "(alternating); default: the default engine")
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.filters:
@@ -82,11 +94,14 @@ def main() -> None:
     if args.automatic:
         time_automatic(args.threads, args.repeats)
         return
+    if args.engines:
+        compare_engines(args)
+        return
     if args.large:
-        print(json.dumps(run_large(args.threads)))
+        print(json.dumps(run_large(args.threads, args.engine)))
         return
     if args.one:
-        print(json.dumps(run_one(args.one, args.threads, args.repeats)))
+        print(json.dumps(run_one(args.one, args.threads, args.repeats, args.engine)))
         return
     trees = {"this tree": ROOT}
     with contextlib.ExitStack() as stack:
@@ -107,6 +122,27 @@ def main() -> None:
     for r in rows:
         print(f"| {r['tree']} | {r['size']}x{r['size']} | {r['seconds_median']:.2f} | {r['peak_mb']:.0f} "
               f"| {r['psnr_db']:.1f} |")
+
+
+def compare_engines(args) -> None:
+    """Each size (and the 6000x4000 photo with ``--large``) for each engine, alternating, each run
+    in its own process so its peak memory is its own."""
+    engines = args.engines.split(",")
+    rows = []
+    sizes = [("large", None)] if args.large else [(str(s), s) for s in args.sizes]
+    for label, size in sizes:
+        for engine in engines:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--engine", engine, "--threads", str(args.threads)]
+            cmd += ["--large"] if size is None else ["--one", str(size), "--repeats", str(args.repeats)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            seconds = result.get("seconds_median", result.get("seconds"))
+            peak = result.get("peak_mb", result.get("peak_extra_mb"))
+            rows.append((engine, "6000x4000" if size is None else f"{size}x{size}", seconds, peak))
+    print("| engine | size | seconds | peak extra memory (MB) |")
+    print("|---|---|---|---|")
+    for engine, size, seconds, peak in rows:
+        print(f"| {engine} | {size} | {seconds:.2f} | {peak:.0f} |")
 
 
 def time_automatic(threads: int, repeats: int) -> None:

@@ -45,12 +45,13 @@ class RefinedSettings(ClassicalSettings):
 
     shadow_reach: float = option(0.75, "How far from an object its shadow is looked for, as a fraction of the "
                                        "object's size. 0 = no shadow layers.", minimum=0.0, maximum=4.0, step=0.05)
-    checkpoint: str | None = option(None, "Refiner checkpoint folder (config.json + .safetensors); default: the "
-                                          "bundled liwi-refiner.", node=None)
+    # not "checkpoint": the learned engine's --checkpoint flag is already taken on the command line
+    refiner_checkpoint: str | None = option(None, "Refiner checkpoint folder (config.json + .safetensors); "
+                                                  "default: the bundled liwi-refiner.")
 
     def classical(self) -> ClassicalSettings:
         fields = asdict(self)
-        fields.pop("checkpoint")
+        fields.pop("refiner_checkpoint")
         return ClassicalSettings(**fields)
 
     def to_dict(self) -> dict:
@@ -110,7 +111,7 @@ class RefinedEngine(Engine):
         from ..saliency import load_saliency_model
 
         self.settings = check_settings(settings if settings is not None else RefinedSettings(**options))
-        self.refiner = refiner if refiner is not None else load_refiner(self.settings.checkpoint)
+        self.refiner = refiner if refiner is not None else load_refiner(self.settings.refiner_checkpoint)
         self.saliency_model = saliency_model if saliency_model is not None else load_saliency_model()
 
     def meta(self) -> dict:
