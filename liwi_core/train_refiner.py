@@ -54,9 +54,19 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = None, wait: bool = False) -> int:
-    """Write one refiner example per sample of the ADD dataset ``data`` into ``out``; returns how
-    many exist. Existing examples are kept (resume). ``wait``: keep polling for samples a
-    running ADD job is still writing until ``limit`` are done."""
+    """Write one refiner example per object of each sample of the ADD dataset ``data`` into ``out``;
+    returns how many samples are done. Existing examples are kept (resume). ``wait``: keep
+    polling for samples a running ADD job is still writing until ``limit`` are done."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a second job (ADD, training) usually shares the machine
+    try:
+        with torch.no_grad():
+            return _make_examples(data, out, settings, seed, limit, wait)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool) -> int:
     from .dataset import iter_samples, sample_ids
     from .engines.classical import estimate_layers, object_region
     from .engines.exact import explain_object
@@ -71,12 +81,10 @@ def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saliency_model = load_saliency_model()
-    torch.set_grad_enabled(False)
-    torch.set_num_threads(1)  # a second job (ADD, training) usually shares the machine
     done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
     while True:
         ids = [i for i in sample_ids(data) if i not in done][: None if limit is None else max(0, limit - len(done))]
-        for sample in iter_samples(data, ids=ids):
+        for sample in iter_samples(data, ids=ids) if ids else ():
             rng = random.Random(f"{seed}:{sample.id}")
             layers = sample.stack.layers
             # every object of the sample, front first, on what is left once the ones in front of

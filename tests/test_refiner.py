@@ -98,3 +98,28 @@ def test_training_losses_are_zero_for_a_perfect_classical_answer():
     assert float(parts["total"]) < 1e-3
     worse = RefinerOutput(torch.full((2, 1, 16, 16), -12.0), zero.shadow, zero.background)
     assert float(losses(x, truth, torch.ones(2, 1, 16, 16), worse)["alpha_l1"]) > 0.1
+
+
+def test_examples_then_fit_then_resume(tmp_path):
+    from helpers import write_scene_dataset
+    from liwi_core.train_refiner import fit, make_examples
+
+    data = write_scene_dataset(tmp_path / "data", 3, 64, 80, prefix="r")
+    assert make_examples(data, tmp_path / "examples") == 3
+    files = sorted((tmp_path / "examples").glob("*.pt"))
+    example = torch.load(files[0], weights_only=True)
+    assert example["inputs"].shape[0] == INPUT_CHANNELS and example["truth"].shape[0] == 5
+    assert example["inputs"].dtype == torch.uint8
+    assert make_examples(data, tmp_path / "examples") == 3  # done ones are kept, nothing redone
+    config = {"base_channels": 4, "depth": 2, "working_size": 256, "batch_size": 2, "steps": 4, "lr": 0.01,
+              "log_every": 1, "save_every": 2, "val_every": 100}
+    lines = []
+    fit(tmp_path / "examples", tmp_path / "run", {**config, "steps": 2}, log=lines.append)
+    state = torch.load(tmp_path / "run" / "checkpoint-latest" / "training_state.pt", weights_only=True)
+    assert state["step"] == 2
+    fit(tmp_path / "examples", tmp_path / "run", config, log=lines.append)
+    assert json.loads(lines[-1])["step"] == 4 or '"step": 4' in "".join(lines)
+    assert '"resume_step": 2' in "".join(lines)
+    from liwi_core.engines.refined import load_refiner
+    trained = load_refiner(tmp_path / "run" / "checkpoint-latest")
+    assert float(trained.head.weight.abs().max()) > 0  # left zero: the corrections had no gradient
