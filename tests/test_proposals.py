@@ -27,7 +27,9 @@ def _scene(discs, h=240, w=320, seed=0):
 
 # the main object of each photo against its mask refined by the engine (the done-when bar is 0.85;
 # the astronaut's helmet touches her in the saliency map, in its shape and in colour, so the
-# proposal holds both and the layer covers the helmet too: measured 0.714)
+# proposal holds both and the layer covers the helmet too: measured 0.714; the cut along the
+# helmet's outline is found, but its colours overlap hers (0.575 > SAME_COLOURS 0.55, which was
+# set on synthetic scenes, scripts/proposal_check.py), so it stays whole)
 MAIN_OBJECT_IOU = {"coffee": 0.85, "chelsea": 0.85, "rocket": 0.85, "astronaut": 0.70}
 
 
@@ -53,6 +55,24 @@ def test_separate_objects_are_separate_proposals_front_to_back():
     assert float(found.masks[0, 0, 170, 230]) == 1 and float(found.masks[1, 0, 80, 80]) == 1
     assert float(found.masks[0, 0, 80, 80]) == 0
     assert len(find_objects(image, ProposalSettings(max_objects=1)).masks) == 1
+
+
+def test_an_object_held_in_front_of_another_is_cut_out_and_put_in_front():
+    # an orange figure (a head touching a rounded body) with a dark disc in front of its lower
+    # right, sticking out of it: one region of the saliency map, no valley, no shape to split by
+    h, w = 240, 320
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    image = _scene([])
+    figure = ((((yy - 78) ** 2 + (xx - 150) ** 2) < 28 ** 2) | ((((yy - 250) / 150) ** 2 + ((xx - 150) / 85) ** 2) < 1))
+    image = torch.where(figure, torch.tensor([0.9, 0.45, 0.1]).view(1, 3, 1, 1), image)
+    disc = ((yy - 200) ** 2 + (xx - 225) ** 2) < 55 ** 2
+    image = torch.where(disc, torch.tensor([0.08, 0.08, 0.1]).view(1, 3, 1, 1), image)
+    found = find_objects(image)
+    assert found.message == "found 2 object(s)"
+    front, back = found.masks[:, 0]
+    # both reach the bottom: the disc is in front because it fills the figure's bite
+    assert float(front[200, 225]) == 1 and float(back[78, 150]) == 1 and float(back[150, 110]) == 1
+    assert float(front[78, 150]) == 0 and float(back[200, 235]) == 0
 
 
 def test_small_objects_are_dropped_by_min_size():
