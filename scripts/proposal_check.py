@@ -11,7 +11,7 @@ held in front of a person, as on a portrait); and the same with a person-like cu
 The truth is each object's visible alpha. A found object matches one by alpha soft IoU >= 0.5
 (one to one, :func:`liwi_core.metrics.match_layers_by_alpha`); the script prints, per kind of
 scene, the matched IoU (unmatched objects score 0), missed objects and spurious proposals per
-image. The example photos are never used here: they are kept for the final check.
+image, and how many pairs of matched overlapping objects come front to back in the right order. The example photos are never used here: they are kept for the final check.
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def _paste(canvas, alphas, rgb, alpha, top, left):
     for a in alphas:
         a *= 1 - full
     alphas.append(full)
+
+
+def _touch(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two visible alphas meet (one hides part of the other)."""
+    grown = torch.nn.functional.max_pool2d((a > 0.5).float(), 5, 1, 2)
+    return bool((grown * (b > 0.5).float()).sum() > 0)
 
 
 def make_scene(kind: str, rng: random.Random, objects: list[Path], people: list[Path], backgrounds: list[Path]):
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=40, help="scenes of each kind")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", help="also decompose with this engine and score its layers")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds of scene")
     parser.add_argument("--against", help="use liwi_core/proposals.py at this git revision instead")
     parser.add_argument("--save", help="write each scene and its proposals to this folder")
     args = parser.parse_args()
@@ -130,9 +137,9 @@ def main() -> None:
     if args.engine:
         from liwi_core.engines import create
         engine = create(args.engine)
-    for kind in KINDS:
+    for kind in args.kinds.split(","):
         rng = random.Random(f"{args.seed}-{kind}")
-        scores, seconds = [], 0.0
+        scores, seconds, ordered = [], 0.0, [0, 0]
         for n in range(args.num):
             image, truth = make_scene(kind, rng, objects, people, backgrounds)
             start = time.perf_counter()
@@ -142,6 +149,12 @@ def main() -> None:
             if engine is not None and preds:
                 preds = [layer.alpha for layer in engine.decompose(image, found.masks).layers]
             pairs = match_layers_by_alpha(preds, truth)
+            # truth is back to front, proposals front to back
+            for p, g, _ in pairs:
+                for q, h, _ in pairs:
+                    if g < h and _touch(truth[g], truth[h]):
+                        ordered[0] += q < p
+                        ordered[1] += 1
             scores.append((sum(p[2] for p in pairs) / len(truth), len(truth) - len(pairs), len(preds) - len(pairs)))
             if args.save:
                 out = Path(args.save)
@@ -151,7 +164,7 @@ def main() -> None:
                 Image.fromarray(arr).resize((arr.shape[1] // 2, arr.shape[0] // 2)).save(out / f"{kind}_{n:02d}.png")
         s = np.array(scores)
         print(f"{kind:8s} n={len(s)} matched IoU {s[:, 0].mean():.3f}  missed/img {s[:, 1].mean():.2f}  "
-              f"spurious/img {s[:, 2].mean():.2f}  finding {seconds / len(s):.2f} s")
+              f"spurious/img {s[:, 2].mean():.2f}  order right {ordered[0]}/{ordered[1]}  finding {seconds / len(s):.2f} s")
 
 
 if __name__ == "__main__":
