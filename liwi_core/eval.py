@@ -63,7 +63,7 @@ from .metrics import (alpha_soft_iou, background_l1_in_hole, match_layers_by_alp
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE_SPECS = ("classical", "learned", "baseline", "folder")
+ENGINE_SPECS = ("refined", "classical", "learned", "baseline", "folder")
 # the held-out benchmark (liwi_core.benchmark_scenes): held-out cut-outs on reserved photos, its own shadows
 BENCHMARK = HELDOUT_V2
 BENCHMARK_DIR = ROOT / "benchmarks" / "heldout-v2"
@@ -100,11 +100,14 @@ def check_dataset(dataset) -> list[str]:
 
 
 def parse_engine_spec(spec: str) -> tuple[str, str]:
-    """``(engine name, argument)`` of a spec: ``classical``, ``baseline``, ``learned`` (bundled
-    checkpoint), ``learned:CKPT`` or ``folder:DIR``; a one-line error for anything else."""
+    """``(engine name, argument)`` of a spec: ``classical``, ``baseline``, ``learned`` / ``refined``
+    (bundled checkpoint), ``learned:CKPT`` / ``refined:CKPT`` or ``folder:DIR``; a one-line error
+    for anything else."""
     kind, sep, arg = spec.partition(":")
-    if kind not in ENGINE_SPECS or (sep and kind not in ("learned", "folder")) or (kind == "folder" and not arg):
-        raise LiWiError(f"unknown engine '{spec}': use classical, learned[:CKPT], baseline or folder (with --pred-dir)")
+    if (kind not in ENGINE_SPECS or (sep and kind not in ("learned", "refined", "folder"))
+            or (kind == "folder" and not arg)):
+        raise LiWiError(f"unknown engine '{spec}': use refined[:CKPT], classical, learned[:CKPT], baseline or "
+                        "folder (with --pred-dir)")
     return kind, arg
 
 
@@ -113,7 +116,8 @@ def engine_from_spec(spec: str):
     from .engines import create
 
     kind, arg = parse_engine_spec(spec)
-    options = {"checkpoint": arg or None} if kind == "learned" else {"path": arg} if kind == "folder" else {}
+    options = ({"checkpoint": arg or None} if kind == "learned" else {"refiner_checkpoint": arg or None}
+               if kind == "refined" else {"path": arg} if kind == "folder" else {})
     return create(kind, **options)
 
 
@@ -373,7 +377,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="with --engine learned: a checkpoint folder (default: the bundled one)")
     p.add_argument("--pred-dir", help="with --engine folder: DIR/<sample id>/ holds that sample's layers")
     p.add_argument("--compare-baseline", action="store_true", help="also run the baseline and print ratios to it")
-    p.add_argument("--engines", help="comma-separated engines (classical, learned, learned:CKPT, baseline, folder:DIR); "
+    p.add_argument("--engines", help="comma-separated engines (refined, refined:CKPT, classical, learned, learned:CKPT, "
+                                     "baseline, folder:DIR); "
                                      "default classical,baseline")
     p.add_argument("--flavours", default="prompted,automatic", help="prompted, automatic or both")
     kinds = ", ".join(dict.fromkeys(SCENE_PROMPT_KINDS + PROMPT_KINDS))

@@ -31,7 +31,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .filters import luminance
+from .filters import dilate, luminance
 
 __all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
 
@@ -72,11 +72,15 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
         working_size: longest side of the region of interest the engine runs it at.
         shadow_reach: how far from the object the engine looks for its shadow (fraction of
             the object's size); the refiner was trained with this region of interest.
+        alpha_support: the alpha correction is zero farther than this (fraction of the grid's
+            longest side) from the prompt and the classical alpha: the refiner may move an
+            object's edge and recover what a rough prompt cut off, never put a faint veil of
+            alpha over the whole region (which would move with the object as a ghost).
     """
 
     @register_to_config
     def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = 256,
-                 shadow_reach: float = 0.75):
+                 shadow_reach: float = 0.75, alpha_support: float = 0.08):
         super().__init__()
         chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]
         self.enc = nn.ModuleList([_block(INPUT_CHANNELS, chans[0])] +
@@ -105,8 +109,15 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
                                  skip], dim=1))
         out = self.head(x)[..., :h, :w]
-        parts = (out[:, 0:1], out[:, 1:2], out[:, 2:5])
+        parts = (out[:, 0:1] * correction_support(inputs, self.config.alpha_support), out[:, 1:2], out[:, 2:5])
         return RefinerOutput(*parts) if return_dict else parts
+
+
+def correction_support(inputs: torch.Tensor, reach: float) -> torch.Tensor:
+    """``[B,1,H,W]``, 1 within ``reach`` (fraction of the longest side) of the prompt (channel 3 of
+    :func:`refiner_inputs`) or the classical alpha (channel 4), 0 beyond."""
+    seed = ((inputs[:, 3:4] > 0.5) | (inputs[:, 4:5] > 0)).to(inputs.dtype)
+    return dilate(seed, max(1, round(reach * max(inputs.shape[-2:]))))
 
 
 def refiner_inputs(image: torch.Tensor, prompt: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,

@@ -121,13 +121,15 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
                 return len(done)
 
 
-def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corrections) -> dict[str, torch.Tensor]:
+def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corrections,
+           shadow_weight: float = 2.0) -> dict[str, torch.Tensor]:
     """The refiner's losses for a batch (all ``[B,C,S,S]`` on the working grid, ``valid`` 1 on the
     region, 0 on padding), measured on the refined layers, as the benchmark measures them:
 
     * ``alpha``: L1 plus (1 - soft IoU), soft IoU = Σ min / Σ max;
-    * ``shadow``: L1 of the grey shadow map outside the true object, four times the weight
-      where the true shadow darkens by more than 3%;
+    * ``shadow``: L1 of the grey shadow map, four times the weight where the true shadow
+      darkens by more than 3%, a quarter of it under the true object (hidden there, but it
+      shows in the shadow layer an editor exports and moves with the object);
     * ``background``: L1 of the background under the object (where the refined or true alpha
       is above 0), the rest of the background being the image with the shadow divided out.
     """
@@ -141,13 +143,12 @@ def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corre
     inter = (torch.minimum(alpha, alpha_t) * valid).flatten(1).sum(1)
     union = (torch.maximum(alpha, alpha_t) * valid).flatten(1).sum(1).clamp_min(1e-3)
     l_iou = (1 - inter / union).mean()
-    outside = valid * (alpha_t < 0.5).float()
-    weight = outside * (1 + 3 * (shadow_t < 0.97).float())
+    weight = valid * (1 - 0.75 * (alpha_t >= 0.5).float()) * (1 + 3 * (shadow_t < 0.97).float())
     l_shadow = ((shadow - shadow_t).abs() * weight).sum() / weight.sum().clamp_min(1)
     covered = ((alpha > 1 / 512) | (alpha_t > 0)).float() * valid
     clean = torch.where(alpha > 1 / 512, fill, (image / shadow.clamp_min(1e-3)).clamp(0, 1))
     l_bg = ((clean - below_t).abs() * covered).sum() / (3 * covered.sum()).clamp_min(1)
-    total = l_alpha + l_iou + 2 * l_shadow + l_bg
+    total = l_alpha + l_iou + shadow_weight * l_shadow + l_bg
     return {"total": total, "alpha_l1": l_alpha, "alpha_iou_loss": l_iou, "shadow_l1": l_shadow, "background_l1": l_bg}
 
 
@@ -237,6 +238,9 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
     if latest.exists():
         model = LiWiRefiner.from_pretrained(latest)
         state = torch.load(latest / "training_state.pt", weights_only=True)
+    elif config.get("init_from"):  # a later stage: the weights of an earlier one, a fresh optimiser
+        model = LiWiRefiner.from_pretrained(config["init_from"])
+        state = None
     else:
         model = LiWiRefiner(**{k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach")
                                if k in config})
@@ -258,7 +262,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
         if step % config.get("reload_every", 250) == 0:
             train, val = _load_examples(Path(examples), train, val)
         x, t, v = _batch(rng.sample(list(train.values()), batch_size), size, rng, crop=config.get("crop"))
-        parts = losses(x, t, v, model(x))
+        parts = losses(x, t, v, model(x), config.get("shadow_weight", 2.0))
         optimizer.zero_grad()
         parts["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

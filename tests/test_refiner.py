@@ -73,6 +73,20 @@ def test_refiner_output_starts_at_zero_and_has_the_input_size():
     assert all(float(t.abs().max()) == 0 for t in out.to_tuple())
 
 
+def test_alpha_corrections_stay_near_the_prompt_and_the_classical_alpha():
+    """No faint veil of alpha far from the object (it would move with the object as a ghost)."""
+    refiner = _tiny(alpha_support=0.1)
+    torch.nn.init.normal_(refiner.head.weight, std=0.5)
+    torch.nn.init.constant_(refiner.head.bias, 1.0)
+    x = torch.rand(1, INPUT_CHANNELS, 60, 60)
+    x[:, 3:5] = 0.0
+    x[:, 3:4, 20:30, 20:30] = 1.0  # prompt
+    out = refiner(x)
+    assert float(out.alpha[..., 20:30, 20:30].abs().min()) > 0
+    assert float(out.alpha[..., 45:, :].abs().max()) == 0 and float(out.alpha[..., :, 45:].abs().max()) == 0
+    assert float(out.shadow[..., 45:, 45:].abs().min()) > 0  # shadows may fall far from the object
+
+
 def test_refiner_round_trips_through_safetensors(tmp_path):
     refiner = _tiny()
     torch.nn.init.normal_(refiner.head.weight)
@@ -123,3 +137,18 @@ def test_examples_then_fit_then_resume(tmp_path):
     from liwi_core.engines.refined import load_refiner
     trained = load_refiner(tmp_path / "run" / "checkpoint-latest")
     assert float(trained.head.weight.abs().max()) > 0  # left zero: the corrections had no gradient
+
+
+def test_the_bundled_refiner_loads_and_has_its_card_and_licence():
+    from liwi_core.engines.refined import DEFAULT_REFINER, load_refiner
+
+    names = sorted(p.name for p in DEFAULT_REFINER.iterdir())
+    assert names == ["LICENSE", "MODEL_CARD.md", "config.json", "diffusion_pytorch_model.safetensors"]
+    with open(DEFAULT_REFINER / "diffusion_pytorch_model.safetensors", "rb") as fh:
+        header = int.from_bytes(fh.read(8), "little")
+        assert json.loads(fh.read(header))  # a safetensors header, not a pickle
+    refiner = load_refiner()
+    assert float(refiner.head.weight.abs().max()) > 0  # trained: not the zero start
+    card = (DEFAULT_REFINER / "MODEL_CARD.md").read_text()
+    assert "tuxpaint-stamps-default" in card and "example_images" in card
+    assert "GNU General Public License" in (DEFAULT_REFINER / "LICENSE").read_text()
