@@ -75,7 +75,8 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
         alpha_support: the alpha correction is zero farther than this (fraction of the grid's
             longest side) from the prompt and the classical alpha: the refiner may move an
             object's edge and recover what a rough prompt cut off, never put a faint veil of
-            alpha over the whole region (which would move with the object as a ghost).
+            alpha over the whole region (which would move with the object as a ghost). 0 =
+            no alpha correction at all (the refiner then corrects shadows and the background).
     """
 
     @register_to_config
@@ -115,8 +116,10 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
 
 def correction_support(inputs: torch.Tensor, reach: float) -> torch.Tensor:
     """``[B,1,H,W]``, 1 within ``reach`` (fraction of the longest side) of the prompt (channel 3 of
-    :func:`refiner_inputs`) or the classical alpha (channel 4), 0 beyond."""
+    :func:`refiner_inputs`) or the classical alpha (channel 4), 0 beyond; all 0 for ``reach`` 0."""
     seed = ((inputs[:, 3:4] > 0.5) | (inputs[:, 4:5] > 0)).to(inputs.dtype)
+    if reach <= 0:
+        return torch.zeros_like(seed)
     return dilate(seed, max(1, round(reach * max(inputs.shape[-2:]))))
 
 

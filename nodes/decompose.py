@@ -5,9 +5,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..liwi_core.decompose import ORDERS, decompose
-from ..liwi_core.engines import create
-from ..liwi_core.engines.classical import ClassicalSettings
+from ..liwi_core.engines import DEFAULT_ENGINE, create
 from ..liwi_core.engines.learned import LearnedSettings
+from ..liwi_core.engines.refined import RefinedSettings
 from ..liwi_core.proposals import ProposalSettings
 from .convert import b1hw_to_mask, bchw_to_image, comfy_progress, image_to_bchw, mask_to_b1hw
 from .options import settings_from_widgets, settings_inputs
@@ -16,6 +16,8 @@ from .types import Layers, Model
 
 #: automatic mode's widget here; Find Objects shows them all
 FIND_WIDGETS = ("max_objects",)
+#: engines Decompose runs without a model input; the refined engine's widgets are the classical ones
+ENGINES = ("refined", "classical")
 
 
 class LiWiDecompose(io.ComfyNode):
@@ -35,12 +37,16 @@ class LiWiDecompose(io.ComfyNode):
                                       "LiWi Find Objects convention). Rough is fine: a box, a loose outline. "
                                       "Front-most first. Without masks the objects are found automatically."),
                 Model.Input("model", optional=True,
-                            tooltip="Learned model from LiWi Load Model. Without it the classical engine runs."),
+                            tooltip="Learned model from LiWi Load Model. Without it the engine chosen below runs."),
                 io.Combo.Input("order", options=list(ORDERS), default="given",
                                tooltip="given: first mask is the front-most object. bottom: the object reaching "
                                        "lowest in the frame is in front."),
-                *settings_inputs(ClassicalSettings, prefix_tooltip="Classical engine (no model): "),
+                *settings_inputs(RefinedSettings, prefix_tooltip="Refined and classical engines (no model): "),
                 *settings_inputs(ProposalSettings, FIND_WIDGETS, prefix_tooltip="No mask (automatic mode): "),
+                # last, so workflows saved before it keep their widget values in place
+                io.Combo.Input("engine", options=list(ENGINES), default=DEFAULT_ENGINE,
+                               tooltip="Without a model: refined = the classical engine's layers corrected by the "
+                                       "bundled refiner network (liwi-refiner); classical = no network at all."),
             ],
             outputs=[
                 Layers.Output("layers", tooltip="The layer stack, for Recompose, Shadow Layer and Save Layers."),
@@ -58,15 +64,17 @@ class LiWiDecompose(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, order, masks=None, model=None, **widgets) -> io.NodeOutput:
+    def execute(cls, image, order, masks=None, model=None, engine=DEFAULT_ENGINE, **widgets) -> io.NodeOutput:
         img = image_to_bchw(image)
         m = None if masks is None else mask_to_b1hw(masks)
         if model is not None:
-            engine = create("learned", model=model, settings=settings_from_widgets(LearnedSettings, widgets))
-            img, m = img.to(engine.device), None if m is None else m.to(engine.device)
+            chosen = create("learned", model=model, settings=settings_from_widgets(LearnedSettings, widgets))
+            img, m = img.to(chosen.device), None if m is None else m.to(chosen.device)
         else:
-            engine = create("classical", settings=settings_from_widgets(ClassicalSettings, widgets))
-        stack = decompose(img, m, engine, order=order, progress=comfy_progress(),
+            settings = settings_from_widgets(RefinedSettings, widgets)
+            chosen = create("refined", settings=settings) if engine == "refined" else create(
+                "classical", settings=settings.classical())
+        stack = decompose(img, m, chosen, order=order, progress=comfy_progress(),
                           find=settings_from_widgets(ProposalSettings, widgets))
         fg = stack.layer_images()
         message = f"{len(stack.layers)} layer(s)"

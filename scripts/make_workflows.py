@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from liwi_core.engines.classical import ClassicalSettings
+from liwi_core.engines import DEFAULT_ENGINE
+from liwi_core.engines.refined import RefinedSettings
 from liwi_core.proposals import ProposalSettings
 from liwi_core.options import widget_defaults
 
@@ -57,7 +58,8 @@ class Graph:
 
 DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
                  ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK"), ("message", "STRING")]
-DECOMPOSE_WIDGETS = ["given", *widget_defaults(ClassicalSettings), *widget_defaults(ProposalSettings, ("max_objects",))]
+DECOMPOSE_WIDGETS = ["given", *widget_defaults(RefinedSettings), *widget_defaults(ProposalSettings, ("max_objects",)),
+                     DEFAULT_ENGINE]
 
 
 def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from helpers import psnr
+from liwi_core.engines import DEFAULT_ENGINE
 from liwi_core.cli import main
 from liwi_core.imageio import load_image
 
@@ -23,7 +24,7 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
     for name in ["background.png", "layer_00.png", "shadow_00.png", "shadow.png", "layers.json"]:
         assert (out / name).is_file(), name
     meta = json.loads((out / "layers.json").read_text())
-    assert meta["engine"] == "classical" and meta["layers"][0]["name"] == "coffee_mask"
+    assert meta["engine"] == DEFAULT_ENGINE and meta["layers"][0]["name"] == "coffee_mask"
     assert main(["recompose", str(out), "--out", str(tmp_path / "re.png")]) == 0
     assert psnr(load_image(tmp_path / "re.png"), load_image(EX / "coffee.png")) >= 45
     assert main(["recompose", str(out), "--out", str(tmp_path / "moved.png"), "--edit", "0:dx=-100"]) == 0

