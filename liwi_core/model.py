@@ -23,10 +23,11 @@ from diffusers.utils import BaseOutput
 
 from .filters import push_pull_fill
 
-__all__ = ["LiWiNet"]
+__all__ = ["LiWiNet", "conv_block", "unet_features"]
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 convolutions with GroupNorm and SiLU: one U-Net level (here and in the refiner)."""
     groups = max(1, min(8, cout // 4))
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
@@ -68,8 +69,8 @@ class LiWiNet(ModelMixin, ConfigMixin):
         super().__init__()
         chans = [base_channels * 2 ** i for i in range(depth + 1)]
         inputs = 4 + (3 if prefill else 0)
-        self.enc = nn.ModuleList([_block(inputs, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)])
-        self.dec = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
+        self.enc = nn.ModuleList([conv_block(inputs, chans[0])] + [conv_block(chans[i], chans[i + 1]) for i in range(depth)])
+        self.dec = nn.ModuleList([conv_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
 
     def forward(self, image: torch.Tensor, prompt: torch.Tensor, return_dict: bool = True):
@@ -92,14 +93,7 @@ class LiWiNet(ModelMixin, ConfigMixin):
             base = fill_outside(image, prompt)
             planes.append(base)
         x = F.pad(torch.cat(planes, dim=1) * 2 - 1, (0, pw, 0, ph), mode="replicate")
-        skips = []
-        for i, block in enumerate(self.enc):
-            x = block(x if i == 0 else F.avg_pool2d(x, 2))
-            skips.append(x)
-        for block, skip in zip(self.dec, reversed(skips[:-1])):
-            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
-                                 skip], dim=1))
-        out = self.head(x)[..., :h, :w]
+        out = self.head(unet_features(self.enc, self.dec, x))[..., :h, :w]
         alpha = torch.sigmoid(out[:, 0:1])
         shadow = torch.sigmoid(out[:, 1:2] + 4.0)  # starts near 1: no shadow unless learned
         # the background is the image (or its prefill) plus a learned correction, so untouched
@@ -108,6 +102,19 @@ class LiWiNet(ModelMixin, ConfigMixin):
         if not return_dict:
             return alpha, shadow, background
         return LiWiNetOutput(alpha=alpha, shadow=shadow, background=background)
+
+
+def unet_features(enc: nn.ModuleList, dec: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """Run a U-Net's encoder levels (average-pooled between them) and decoder levels (bilinear
+    upsampling, skip connections concatenated); returns the finest decoder features."""
+    skips = []
+    for i, block in enumerate(enc):
+        x = block(x if i == 0 else F.avg_pool2d(x, 2))
+        skips.append(x)
+    for block, skip in zip(dec, reversed(skips[:-1])):
+        x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
+                             skip], dim=1))
+    return x
 
 
 def fill_outside(image: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:

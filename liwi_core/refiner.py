@@ -32,20 +32,13 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .filters import dilate, luminance
+from .model import conv_block, unet_features
 
 __all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
 
 # image 3, prompt 1, classical alpha 1, classical shadow (grey) 1, classical background 3, saliency 1
 INPUT_CHANNELS = 10
 _EPS = 1e-4
-
-
-def _block(cin: int, cout: int) -> nn.Sequential:
-    groups = max(1, min(8, cout // 4))
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
-    )
 
 
 @dataclass
@@ -84,9 +77,9 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
                  shadow_reach: float = 0.75, alpha_support: float = 0.08):
         super().__init__()
         chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]
-        self.enc = nn.ModuleList([_block(INPUT_CHANNELS, chans[0])] +
-                                 [_block(chans[i], chans[i + 1]) for i in range(depth)])
-        self.dec = nn.ModuleList([_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
+        self.enc = nn.ModuleList([conv_block(INPUT_CHANNELS, chans[0])] +
+                                 [conv_block(chans[i], chans[i + 1]) for i in range(depth)])
+        self.dec = nn.ModuleList([conv_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
         # an untrained refiner changes nothing
         nn.init.zeros_(self.head.weight)
@@ -102,14 +95,7 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
         h, w = inputs.shape[-2:]
         m = 2 ** self.config.depth
         x = F.pad(inputs * 2 - 1, (0, (-w) % m, 0, (-h) % m), mode="replicate")
-        skips = []
-        for i, block in enumerate(self.enc):
-            x = block(x if i == 0 else F.avg_pool2d(x, 2))
-            skips.append(x)
-        for block, skip in zip(self.dec, reversed(skips[:-1])):
-            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
-                                 skip], dim=1))
-        out = self.head(x)[..., :h, :w]
+        out = self.head(unet_features(self.enc, self.dec, x))[..., :h, :w]
         parts = (out[:, 0:1] * correction_support(inputs, self.config.alpha_support), out[:, 1:2], out[:, 2:5])
         return RefinerOutput(*parts) if return_dict else parts
 

@@ -48,6 +48,21 @@ class StackBuilder:
                                  shadow=torch.ones((1, shadow_channels) + size, dtype=self.current.dtype),
                                  name=name, prompt_index=prompt_index))
 
+    def peel_each(self, masks, names, prompt_indices, peel_one: Callable, shadow_channels: int = 1,
+                  step: Callable[[], None] | None = None) -> Peeled:
+        """Peel one object per prompt mask, front to back, with ``peel_one(current, mask)`` returning
+        ``(fg, alpha, shadow, below)``; an empty mask gives an empty layer. Returns :meth:`result`."""
+        from ..filters import bounding_box
+
+        for mask, name, index in zip(masks, names, prompt_indices):
+            if bounding_box(mask) is None:
+                self.add_empty(name, index, shadow_channels)
+            else:
+                self.add(*peel_one(self.current, mask), name=name, prompt_index=index)
+            if step is not None:
+                step()
+        return self.result()
+
     def result(self) -> Peeled:
         hole = coverage(self.layers)
         return Peeled(self.current, self.layers[::-1], torch.zeros_like(self.current[:, :1]) if hole is None else hole)

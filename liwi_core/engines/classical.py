@@ -128,12 +128,6 @@ class ClassicalEngine(Engine):
         self.settings = check_settings(settings if settings is not None else ClassicalSettings(**options))
 
     def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
-        built = StackBuilder(image)
-        for mask, name, index in zip(masks, names, prompt_indices):
-            if bounding_box(mask) is None:
-                built.add_empty(name, index, self.settings.shadow_channels)
-            else:
-                built.add(*_peel_one(built.current, mask, self.settings), name=name, prompt_index=index)
-            if step is not None:
-                step()
-        return built.result()
+        return StackBuilder(image).peel_each(masks, names, prompt_indices,
+                                             lambda current, mask: _peel_one(current, mask, self.settings),
+                                             self.settings.shadow_channels, step)

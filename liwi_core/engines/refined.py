@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoints import load_pretrained
 from ..errors import LiWiError
-from ..filters import bounding_box, resize
+from ..filters import resize
 from ..options import check_settings, option
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, estimate_layers, object_region, paste_region
@@ -137,12 +137,5 @@ class RefinedEngine(Engine):
         return paste_region(image, region, fg, alpha, shadow, clean)
 
     def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
-        built = StackBuilder(image)
-        for mask, name, index in zip(masks, names, prompt_indices):
-            if bounding_box(mask) is None:
-                built.add_empty(name, index, self.settings.shadow_channels)
-            else:
-                built.add(*self._peel_one(built.current, mask), name=name, prompt_index=index)
-            if step is not None:
-                step()
-        return built.result()
+        return StackBuilder(image).peel_each(masks, names, prompt_indices, self._peel_one,
+                                             self.settings.shadow_channels, step)
