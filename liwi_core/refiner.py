@@ -38,6 +38,8 @@ __all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections"
 
 # image 3, prompt 1, classical alpha 1, classical shadow (grey) 1, classical background 3, saliency 1
 INPUT_CHANNELS = 10
+#: the refiner's default working size (longest side of an object's region, px)
+WORKING_SIZE = 256
 _EPS = 1e-4
 
 
@@ -73,7 +75,7 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = 256,
+    def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = WORKING_SIZE,
                  shadow_reach: float = 0.75, alpha_support: float = 0.08):
         super().__init__()
         chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]

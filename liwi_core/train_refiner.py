@@ -68,16 +68,15 @@ def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = N
 
 def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool) -> int:
     from .dataset import iter_samples, sample_ids
-    from .engines.classical import estimate_layers, object_region
-    from .engines.exact import explain_object
+    from .engines.classical import peel_region
     from .engines.refined import RefinedSettings, refiner_example
     from .layers import LayerStack
-    from .refiner import LiWiRefiner
+    from .refiner import WORKING_SIZE
     from .saliency import load_saliency_model
 
     settings = settings or RefinedSettings()
     classical = settings.classical()
-    working_size = LiWiRefiner().config.working_size
+    working_size = WORKING_SIZE
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saliency_model = load_saliency_model()
@@ -99,10 +98,8 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
                                    hole=sample.stack.hole).composite()
                 below = LayerStack(background=sample.stack.background, layers=layers[:k],
                                    hole=sample.stack.hole).composite()
-                ry0, ry1, rx0, rx1 = object_region(prompt, classical)
+                (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean) = peel_region(image, prompt, classical)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
-                img, rough = image[box], prompt[box]
-                _, alpha, shadow, clean = explain_object(img, *estimate_layers(img, rough, classical), fill=None)
                 inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size)
                 grid = tuple(inputs.shape[-2:])
                 truth = torch.cat([resize(layer.alpha[box], grid, mode="area"),

@@ -105,17 +105,27 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
     return fg_canvas, paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
 
 
+def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
+    """The classical answer for one object on its region (:func:`object_region`), made exact.
+
+    Returns ``(region, img, rough, (fg, alpha, shadow, clean))``: the region, the image and the
+    mask cut to it, and the layers on it (:func:`~liwi_core.engines.exact.explain_object`).
+    The refined engine and its training examples start from this same answer.
+    """
+    region = object_region(mask, settings)
+    ry0, ry1, rx0, rx1 = region
+    img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
+    return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings), fill=None)
+
+
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
     """Remove one object from ``image`` ``[1,3,H,W]``.
 
     Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
     ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
     """
-    region = object_region(mask, settings)
-    ry0, ry1, rx0, rx1 = region
-    img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
-    alpha, shadow = estimate_layers(img, rough, settings)
-    return paste_region(image, region, *explain_object(img, alpha, shadow, fill=None))
+    region, _, _, layers = peel_region(image, mask, settings)
+    return paste_region(image, region, *layers)
 
 
 class ClassicalEngine(Engine):

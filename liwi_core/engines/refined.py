@@ -22,7 +22,7 @@ from ..errors import LiWiError
 from ..filters import resize
 from ..options import check_settings, option
 from .base import Engine, Peeled, StackBuilder
-from .classical import ClassicalSettings, estimate_layers, object_region, paste_region
+from .classical import ClassicalSettings, paste_region, peel_region
 from .exact import explain_object
 
 __all__ = [
@@ -53,9 +53,6 @@ class RefinedSettings(ClassicalSettings):
         fields = asdict(self)
         fields.pop("refiner_checkpoint")
         return ClassicalSettings(**fields)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def load_refiner(path=None):
@@ -96,9 +93,7 @@ def predict_corrections(refiner, inputs: torch.Tensor, size: tuple[int, int]):
 
     param = next(refiner.parameters())
     out = refiner(inputs.to(param.device, param.dtype))
-    parts = [resize(t.float().to(inputs.device), size, mode="bilinear") if t.shape[-2:] != size
-             else t.float().to(inputs.device) for t in out.to_tuple()]
-    return RefinerOutput(*parts)
+    return RefinerOutput(*(resize(t.float().to(inputs.device), size, mode="bilinear") for t in out.to_tuple()))
 
 
 class RefinedEngine(Engine):
@@ -120,11 +115,7 @@ class RefinedEngine(Engine):
     def _peel_one(self, image: torch.Tensor, mask: torch.Tensor):
         from ..refiner import apply_corrections
 
-        classical = self.settings.classical()
-        region = object_region(mask, classical)
-        ry0, ry1, rx0, rx1 = region
-        img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
-        fg, alpha, shadow, clean = explain_object(img, *estimate_layers(img, rough, classical), fill=None)
+        region, img, rough, (fg, alpha, shadow, clean) = peel_region(image, mask, self.settings.classical())
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
