@@ -47,11 +47,14 @@ from .heldout import split_objects
 from .imageio import atomic_write_bytes
 from .layers import Layer, LayerStack, coverage, default_layer_name
 
-__all__ = ["HELDOUT_V2", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
+__all__ = ["HELDOUT_V2", "DEV_SCENES", "build_dev", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
            "heldout_objects", "make_scene", "build_heldout", "render_shadow", "scene_prompt"]
 
 ROOT = Path(__file__).resolve().parent.parent
 HELDOUT_V2 = {"num": 40, "two_objects": 12, "seed": 2611, "size": 512}
+# the tuning set: the same recipe on training-half cut-outs and training backgrounds, another seed;
+# engine settings are chosen on it so that the held-out scores stay held out
+DEV_SCENES = {"num": 60, "two_objects": 18, "seed": 7411, "size": 512, "split": "training"}
 SCENE_PROMPT_KINDS = ("exact", "dilated", "eroded", "blob", "box")
 SKIMAGE_PHOTOS = ("motorcycle_left.png", "brick.png", "grass.png", "gravel.png", "camera.png")
 PREPARE_COMMAND = "python training/prepare_debian_data.py --out data/sources --debs data/debs"
@@ -62,17 +65,19 @@ FORMAT = "liwi-heldout-scenes/2"
 # --------------------------------------------------------------------------- sources
 
 
-def heldout_objects(objects_dir) -> list[Path]:
-    """The held-out cut-outs of ``objects_dir`` (PNG files), sorted; a one-line error naming
-    the preparation command when the folder is missing or holds none."""
+def heldout_objects(objects_dir, split: str = "heldout") -> list[Path]:
+    """The held-out cut-outs of ``objects_dir`` (PNG files, symlinks followed), sorted; with
+    ``split="training"`` the training ones instead. A one-line error naming the preparation
+    command when the folder is missing or holds none."""
     folder = Path(objects_dir)
     if not folder.is_dir():
         raise LiWiError(f"object folder '{objects_dir}' does not exist: prepare it with `{PREPARE_COMMAND}` "
                         f"or point --objects at a folder of cut-outs")
-    _, held = split_objects(p for p in folder.glob("*.png") if p.is_file())
-    if not held:
-        raise LiWiError(f"object folder '{objects_dir}' has no held-out cut-outs (prepare it with `{PREPARE_COMMAND}`)")
-    return held
+    training, held = split_objects(p for p in folder.glob("*.png") if p.is_file())
+    chosen = training if split == "training" else held
+    if not chosen:
+        raise LiWiError(f"object folder '{objects_dir}' has no {split} cut-outs (prepare it with `{PREPARE_COMMAND}`)")
+    return chosen
 
 
 def default_backgrounds() -> list[Path]:
@@ -354,7 +359,22 @@ def make_scene(index: int, objects: list[Path], backgrounds: list[Path], cfg: di
     meta = {"index": index, "seed": seed, "builder": FORMAT, "background": bg_info,
             "objects": [p.name for p in chosen], "boxes": boxes, "prompt_kinds": kinds,
             "shadows": shadows, "sources": sorted({bg_info["file"]} | {p.name for p in chosen})}
-    return Sample(id=f"hv2-{index:04d}", composite=stack.composite(), stack=stack, prompts=prompts, meta=meta)
+    return Sample(id=_sample_id(cfg, index), composite=stack.composite(), stack=stack, prompts=prompts, meta=meta)
+
+
+def _sample_id(cfg: dict, index: int) -> str:
+    return f"{'dev' if cfg.get('split') == 'training' else 'hv2'}-{index:04d}"
+
+
+def build_dev(out, objects_dir=None, backgrounds_dir=None, progress: bool = False) -> Path:
+    """Build the tuning scenes (:data:`DEV_SCENES`) in ``out``: the held-out recipe on the
+    *training* cut-outs and on training backgrounds (default ``data/sources/backgrounds``),
+    so that engine settings can be chosen without looking at the held-out set."""
+    folder = Path(backgrounds_dir) if backgrounds_dir is not None else ROOT / "data" / "sources" / "backgrounds"
+    backgrounds = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+    if not backgrounds:
+        raise LiWiError(f"no background photos in '{folder}' (prepare them with `{PREPARE_COMMAND}`)")
+    return build_heldout(out, objects_dir, backgrounds, DEV_SCENES, progress)
 
 
 def build_heldout(out, objects_dir=None, backgrounds: list[Path] | None = None, cfg: dict = HELDOUT_V2,
@@ -372,7 +392,8 @@ def build_heldout(out, objects_dir=None, backgrounds: list[Path] | None = None, 
             already holds a set built from other sources or settings.
     """
     out = Path(out)
-    objects = heldout_objects(objects_dir if objects_dir is not None else ROOT / "data" / "sources" / "objects")
+    objects = heldout_objects(objects_dir if objects_dir is not None else ROOT / "data" / "sources" / "objects",
+                              cfg.get("split", "heldout"))
     backgrounds = list(backgrounds) if backgrounds is not None else default_backgrounds()
     if not backgrounds:
         raise LiWiError("no background photos for the held-out scenes")
@@ -392,7 +413,7 @@ def build_heldout(out, objects_dir=None, backgrounds: list[Path] | None = None, 
         atomic_write_bytes(config_file, (json.dumps(config, indent=1) + "\n").encode())
     done = set(sample_ids(out))
     for i in range(cfg["num"]):
-        sid = f"hv2-{i:04d}"
+        sid = _sample_id(cfg, i)
         if sid in done:
             continue
         write_sample(out, make_scene(i, objects, backgrounds, cfg))

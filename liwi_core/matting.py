@@ -23,11 +23,14 @@ import torch
 
 from .filters import dilate, erode, guided_filter, push_pull_fill, resize
 
+# saliency below / above which a rough mask's pixel is taken as probably background / object
+SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
+
 __all__ = ["refine_mask", "trimap_from_mask", "estimate_alpha", "solve_foreground"]
 
 
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
-                max_side: int = 640) -> torch.Tensor:
+                max_side: int = 640, saliency: torch.Tensor | None = None) -> torch.Tensor:
     """Binary object segmentation from a rough mask with OpenCV GrabCut.
 
     Args:
@@ -35,6 +38,12 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         mask: ``[1,1,H,W]`` rough mask in [0,1] (1 = object).
         iterations: GrabCut iterations.
         max_side: GrabCut runs on a copy at most this large (it is the slow step).
+        saliency: ``[1,1,H,W]`` in [0,1], a salient-object map of this region (e.g.
+            :func:`liwi_core.saliency.saliency_map` of it), or None. It relabels the rough
+            mask's uncertain parts: inside the mask, clearly non-salient pixels become
+            probable background and only salient ones may be sure foreground (a box's
+            corners); just outside it, clearly salient pixels become probable foreground
+            (an eroded mask grows back).
 
     Returns:
         ``[1,1,H,W]`` float mask in [0,1], soft only from the upsampling of the
@@ -59,9 +68,16 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     gc = np.full((sh, sw), cv2.GC_BGD, np.uint8)
     gc[near[0, 0].numpy()] = cv2.GC_PR_BGD
     gc[small_mask[0, 0].numpy()] = cv2.GC_PR_FGD
+    inner = erode(small_mask.float(), 2 * margin)[0, 0].numpy() > 0.5
+    if saliency is not None:
+        sal = resize(saliency.float(), (sh, sw), mode="bilinear")[0, 0].numpy()
+        inside, ring = small_mask[0, 0].numpy(), near[0, 0].numpy() & ~small_mask[0, 0].numpy()
+        gc[inside & (sal < SALIENCY_LOW)] = cv2.GC_PR_BGD
+        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_PR_FGD
+        inner &= sal > SALIENCY_HIGH
     if core.sum() > 0.3 * small_mask.sum():
         # a mask that already follows the object keeps its interior
-        gc[erode(small_mask.float(), 2 * margin)[0, 0].numpy() > 0.5] = cv2.GC_FGD
+        gc[inner] = cv2.GC_FGD
     if not (gc == cv2.GC_BGD).any() and not (gc == cv2.GC_PR_BGD).any():
         return binary
     img8 = (small_img[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)

@@ -179,3 +179,41 @@ def test_colour_is_extended_where_alpha_is_zero_and_the_stack_stays_exact():
     alpha[..., 5:15, 5:15] = torch.rand(1, 1, 10, 10)
     extended = extend_colours(fg, alpha)
     assert torch.equal(extended[(alpha > 0).expand_as(fg)], fg[(alpha > 0).expand_as(fg)])
+
+
+def _disc_on_texture(size: int = 160):
+    g = torch.Generator().manual_seed(3)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - 80) ** 2 + (xx - 70) ** 2) < 40 ** 2).float()[None, None]
+    ground = 0.45 + 0.25 * torch.rand(1, 3, size, size, generator=g)
+    red = torch.tensor([0.5, 0.35, 0.3]).view(1, 3, 1, 1)  # close to the ground: colours alone are unsure
+    return disc * red + (1 - disc) * ground, disc
+
+
+def test_saliency_relabels_a_box_prompt_before_grabcut():
+    from liwi_core.matting import refine_mask
+
+    image, disc = _disc_on_texture()
+    box = torch.zeros_like(disc)
+    box[..., 30:131, 20:121] = 1.0
+    # a saliency map that marks the disc: the box's corners become background
+    guided = refine_mask(image, box, saliency=disc)
+    plain = refine_mask(image, box)
+    assert soft_iou(guided, disc) > 0.9
+    assert soft_iou(guided, disc) > soft_iou(plain, disc) + 0.05
+    # a saliency map that marks nothing inside the mask cannot empty it: GrabCut keeps the user's mask
+    assert float(refine_mask(image, box, saliency=torch.zeros_like(disc)).sum()) > 0
+
+
+def test_saliency_guide_trims_a_box_prompt_on_a_photo():
+    """The bundled network looks at the box: the cup's alpha from a loose box is closer to the
+    engine's alpha from the cup's own mask with the guide than without."""
+    image = load_image(EXAMPLES / "coffee.png")
+    mask = load_mask(EXAMPLES / "coffee_mask.png")
+    ys, xs = torch.nonzero(mask[0, 0] > 0.5, as_tuple=True)
+    box = torch.zeros_like(mask)
+    box[..., ys.min():ys.max() + 1, xs.min():xs.max() + 1] = 1.0
+    reference = decompose(image, mask, create("classical")).layers[0].alpha
+    guided = decompose(image, box, create("classical")).layers[0].alpha
+    plain = decompose(image, box, create("classical", saliency_guide=False)).layers[0].alpha
+    assert soft_iou(guided, reference) > soft_iou(plain, reference)

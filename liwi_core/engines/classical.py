@@ -44,6 +44,10 @@ class ClassicalSettings:
                                      minimum=0.0, maximum=0.5, step=0.01)
     shadow_channels: int = option(1, "1 = grey shadow maps (one attenuation for R, G, B), 3 = coloured (tinted "
                                      "shadows).", choices=(1, 3), labels={"grey": 1, "colour": 3})
+    saliency_guide: bool = option(True, "Let the bundled salient-object network (u2netp) look at each rough mask's box "
+                                        "before GrabCut: it trims a box's corners and grows an eroded mask back. "
+                                        "Off: the mask and the colours alone (0.35 s less per object).",
+                                  cli="--no-saliency-guide")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +71,8 @@ def object_region(mask: torch.Tensor, settings: ClassicalSettings) -> tuple[int,
 def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalSettings):
     """The classical estimate on an object's region: ``(alpha, shadow)`` from the image ``[1,3,h,w]``
     and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual)."""
-    seg = refine_mask(img, rough) if settings.refine else (rough > 0.5).float()
+    guide = prompt_saliency(img, rough) if settings.refine and settings.saliency_guide else None
+    seg = refine_mask(img, rough, saliency=guide) if settings.refine else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
@@ -77,6 +82,23 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     reach = round(settings.shadow_reach * max(_box_size(rough), 1))
     shadow = estimate_shadow(img, alpha, reach, settings.shadow_threshold, settings.shadow_channels)
     return alpha, shadow
+
+
+def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """The bundled salient-object network's map ``[1,1,h,w]`` of the rough mask's box grown by
+    ``margin`` of its size (0 elsewhere): zoomed onto the prompt, the object it marks is the
+    salient one, whatever else the photo holds. The network's own probability, not stretched."""
+    from ..proposals import saliency_model
+    from ..saliency import saliency_map
+
+    h, w = img.shape[-2:]
+    y0, y1, x0, x1 = bounding_box(rough)
+    my, mx = round(margin * (y1 - y0)), round(margin * (x1 - x0))
+    y0, y1, x0, x1 = max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx)
+    out = torch.zeros_like(rough[:, :1], dtype=torch.float32)
+    with torch.no_grad():
+        out[..., y0:y1, x0:x1] = saliency_map(saliency_model(), img[..., y0:y1, x0:x1], normalize=False)
+    return out
 
 
 def _box_size(mask: torch.Tensor) -> int:

@@ -55,6 +55,11 @@ class RefinedSettings(ClassicalSettings):
         return ClassicalSettings(**fields)
 
 
+#: options added after the Decompose node's ``engine`` widget: workflows saved before them keep
+#: their widget values in place (saved widget values are positional)
+APPENDED_OPTIONS = ("saliency_guide",)
+
+
 def load_refiner(path=None):
     """Load a :class:`~liwi_core.refiner.LiWiRefiner` folder (safetensors only); ``path`` None: the
     bundled one (:data:`DEFAULT_REFINER`)."""
