@@ -43,7 +43,8 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             mask's uncertain parts: inside the mask, clearly non-salient pixels become
             probable background and only salient ones may be sure foreground (a box's
             corners); just outside it, clearly salient pixels become probable foreground
-            (an eroded mask grows back).
+            (an eroded mask grows back). After the cut, a pixel is the object where at least
+            two of the mask, the cut and the map (> 0.5) say so.
 
     Returns:
         ``[1,1,H,W]`` float mask in [0,1], soft only from the upsampling of the
@@ -91,6 +92,11 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     seg = torch.from_numpy(((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32))[None, None]
     if float(seg.sum()) < 0.05 * float(small_mask.sum()):
         return binary  # GrabCut lost the object: trust the user's mask
+    if saliency is not None:
+        # three cues that fail differently (the user's mask, GrabCut's colours, the network's
+        # look): a pixel is the object where two of them say so
+        votes = seg + small_mask.float() + (torch.from_numpy(sal) > 0.5).float()[None, None]
+        seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
 
 
@@ -106,7 +112,7 @@ def trimap_from_mask(segmentation: torch.Tensor, band: int) -> torch.Tensor:
 
 
 def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torch.Tensor,
-                   smooth_radius: int = 2, tile: int = 512) -> torch.Tensor:
+                   smooth_radius: int = 2, tile: int = 512, line_fit: float | None = 0.05) -> torch.Tensor:
     """Soft alpha ``[1,1,H,W]`` in [0,1] inside the trimap's unknown band.
 
     Args:
@@ -116,6 +122,9 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
         smooth_radius: guided-filter radius of the fallback alpha.
         tile: the band is solved tile by tile; tiles with no unknown pixel are skipped,
             which keeps large photos fast and within memory.
+        line_fit: how far (RGB distance) a pixel may lie off the line between its object and
+            background colours before the colour-line alpha gives way to the segmentation's
+            (Gaussian falloff of this width); None: distance not checked.
     """
     sure_fg = (trimap > 0.75).float()
     sure_bg = (trimap < 0.25).float()
@@ -137,16 +146,23 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
             ctx = (slice(None), slice(None), slice(y0, min(h, y + tile + 2 * r)), slice(x0, min(w, x + tile + 2 * r)))
             inner = (slice(None), slice(None), slice(y - y0, y - y0 + core[2].stop - y),
                      slice(x - x0, x - x0 + core[3].stop - x))
-            alpha[core] = _band_alpha(image[ctx], fg[ctx], bg[ctx], segmentation[ctx], unknown[ctx], r)[inner]
+            alpha[core] = _band_alpha(image[ctx], fg[ctx], bg[ctx], segmentation[ctx], unknown[ctx], r,
+                                      line_fit)[inner]
     return alpha
 
 
-def _band_alpha(image, fg, bg, segmentation, unknown, radius):
+def _band_alpha(image, fg, bg, segmentation, unknown, radius, line_fit):
     diff = fg - bg
     denom = (diff * diff).sum(dim=1, keepdim=True)
     projected = (((image - bg) * diff).sum(dim=1, keepdim=True) / denom.clamp_min(1e-6)).clamp(0.0, 1.0)
     # trust the colour line only where foreground and background differ clearly
     confidence = denom / (denom + 0.01)
+    if line_fit is not None:
+        # ... and where the pixel lies near that line: one far off it is a third colour (a grass
+        # blade crossing the edge, a patch of the object unlike its propagated colour), which the
+        # two-colour model cannot explain
+        off_line = image - (bg + projected * diff)
+        confidence = confidence * torch.exp(-(off_line * off_line).sum(dim=1, keepdim=True) / (2 * line_fit ** 2))
     fallback = guided_filter(image, segmentation.clamp(0, 1), radius, 1e-3).clamp(0, 1)
     band = confidence * projected + (1.0 - confidence) * fallback
     sure_fg = ((segmentation > 0.5) & (unknown == 0)).float()

@@ -29,13 +29,16 @@ from liwi_core.engines.exact import explain_object  # noqa: E402
 from liwi_core.metrics import alpha_soft_iou, rgb_l1  # noqa: E402
 
 
+DEFAULT_LIMITS = (matting.SALIENCY_LOW, matting.SALIENCY_HIGH)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="benchmarks/dev")
     p.add_argument("--variants", default="baseline,none,saliency",
                    help="comma-separated: baseline (prompt as alpha, image as colour), none (GrabCut from "
-                        "the mask alone) or saliency (saliency_guide on), this one optionally with "
-                        "thresholds as saliency@LOW:HIGH")
+                        "the mask alone) or saliency (saliency_guide on), optionally with "
+                        "thresholds as saliency@LOW:HIGH and a fixed edge radius as #R")
     p.add_argument("--limit", type=int, default=0)
     args = p.parse_args()
     if not Path(args.data, "config.json").is_file():
@@ -64,11 +67,13 @@ def main() -> int:
             fg_true = layer.rgba[:, :3, y0:y1, x0:x1]
             for v in variants:
                 t = time.perf_counter()
-                # "saliency@LOW,HIGH" tries other thresholds
-                guide, _, limits = v.partition("@")
-                if limits:
-                    matting.SALIENCY_LOW, matting.SALIENCY_HIGH = (float(x) for x in limits.split(":"))
-                s = ClassicalSettings(shadow_reach=0.75, saliency_guide=guide == "saliency")
+                # "saliency@LOW:HIGH" tries other thresholds, "#R" a fixed edge_radius
+                v_main, _, radius = v.partition("#")
+                guide, _, limits = v_main.partition("@")
+                matting.SALIENCY_LOW, matting.SALIENCY_HIGH = (
+                    (float(x) for x in limits.split(":")) if limits else DEFAULT_LIMITS)
+                s = ClassicalSettings(shadow_reach=0.75, saliency_guide=guide == "saliency",
+                                      edge_radius=int(radius or 0))
                 alpha, shadow = estimate_layers(img, rough, s) if guide != "baseline" else (None, None)
                 if guide == "baseline":
                     alpha, fg = (rough > 0.5).float(), img

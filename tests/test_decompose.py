@@ -217,3 +217,23 @@ def test_saliency_guide_trims_a_box_prompt_on_a_photo():
     guided = decompose(image, box, create("classical")).layers[0].alpha
     plain = decompose(image, box, create("classical", saliency_guide=False)).layers[0].alpha
     assert soft_iou(guided, reference) > soft_iou(plain, reference)
+
+
+def test_a_third_colour_in_the_edge_band_keeps_the_segmentation_alpha():
+    """A pixel far off the line between its object and background colours (a grass blade crossing
+    the edge) is not a mix of the two: its alpha follows the segmentation, not the colour line."""
+    from liwi_core.matting import estimate_alpha, trimap_from_mask
+
+    image = torch.zeros(1, 3, 40, 40)
+    image[:, 0, :, :20] = 0.9  # red object on the left, blue background on the right
+    image[:, 2, :, 20:] = 0.9
+    image[:, :, 10:14, 20:24] = torch.tensor([0.45, 0.45, 0.0]).view(1, 3, 1, 1)  # olive patch on the background
+    seg = torch.zeros(1, 1, 40, 40)
+    seg[..., :20] = 1.0
+    trimap = trimap_from_mask(seg, 4)
+    checked = estimate_alpha(image, trimap, seg)
+    unchecked = estimate_alpha(image, trimap, seg, line_fit=None)
+    assert float(checked[..., 10:14, 20:24].mean()) < 0.05
+    assert float(unchecked[..., 10:14, 20:24].mean()) > 0.5  # the colour line alone calls it half object
+    # a clean edge between the two colours is the same either way
+    assert torch.allclose(checked[..., 30, :], unchecked[..., 30, :], atol=1e-4)

@@ -61,6 +61,8 @@ def extract_foreground(image: torch.Tensor, mask: torch.Tensor, refine: bool = T
     alpha = rgba[:, 3:4] * _within(mask, box)
     alpha = alpha * _joined(alpha)
     holes = _enclosed_holes(alpha, mask)
+    # a second pass: the feathered fill can close off a sliver that was open before
+    holes = torch.maximum(holes, _enclosed_holes(torch.maximum(alpha, holes), mask))
     alpha = torch.maximum(alpha, holes)
     cropped = crop_to_alpha(torch.cat([torch.lerp(rgba[:, :3], image, holes), alpha], dim=1))
     if cropped is None:
