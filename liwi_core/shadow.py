@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .filters import bounding_box, dilate, gaussian_blur, luminance, push_pull_fill, resize
 
-__all__ = ["estimate_shadow", "synthesize_cast_shadow", "smoothstep"]
+__all__ = ["estimate_shadow", "continue_under_object", "synthesize_cast_shadow", "smoothstep"]
 
 
 def _each_image(fn):
@@ -93,6 +93,20 @@ def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, thresh
     darkening = push_pull_fill(darkening, outside) * obj + darkening * outside
     shadow = (1.0 - darkening).clamp(0.0, 1.0)
     return resize(shadow, (h, w), mode="bilinear").clamp(0.0, 1.0)
+
+
+def continue_under_object(shadow: torch.Tensor, alpha: torch.Tensor, opaque: float = 0.98) -> torch.Tensor:
+    """``shadow`` ``[1,1|3,H,W]`` with its values where the object is opaque (``alpha`` ``[1,1,H,W]``
+    >= ``opaque``) replaced by a smooth continuation (push-pull) of the rest.
+
+    Nothing of the shadow shows through an opaque object, so any value there recomposes the
+    same; a map estimated from the pixels would carry an imprint of the object's own dark
+    parts, which shows when the shadow layer is viewed or exported alone.
+    """
+    seen = (alpha < opaque).float()
+    if bool((seen > 0).all()) or not bool((seen > 0).any()):
+        return shadow
+    return torch.where(seen > 0, shadow, push_pull_fill(shadow, seen).clamp(0.0, 1.0))
 
 
 def _chromaticity(rgb: torch.Tensor) -> torch.Tensor:

@@ -152,3 +152,19 @@ def test_the_bundled_refiner_loads_and_has_its_card_and_licence():
     card = (DEFAULT_REFINER / "MODEL_CARD.md").read_text()
     assert "tuxpaint-stamps-default" in card and "example_images" in card
     assert "GNU General Public License" in (DEFAULT_REFINER / "LICENSE").read_text()
+
+
+def test_shadow_is_continued_under_the_opaque_object_not_imprinted():
+    """What the network predicts under an opaque object never shows; the map there is the
+    continuation of its surroundings, so the exported shadow layer has no imprint of the object."""
+    from liwi_core.shadow import continue_under_object
+
+    alpha = torch.zeros(1, 1, 32, 32)
+    alpha[..., 8:24, 8:24] = 1.0
+    alpha[..., 8:24, 23] = 0.5  # a soft edge column: seen, kept
+    shadow = torch.full((1, 1, 32, 32), 0.7)
+    shadow[..., 12:20, 12:20] = 0.1  # the object's dark middle copied into the map
+    out = continue_under_object(shadow, alpha)
+    assert torch.equal(out[alpha < 0.98], shadow[alpha < 0.98])
+    assert torch.allclose(out[..., 8:24, 8:23], torch.full_like(out[..., 8:24, 8:23], 0.7), atol=1e-4)
+    assert torch.equal(continue_under_object(shadow, torch.zeros_like(alpha)), shadow)

@@ -23,6 +23,7 @@ from ..filters import resize
 from ..options import check_settings, option
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, paste_region, peel_region
+from ..shadow import continue_under_object
 from .exact import explain_object
 
 __all__ = [
@@ -128,8 +129,8 @@ class RefinedEngine(Engine):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
         if any(bool(t.any()) for t in corrections.to_tuple()):
-            refined = apply_corrections(alpha, shadow, clean, corrections)
-            fg, alpha, shadow, clean = explain_object(img, *refined)
+            alpha, shadow, clean = apply_corrections(alpha, shadow, clean, corrections)
+            fg, alpha, shadow, clean = explain_object(img, alpha, continue_under_object(shadow, alpha), clean)
         return paste_region(image, region, fg, alpha, shadow, clean)
 
     def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
