@@ -142,6 +142,8 @@ def main() -> None:
         scores, seconds, ordered = [], 0.0, [0, 0]
         for n in range(args.num):
             image, truth = make_scene(kind, rng, objects, people, backgrounds)
+            if not truth:
+                continue  # no cut-out could be placed: nothing to find or score
             start = time.perf_counter()
             found = find(image)
             seconds += time.perf_counter() - start
