@@ -393,3 +393,19 @@ def test_own_prompt_needs_recorded_kinds(dataset, capsys):
     assert main([str(dataset), "--engine", "baseline", "--flavours", "prompted", "--prompt", "own"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no prompt kind per layer" in err
+
+
+def test_tuning_scenes_use_only_training_cut_outs(scenes, tmp_path):
+    """The tuning set (``split: training``) draws the training cut-outs, never a held-out one,
+    and names its samples apart from the held-out set's."""
+    import json
+
+    from liwi_core.benchmark_scenes import build_heldout
+
+    _, objects, backgrounds, held, train = scenes
+    out = build_heldout(tmp_path / "dev", objects, backgrounds, {**SCENES, "num": 4, "split": "training"})
+    used = set()
+    for sample in sorted((out / "samples").iterdir()):
+        assert sample.name.startswith("dev-")
+        used |= set(json.loads((sample / "sample.json").read_text())["objects"])
+    assert used == {train} and not used & set(held)
