@@ -71,15 +71,14 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings, refiner_example
     from .layers import LayerStack
+    from .proposals import saliency_model as shared_saliency_model
     from .refiner import WORKING_SIZE
-    from .saliency import load_saliency_model
 
     settings = settings or RefinedSettings()
     classical = settings.classical()
-    working_size = WORKING_SIZE
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    saliency_model = load_saliency_model()
+    saliency_model = shared_saliency_model()
     done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
     while True:
         ids = [i for i in sample_ids(data) if i not in done][: None if limit is None else max(0, limit - len(done))]
@@ -100,7 +99,7 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
                                    hole=sample.stack.hole).composite()
                 (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean) = peel_region(image, prompt, classical)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
-                inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size)
+                inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, WORKING_SIZE)
                 grid = tuple(inputs.shape[-2:])
                 truth = torch.cat([resize(layer.alpha[box], grid, mode="area"),
                                    resize(luminance(layer.shadow[box]) if layer.shadow.shape[1] == 3

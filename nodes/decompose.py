@@ -7,8 +7,7 @@ from comfy_api.latest import io
 from ..liwi_core.decompose import ORDERS, decompose
 from ..liwi_core.engines import DEFAULT_ENGINE, create
 from ..liwi_core.engines.learned import LearnedSettings
-from ..liwi_core.engines.refined import APPENDED_OPTIONS, RefinedSettings
-from ..liwi_core.options import option_specs
+from ..liwi_core.engines.refined import APPENDED_OPTIONS, LEADING_OPTIONS, RefinedSettings
 from ..liwi_core.proposals import ProposalSettings
 from .convert import b1hw_to_mask, bchw_to_image, comfy_progress, image_to_bchw, mask_to_b1hw
 from .options import settings_from_widgets, settings_inputs
@@ -19,7 +18,6 @@ from .types import Layers, Model
 FIND_WIDGETS = ("max_objects",)
 #: engines Decompose runs without a model input; the refined engine's widgets are the classical ones
 ENGINES = ("refined", "classical")
-REFINED_WIDGETS = tuple(f.name for f, _ in option_specs(RefinedSettings) if f.name not in APPENDED_OPTIONS)
 
 
 class LiWiDecompose(io.ComfyNode):
@@ -43,7 +41,7 @@ class LiWiDecompose(io.ComfyNode):
                 io.Combo.Input("order", options=list(ORDERS), default="given",
                                tooltip="given: first mask is the front-most object. bottom: the object reaching "
                                        "lowest in the frame is in front."),
-                *settings_inputs(RefinedSettings, REFINED_WIDGETS, prefix_tooltip="Refined and classical engines (no model): "),
+                *settings_inputs(RefinedSettings, LEADING_OPTIONS, prefix_tooltip="Refined and classical engines (no model): "),
                 *settings_inputs(ProposalSettings, FIND_WIDGETS, prefix_tooltip="No mask (automatic mode): "),
                 # last, so workflows saved before it keep their widget values in place
                 io.Combo.Input("engine", options=list(ENGINES), default=DEFAULT_ENGINE,

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from liwi_core.engines import DEFAULT_ENGINE
-from liwi_core.engines.refined import APPENDED_OPTIONS, RefinedSettings
+from liwi_core.engines.refined import APPENDED_OPTIONS, LEADING_OPTIONS, RefinedSettings
 from liwi_core.proposals import ProposalSettings
-from liwi_core.options import option_specs, widget_defaults
+from liwi_core.options import widget_defaults
 
 OUT = Path(__file__).resolve().parent.parent / "workflows"
 
@@ -56,10 +56,9 @@ class Graph:
         (OUT / name).write_text(json.dumps(data, indent=1) + "\n")
 
 
-REFINED_WIDGETS = tuple(f.name for f, _ in option_specs(RefinedSettings) if f.name not in APPENDED_OPTIONS)
 DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregrounds", "IMAGE"),
                  ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK"), ("message", "STRING")]
-DECOMPOSE_WIDGETS = ["given", *widget_defaults(RefinedSettings, REFINED_WIDGETS),
+DECOMPOSE_WIDGETS = ["given", *widget_defaults(RefinedSettings, LEADING_OPTIONS),
                      *widget_defaults(ProposalSettings, ("max_objects",)), DEFAULT_ENGINE,
                      *widget_defaults(RefinedSettings, APPENDED_OPTIONS)]
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
+from ..filters import bounding_box
 from ..layers import Layer, LayerStack, coverage
 
 __all__ = ["Engine", "Peeled", "StackBuilder"]
@@ -52,8 +53,6 @@ class StackBuilder:
                   step: Callable[[], None] | None = None) -> Peeled:
         """Peel one object per prompt mask, front to back, with ``peel_one(current, mask)`` returning
         ``(fg, alpha, shadow, below)``; an empty mask gives an empty layer. Returns :meth:`result`."""
-        from ..filters import bounding_box
-
         for mask, name, index in zip(masks, names, prompt_indices):
             if bounding_box(mask) is None:
                 self.add_empty(name, index, shadow_channels)

@@ -20,10 +20,10 @@ import torch
 from ..checkpoints import load_pretrained
 from ..errors import LiWiError
 from ..filters import resize
-from ..options import check_settings, option
+from ..options import check_settings, option, option_specs
+from ..shadow import continue_under_object
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, paste_region, peel_region
-from ..shadow import continue_under_object
 from .exact import explain_object
 
 __all__ = [
@@ -59,6 +59,8 @@ class RefinedSettings(ClassicalSettings):
 #: options added after the Decompose node's ``engine`` widget: workflows saved before them keep
 #: their widget values in place (saved widget values are positional)
 APPENDED_OPTIONS = ("saliency_guide",)
+#: the options whose widgets come before ``engine``, in declaration order
+LEADING_OPTIONS = tuple(f.name for f, _ in option_specs(RefinedSettings) if f.name not in APPENDED_OPTIONS)
 
 
 def load_refiner(path=None):
@@ -109,11 +111,11 @@ class RefinedEngine(Engine):
     needs_masks = True
 
     def __init__(self, settings: RefinedSettings | None = None, refiner=None, saliency_model=None, **options):
-        from ..saliency import load_saliency_model
+        from ..proposals import saliency_model as shared_saliency_model
 
         self.settings = check_settings(settings if settings is not None else RefinedSettings(**options))
         self.refiner = refiner if refiner is not None else load_refiner(self.settings.refiner_checkpoint)
-        self.saliency_model = saliency_model if saliency_model is not None else load_saliency_model()
+        self.saliency_model = saliency_model if saliency_model is not None else shared_saliency_model()
 
     def meta(self) -> dict:
         return {"engine": self.name, "settings": {**self.settings.to_dict(), "refiner": dict(self.refiner.config)}}
