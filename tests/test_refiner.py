@@ -168,3 +168,22 @@ def test_shadow_is_continued_under_the_opaque_object_not_imprinted():
     assert torch.equal(out[alpha < 0.98], shadow[alpha < 0.98])
     assert torch.allclose(out[..., 8:24, 8:23], torch.full_like(out[..., 8:24, 8:23], 0.7), atol=1e-4)
     assert torch.equal(continue_under_object(shadow, torch.zeros_like(alpha)), shadow)
+
+
+def test_a_darker_refined_shadow_does_not_shadow_the_soft_edge_twice():
+    """Under a soft edge the classical background already carries the seen shadow: with the refined
+    (darker) shadow, what lies below the edge stays the same, so the exact colour solve keeps the
+    edge's alpha; where the object is opaque the refiner's hidden background is used."""
+    from liwi_core.engines.refined import keep_edge_below
+
+    alpha = torch.tensor([0.0, 0.3, 0.7, 0.99, 1.0]).view(1, 1, 1, 5)
+    shadow = torch.full((1, 1, 1, 5), 0.9)
+    background = torch.full((1, 3, 1, 5), 0.4)
+    new_shadow = torch.full((1, 1, 1, 5), 0.6)
+    new_background = torch.full((1, 3, 1, 5), 0.8)
+    out = keep_edge_below(alpha, shadow, background, new_shadow, new_background)
+    below = out * new_shadow
+    assert torch.allclose(below[..., 1:3], (background * shadow)[..., 1:3])  # soft edge: same below
+    assert torch.equal(out[..., 4], new_background[..., 4])  # opaque: the refiner's fill
+    assert torch.equal(out[..., 0], new_background[..., 0])  # seen: explain_object recomputes it
+    assert 0.6 < float(out[0, 0, 0, 3]) < 0.8  # ramps between the two near opaque

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_REFINER",
     "RefinedEngine",
     "RefinedSettings",
+    "keep_edge_below",
     "load_refiner",
     "predict_corrections",
     "refiner_example",
@@ -104,6 +105,26 @@ def predict_corrections(refiner, inputs: torch.Tensor, size: tuple[int, int]):
     return RefinerOutput(*(resize(t.float().to(inputs.device), size, mode="bilinear") for t in out.to_tuple()))
 
 
+def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor, new_shadow: torch.Tensor,
+                    new_background: torch.Tensor, opaque: float = 0.98) -> torch.Tensor:
+    """The corrected background, except under the object's soft edge (``0 < alpha < opaque``, ramping
+    to the corrected one at ``alpha`` 1), where what lies below the edge (background times shadow)
+    stays the classical one: the background there becomes ``background * shadow / new_shadow``.
+
+    The classical background under an edge is its seen neighbourhood, shadow included; multiplied
+    by a refined, darker shadow it would be shadowed twice, and the exact colour solve would then
+    move the edge's alpha and colour. Dividing the shadow out instead gives the unshadowed ground
+    under the edge, and the exported shadow layer keeps the refined shadow there. The refiner's
+    background correction is trained for the hidden hole, which it keeps where the object is opaque.
+
+    All ``[1,C,H,W]`` on one grid: ``alpha`` 1 channel, shadows 1 or 3, backgrounds 3.
+    """
+    weight = ((alpha - opaque) / (1 - opaque)).clamp(0, 1)
+    edge = (alpha > 0) & (alpha < 1)
+    unshadowed = (background * shadow / new_shadow.clamp_min(1e-3)).clamp(0, 1)
+    return torch.where(edge, weight * new_background + (1 - weight) * unshadowed, new_background)
+
+
 class RefinedEngine(Engine):
     """``create("refined", **settings)``, or ``create("refined", refiner=...)`` with a loaded refiner."""
 
@@ -131,8 +152,9 @@ class RefinedEngine(Engine):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
         if any(bool(t.any()) for t in corrections.to_tuple()):
-            alpha, shadow, clean = apply_corrections(alpha, shadow, clean, corrections)
-            fg, alpha, shadow, clean = explain_object(img, alpha, continue_under_object(shadow, alpha), clean)
+            alpha, new_shadow, new_clean = apply_corrections(alpha, shadow, clean, corrections)
+            new_clean = keep_edge_below(alpha, shadow, clean, new_shadow, new_clean)
+            fg, alpha, shadow, clean = explain_object(img, alpha, continue_under_object(new_shadow, alpha), new_clean)
         return paste_region(image, region, fg, alpha, shadow, clean)
 
     def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
