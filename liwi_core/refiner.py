@@ -34,8 +34,7 @@ from torch import nn
 from .filters import dilate, luminance
 from .model import conv_block, unet_features
 
-__all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs",
-           "shadow_off_other_objects"]
+__all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
 
 # image 3, prompt 1, classical alpha 1, classical shadow (grey) 1, classical background 3, saliency 1
 INPUT_CHANNELS = 10
@@ -143,35 +142,3 @@ def apply_corrections(alpha: torch.Tensor, shadow: torch.Tensor, background: tor
     if not exact_zero:
         return tuple(new for _, new, _ in parts)
     return tuple(_keep_where_zero(delta, old, new) for old, new, delta in parts)
-
-
-def shadow_off_other_objects(shadow_correction: torch.Tensor, inputs: torch.Tensor, darker: float = 0.15,
-                             salient: float = 0.5, share: float = 0.5) -> torch.Tensor:
-    """The shadow correction ``[1,1,h,w]`` (log space, :class:`RefinerOutput`) with the darkening
-    that lies on another object removed.
-
-    A cast shadow darkens a surface; a dark thing the salient-object network marks as an object
-    of its own (saliency channel of ``inputs`` above ``salient`` where the classical alpha is 0) is
-    that object, not this one's shadow: a black helmet beside a person, a dark bag beside a cup.
-    The correction is dropped wherever such an object is, and a connected region it darkens by
-    more than ``darker`` is dropped whole when more than ``share`` of it is on one.
-
-    Args:
-        shadow_correction: ``[1,1,h,w]`` on the grid of ``inputs``.
-        inputs: ``[1, INPUT_CHANNELS, h, w]`` from :func:`refiner_inputs`.
-    """
-    import cv2
-    import numpy as np
-
-    other = inputs[:, 9:10] * (inputs[:, 4:5] <= 0).to(inputs.dtype) > salient
-    dark = shadow_correction < np.log(1.0 - darker)
-    if not bool((other & dark).any()):
-        return shadow_correction
-    count, labels = cv2.connectedComponents(dark[0, 0].numpy().astype(np.uint8), connectivity=8)
-    labels_t = torch.from_numpy(labels)[None, None]
-    drop = other.clone()
-    for k in range(1, count):
-        part = labels_t == k
-        if float((part & other).sum()) > share * float(part.sum()):
-            drop |= part
-    return torch.where(drop, torch.zeros_like(shadow_correction), shadow_correction)

@@ -187,23 +187,3 @@ def test_a_darker_refined_shadow_does_not_shadow_the_soft_edge_twice():
     assert torch.equal(out[..., 4], new_background[..., 4])  # opaque: the refiner's fill
     assert torch.equal(out[..., 0], new_background[..., 0])  # seen: explain_object recomputes it
     assert 0.6 < float(out[0, 0, 0, 3]) < 0.8  # ramps between the two near opaque
-
-
-def test_the_refined_shadow_is_not_put_on_another_salient_object():
-    """A dark object the saliency network marks beside this one (outside its alpha) is not this
-    object's shadow: the darkening there is dropped, the one on the ground is kept, and a dark
-    region mostly on the other object goes with it."""
-    from liwi_core.refiner import shadow_off_other_objects
-
-    inputs = torch.zeros(1, INPUT_CHANNELS, 32, 32)
-    inputs[:, 4, 8:16, 8:16] = 1.0  # this object's classical alpha
-    inputs[:, 9, 8:16, 8:16] = 1.0  # salient: this object ...
-    inputs[:, 9, 20:30, 20:30] = 1.0  # ... and another one
-    correction = torch.zeros(1, 1, 32, 32)
-    correction[..., 16:20, 8:16] = -1.0  # its shadow on the ground below it
-    correction[..., 20:30, 20:30] = -1.0  # the other object, dark
-    correction[..., 20:30, 30:32] = -1.0  # a dark strip joined to it, mostly the object
-    out = shadow_off_other_objects(correction, inputs)
-    assert torch.equal(out[..., 16:20, 8:16], correction[..., 16:20, 8:16])
-    assert float(out[..., 20:30, 20:32].abs().max()) == 0.0
-    assert torch.equal(shadow_off_other_objects(correction, torch.zeros_like(inputs)), correction)

@@ -47,9 +47,6 @@ class RefinedSettings(ClassicalSettings):
 
     shadow_reach: float = option(0.75, "How far from an object its shadow is looked for, as a fraction of the "
                                        "object's size. 0 = no shadow layers.", minimum=0.0, maximum=4.0, step=0.05)
-    shadow_off_objects: bool = option(True, "Refined engine: the refined shadow is not put on another object the "
-                                            "salient-object network finds beside this one (a dark object is not "
-                                            "a shadow).", cli="--no-shadow-off-objects")
     # not "checkpoint": the learned engine's --checkpoint flag is already taken on the command line
     refiner_checkpoint: str | None = option(None, "Refiner checkpoint folder (config.json + .safetensors); "
                                                   "default: the bundled liwi-refiner.")
@@ -57,13 +54,12 @@ class RefinedSettings(ClassicalSettings):
     def classical(self) -> ClassicalSettings:
         fields = asdict(self)
         fields.pop("refiner_checkpoint")
-        fields.pop("shadow_off_objects")
         return ClassicalSettings(**fields)
 
 
 #: options added after the Decompose node's ``engine`` widget: workflows saved before them keep
 #: their widget values in place (saved widget values are positional)
-APPENDED_OPTIONS = ("saliency_guide", "shadow_off_objects")
+APPENDED_OPTIONS = ("saliency_guide",)
 #: the options whose widgets come before ``engine``, in declaration order
 LEADING_OPTIONS = tuple(f.name for f, _ in option_specs(RefinedSettings) if f.name not in APPENDED_OPTIONS)
 
@@ -145,20 +141,6 @@ class RefinedEngine(Engine):
     def meta(self) -> dict:
         return {"engine": self.name, "settings": {**self.settings.to_dict(), "refiner": dict(self.refiner.config)}}
 
-    def _off_other_objects(self, inputs: torch.Tensor, shadow: torch.Tensor) -> torch.Tensor:
-        """The shadow correction with what lies on other salient objects dropped, decided on the
-        refiner's grid (:func:`~liwi_core.refiner.shadow_off_other_objects`)."""
-        from ..refiner import shadow_off_other_objects
-
-        if not self.settings.shadow_off_objects:
-            return shadow
-        small = resize(shadow, tuple(inputs.shape[-2:]), mode="area")
-        kept = shadow_off_other_objects(small, inputs.cpu())
-        if torch.equal(kept, small):
-            return shadow
-        dropped = resize(((kept == 0) & (small != 0)).float(), tuple(shadow.shape[-2:]), mode="bilinear")
-        return shadow * (1 - dropped.clamp(0, 1))
-
     def _peel_one(self, image: torch.Tensor, mask: torch.Tensor):
         from ..refiner import apply_corrections
 
@@ -166,7 +148,6 @@ class RefinedEngine(Engine):
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
-        corrections.shadow = self._off_other_objects(inputs, corrections.shadow)
         if not bool((alpha <= 0).any()):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
