@@ -82,3 +82,22 @@ def test_concat_pads_shorter_stacks_with_empty_back_layers():
     assert torch.equal(both.select(1).composite(), three.composite())
     assert torch.equal(both.select(0).composite(), one.composite())
     assert LayerStack.concat([one, one], shadow_channels=3).layers[0].shadow.shape[1] == 3
+
+
+def test_the_shadow_under_an_opaque_object_keeps_no_print_of_its_bright_parts():
+    """Where the object is opaque nothing below shows, so the shadow map is not floored at the
+    pixel there (which would print the object's highlights into the exported shadow layer); where
+    the below shows, the floor keeps the background in [0, 1] and the layers exact."""
+    from liwi_core.engines.exact import explain_object
+
+    image = torch.full((1, 3, 16, 16), 0.3)
+    image[..., 4:12, 4:12] = 0.95  # a bright object
+    alpha = torch.zeros(1, 1, 16, 16)
+    alpha[..., 4:12, 4:12] = 1.0
+    alpha[..., 4:12, 12] = 0.5
+    shadow = torch.full((1, 1, 16, 16), 0.5)
+    fg, alpha_out, shadow_out, clean = explain_object(image, alpha, shadow)
+    assert torch.equal(shadow_out[..., 4:12, 4:12], shadow[..., 4:12, 4:12])
+    assert float(shadow_out[..., 0, 0]) >= 0.3 and float(clean.max()) <= 1.0
+    below = clean * shadow_out
+    assert torch.allclose(alpha_out * fg + (1 - alpha_out) * below, image, atol=1e-5)

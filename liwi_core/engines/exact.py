@@ -23,7 +23,7 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
     """Turn an object's estimated alpha and shadow into layers that explain ``image`` exactly.
 
     The background under the shadow is the image with the shadow divided out (a shadow map
-    never darker than the pixel keeps it within [0, 1]); under the object it is ``fill``
+    never darker than the pixel, except where the object is opaque, keeps it within [0, 1]); under the object it is ``fill``
     (``[1,3,H,W]``, e.g. a learned completion) or push-pull inpainting; the foreground is
     then solved so that ``image == alpha * fg + (1 - alpha) * clean * shadow``.
 
@@ -37,7 +37,9 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         ``(fg, alpha, shadow, clean)``; ``fg`` is defined everywhere (:func:`extend_colours`).
     """
     floor = image if shadow.shape[1] == 3 else image.amax(dim=1, keepdim=True)
-    shadow = torch.maximum(shadow, floor).clamp(max=1.0)
+    # no floor where the object is opaque: nothing below shows there, and the floor would print
+    # the object's bright parts into the exported shadow layer
+    shadow = torch.where(alpha < 1, torch.maximum(shadow, floor), shadow).clamp(max=1.0)
     seen = (alpha <= 0).float()
     unshadowed = image / shadow.clamp_min(1e-6)
     if fill is None:
