@@ -220,3 +220,30 @@ def test_ready_cutouts_become_objects_with_their_own_alpha(photos, cutouts, tmp_
 
 def test_cutouts_alone_need_a_background(cutouts, tmp_path):
     assert main(["--images", str(cutouts), "--out", str(tmp_path / "o"), "--num", "1", "--quiet"]) == 2
+
+
+def test_dark_objects_are_darkened_copies_and_leave_the_rest_of_the_sample_alone(photos, cutouts, tmp_path,
+                                                                                 monkeypatch):
+    """Some objects are made dark (a black helmet beside another object: a shadow model must not
+    take it for a shadow); the choice draws from its own stream, so placement, shadows and prompts
+    are those of the same seed without it."""
+    import liwi_core.add.run as add_run
+
+    backgrounds = tmp_path / "bg"
+    backgrounds.mkdir()
+    shutil.copy(EX / "rocket.png", backgrounds / "rocket.png")
+    stacks = {}
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(add_run, "DARK_OBJECTS", share)
+        out = tmp_path / f"out{share}"
+        run(AddConfig(images=str(backgrounds), objects=str(cutouts), out=str(out), num=3, seed=2, size=128,
+                      max_objects=1), progress=False)
+        stacks[share] = {s.id: s.stack for s in iter_samples(out)}
+    assert stacks[0.0].keys() == stacks[1.0].keys() and stacks[0.0]
+    for sid, plain in stacks[0.0].items():
+        dark = stacks[1.0][sid]
+        for a, b in zip(plain.layers, dark.layers):
+            assert torch.equal(a.alpha, b.alpha) and torch.equal(a.shadow, b.shadow)
+            inside = a.alpha > 0.5
+            ratio = float(b.rgba[:, :3][inside.expand(1, 3, -1, -1)].mean() / a.rgba[:, :3][inside.expand(1, 3, -1, -1)].mean())
+            assert 0.04 < ratio < 0.26

@@ -238,6 +238,9 @@ def _ready_cutout(path: str, size: int) -> torch.Tensor:
 
 
 DARK_SCENES = 0.2  # share of samples whose background photo is dimmed to 30-65% of its brightness
+# share of objects made dark (5-25% of their brightness): a black helmet or bag beside another
+# object, which a shadow model must not take for that object's shadow
+DARK_OBJECTS = 0.15
 
 
 def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor, list[dict], dict]:
@@ -252,8 +255,12 @@ def compose_sample(plan: Plan, cache: _Cache) -> tuple[LayerStack, torch.Tensor,
     anchored = [m in cache.by_id[sid].bottom_cut for sid, m in plan.objects]
     placed = tools.place_objects((h, w), cutouts, g, anchored=anchored)
     layers, prompts, shadows = [], [], []
+    # its own stream, so the draws above and below stay those of earlier runs of a seed
+    g_dark = sample_generator(plan.seed, plan.index, plan.attempt + 7919)
     for k, (rgba, box) in enumerate(placed):
         rgba = tools.harmonize(rgba, background, box)
+        if float(torch.rand((), generator=g_dark)) < DARK_OBJECTS:
+            rgba = torch.cat([rgba[:, :3] * (0.05 + 0.2 * float(torch.rand((), generator=g_dark))), rgba[:, 3:]], 1)
         shadow, params = tools.cast_shadow(rgba[:, 3:4], g)
         layers.append(Layer(rgba=rgba, shadow=shadow, name=default_layer_name(k), prompt_index=k))
         prompts.append(tools.degrade_prompts(rgba[:, 3:4], g))
