@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .filters import bounding_box, dilate, gaussian_blur, luminance, push_pull_fill, resize
 
-__all__ = ["estimate_shadow", "continue_under_object", "synthesize_cast_shadow", "smoothstep"]
+__all__ = ["OPAQUE", "estimate_shadow", "continue_under_object", "synthesize_cast_shadow", "smoothstep"]
 
 
 def _each_image(fn):
@@ -95,7 +95,12 @@ def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, thresh
     return resize(shadow, (h, w), mode="bilinear").clamp(0.0, 1.0)
 
 
-def continue_under_object(shadow: torch.Tensor, alpha: torch.Tensor, opaque: float = 0.98) -> torch.Tensor:
+#: alpha from which an object counts as opaque for its shadow map: what lies below shows through
+#: by at most 2%, so the map there is not read from the pixels
+OPAQUE = 0.98
+
+
+def continue_under_object(shadow: torch.Tensor, alpha: torch.Tensor, opaque: float = OPAQUE) -> torch.Tensor:
     """``shadow`` ``[1,1|3,H,W]`` with its values where the object is opaque (``alpha`` ``[1,1,H,W]``
     >= ``opaque``) replaced by a smooth continuation (push-pull) of the rest.
 

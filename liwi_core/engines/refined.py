@@ -21,7 +21,7 @@ from ..checkpoints import load_pretrained
 from ..errors import LiWiError
 from ..filters import resize
 from ..options import check_settings, option, option_specs
-from ..shadow import continue_under_object
+from ..shadow import OPAQUE, continue_under_object
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, paste_region, peel_region
 from .exact import explain_object
@@ -106,7 +106,7 @@ def predict_corrections(refiner, inputs: torch.Tensor, size: tuple[int, int]):
 
 
 def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor, new_shadow: torch.Tensor,
-                    new_background: torch.Tensor, opaque: float = 0.98) -> torch.Tensor:
+                    new_background: torch.Tensor, opaque: float = OPAQUE) -> torch.Tensor:
     """The corrected background, except under the object's soft edge (``0 < alpha < opaque``, ramping
     to the corrected one at ``alpha`` 1), where what lies below the edge (background times shadow)
     stays the classical one: the background there becomes ``background * shadow / new_shadow``.
