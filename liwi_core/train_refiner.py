@@ -29,6 +29,7 @@ import random
 import shutil
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -53,20 +54,33 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = None, wait: bool = False) -> int:
+def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = None, wait: bool = False,
+                  shard: tuple[int, int] = (0, 1)) -> int:
     """Write one refiner example per object of each sample of the ADD dataset ``data`` into ``out``;
     returns how many samples are done. Existing examples are kept (resume). ``wait``: keep
-    polling for samples a running ADD job is still writing until ``limit`` are done."""
+    polling for samples a running ADD job is still writing until ``limit`` are done.
+    ``shard`` ``(i, n)``: only the samples whose number (``s<seed>-<number>``; a CRC of other
+    ids) is ``i`` mod ``n``, so ``n`` processes (one thread each) share a many-core machine;
+    the number, not the position, so a sample keeps its shard while ADD is still writing."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise LiWiError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a second job (ADD, training) usually shares the machine
     try:
         with torch.no_grad():
-            return _make_examples(data, out, settings, seed, limit, wait)
+            return _make_examples(data, out, settings, seed, limit, wait, shard)
     finally:
         torch.set_num_threads(threads)
 
 
-def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool) -> int:
+def _shard_key(sample_id: str) -> int:
+    number = sample_id.rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else zlib.crc32(sample_id.encode())
+
+
+def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool,
+                   shard: tuple[int, int] = (0, 1)) -> int:
     from .dataset import iter_samples, sample_ids
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings, refiner_example
@@ -80,8 +94,12 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
     out.mkdir(parents=True, exist_ok=True)
     saliency_model = shared_saliency_model()
     done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
+
+    def mine() -> list[str]:
+        return [i for i in sample_ids(data) if _shard_key(i) % shard[1] == shard[0]]
+
     while True:
-        ids = [i for i in sample_ids(data) if i not in done][: None if limit is None else max(0, limit - len(done))]
+        ids = [i for i in mine() if i not in done][: None if limit is None else max(0, limit - len(done))]
         for sample in iter_samples(data, ids=ids) if ids else ():
             rng = random.Random(f"{seed}:{sample.id}")
             layers = sample.stack.layers
@@ -89,7 +107,8 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
             # it are peeled off with their true layers (as the engine peels, front to back)
             for depth, k in enumerate(reversed(range(len(layers)))):
                 layer = layers[k]
-                kind = rng.choice(PROMPT_KINDS)
+                # a dataset made elsewhere may carry only some of ADD's prompt kinds
+                kind = rng.choice([c for c in PROMPT_KINDS if c == "exact" or c in sample.prompts[k]])
                 prompt = (layer.alpha > 0.5).float() if kind == "exact" else sample.prompts[k][kind]
                 if float(prompt.sum()) == 0:
                     continue
@@ -111,9 +130,9 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
         if not wait or (limit is not None and len(done) >= limit):
             return len(done)
         time.sleep(20)
-        if not [i for i in sample_ids(data) if i not in done]:
+        if not [i for i in mine() if i not in done]:
             time.sleep(40)
-            if not [i for i in sample_ids(data) if i not in done]:
+            if not [i for i in mine() if i not in done]:
                 return len(done)
 
 
@@ -168,26 +187,34 @@ def _load_examples(folder: Path, train: dict | None = None, val: dict | None = N
     return train, val
 
 
-def _batch(examples: list, size: int, rng: random.Random, augment: bool = True, crop: int | None = None):
+def _batch(examples: list, size: int, rng: random.Random, augment: bool = True, crop: int | None = None,
+           device: str | torch.device = "cpu"):
     """Examples padded to ``size`` squared (``valid`` 0 on the padding), flipped at random, and
-    with ``crop`` a random ``crop`` squared window of each (cheaper steps on a CPU)."""
+    with ``crop`` a random ``crop`` squared window of each (cheaper steps on a CPU); returned
+    as float ``[B,C,S,S]`` on ``device`` (the 8-bit crops travel, then are converted there)."""
     xs, ts, vs = [], [], []
     for ex in examples:
-        x, t = ex["inputs"].float() / 255, ex["truth"].float() / 255
+        x, t = ex["inputs"], ex["truth"]
         if augment and rng.random() < 0.5:
             x, t = x.flip(-1), t.flip(-1)
         h, w = x.shape[-2:]
-        pad = (0, size - w, 0, size - h)
-        v = F.pad(torch.ones(1, h, w), pad)
-        x, t = F.pad(x[None], pad, mode="replicate")[0], F.pad(t[None], pad, mode="replicate")[0]
+        v = torch.ones(1, h, w, dtype=torch.uint8)
         if crop is not None and crop < size:
             y0, x0 = rng.randrange(max(1, h - crop + 1)), rng.randrange(max(1, w - crop + 1))
             window = (Ellipsis, slice(y0, y0 + crop), slice(x0, x0 + crop))
             x, t, v = x[window], t[window], v[window]
+            h, w, target = *x.shape[-2:], crop
+        else:
+            target = size
+        if (h, w) != (target, target):
+            pad = (0, target - w, 0, target - h)
+            v = F.pad(v, pad)
+            x, t = (F.pad(a[None].float(), pad, mode="replicate")[0].to(torch.uint8) for a in (x, t))
         xs.append(x)
         ts.append(t)
         vs.append(v)
-    return torch.stack(xs), torch.stack(ts), torch.stack(vs)
+    return tuple(torch.stack(a).to(device, non_blocking=True).float() / d
+                 for a, d in ((xs, 255), (ts, 255), (vs, 1)))
 
 
 def _save_checkpoint(model, optimizer, step: int, out: Path) -> None:
@@ -205,7 +232,7 @@ def _save_checkpoint(model, optimizer, step: int, out: Path) -> None:
 
 
 @torch.no_grad()
-def validate(model, val: list, size: int) -> dict:
+def validate(model, val: list, size: int, device: str | torch.device = "cpu") -> dict:
     """Refined against classical on the held-back examples: alpha soft IoU, shadow L1 outside the
     object, background L1 in the hole (the ``losses`` definitions)."""
     from .refiner import RefinerOutput
@@ -213,7 +240,7 @@ def validate(model, val: list, size: int) -> dict:
     model.eval()
     sums: dict[str, float] = {}
     for i in range(0, len(val), 8):
-        x, t, v = _batch(val[i:i + 8], size, random.Random(0), augment=False)
+        x, t, v = _batch(val[i:i + 8], size, random.Random(0), augment=False, device=device)
         zero = RefinerOutput(*(torch.zeros_like(p) for p in model(x).to_tuple()))
         for name, corr in (("classical", zero), ("refined", model(x))):
             for k, value in losses(x, t, v, corr).items():
@@ -222,8 +249,14 @@ def validate(model, val: list, size: int) -> dict:
     return {k: round(s / len(val), 5) for k, s in sums.items()}
 
 
-def fit(examples, out, config: dict, minutes: float | None = None, log=print) -> Path:
-    """Train (or resume) the refiner; returns the checkpoint folder."""
+def fit(examples, out, config: dict, minutes: float | None = None, log=print,
+        device: str | torch.device = "cpu") -> Path:
+    """Train (or resume) the refiner; returns the checkpoint folder. ``device``: where the steps
+    run (``cuda`` where a GPU is lent; examples stay 8-bit in CPU memory, batches travel).
+    ``config["anneal_within_minutes"]``: with ``minutes``, the cosine learning rate reaches its
+    end when the time is up even if steps remain (a lent GPU for a fixed time).
+    ``config["alpha_support"]``, when given, overrides the loaded model's (so a later stage can
+    switch the alpha corrections on or off)."""
     from .refiner import LiWiRefiner
 
     out = Path(out)
@@ -241,10 +274,13 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
         model = LiWiRefiner(**{k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach")
                                if k in config})
         state = None
+    if "alpha_support" in config and model.config.alpha_support != config["alpha_support"]:
+        model.register_to_config(alpha_support=config["alpha_support"])
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     step = 0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # moves its tensors to the parameters' device
         step = state["step"]
     steps, batch_size = config["steps"], config["batch_size"]
     rng = random.Random(step)
@@ -252,12 +288,19 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
     log(json.dumps({"examples": len(train), "val": len(val), "resume_step": step}))
     model.train()
     while step < steps:
-        lr = config["lr"] * 0.5 * (1 + math.cos(math.pi * step / steps))
+        progress = step / steps
+        if minutes is not None and config.get("anneal_within_minutes"):
+            # a lent GPU for a fixed time: the schedule ends with the time even if steps remain
+            progress = max(progress, (time.time() - started) / (minutes * 60))
+        lr = config["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         for group in optimizer.param_groups:
             group["lr"] = lr
         if step % config.get("reload_every", 250) == 0:
             train, val = _load_examples(Path(examples), train, val)
-        x, t, v = _batch(rng.sample(list(train.values()), batch_size), size, rng, crop=config.get("crop"))
+        pool = list(train.values())
+        # while an example job is still filling the folder there may be fewer than a batch
+        picks = rng.sample(pool, batch_size) if len(pool) >= batch_size else rng.choices(pool, k=batch_size)
+        x, t, v = _batch(picks, size, rng, crop=config.get("crop"), device=device)
         parts = losses(x, t, v, model(x), config.get("shadow_weight", 2.0))
         optimizer.zero_grad()
         parts["total"].backward()
@@ -271,7 +314,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
         if step % config.get("save_every", 100) == 0 or step == steps or timed_out:
             _save_checkpoint(model, optimizer, step, out)
         if step % config.get("val_every", 500) == 0 or step == steps or timed_out:
-            log(json.dumps({"step": step, "examples": len(train), "val": validate(model, list(val.values()), size)}))
+            log(json.dumps({"step": step, "examples": len(train), "val": validate(model, list(val.values()), size, device)}))
         if timed_out:
             break
     return latest
@@ -286,15 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--limit", type=int, default=None)
     e.add_argument("--wait", action="store_true", help="poll for samples an ADD job is still writing")
+    e.add_argument("--shard", default="0/1", help="I/N: this process makes the examples of samples I mod N")
     f = sub.add_parser("fit", help="train or resume the refiner")
     f.add_argument("--examples", required=True)
     f.add_argument("--out", required=True)
     f.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "training" / "configs" / "refiner.json"))
     f.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
     args = p.parse_args(argv)
     try:
         if args.command == "examples":
-            print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait))
+            try:
+                shard = tuple(int(n) for n in args.shard.split("/"))
+                if len(shard) != 2:
+                    raise ValueError
+            except ValueError:
+                raise LiWiError(f"--shard '{args.shard}': expected I/N, e.g. 0/4") from None
+            print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait, shard=shard))
         else:
             config = json.loads(Path(args.config).read_text())
             log_file = Path(args.out) / "log.jsonl"
@@ -304,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
                 with open(log_file, "a") as fh:
                     fh.write(line + "\n")
-            print(fit(args.examples, args.out, config, args.minutes, log))
+            print(fit(args.examples, args.out, config, args.minutes, log, device=args.device))
     except LiWiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -187,3 +187,39 @@ def test_a_darker_refined_shadow_does_not_shadow_the_soft_edge_twice():
     assert torch.equal(out[..., 4], new_background[..., 4])  # opaque: the refiner's fill
     assert torch.equal(out[..., 0], new_background[..., 0])  # seen: explain_object recomputes it
     assert 0.6 < float(out[0, 0, 0, 3]) < 0.8  # ramps between the two near opaque
+
+
+def test_example_shards_split_the_samples_without_overlap(tmp_path):
+    from helpers import write_scene_dataset
+    from liwi_core.errors import LiWiError
+    from liwi_core.train_refiner import make_examples
+
+    data = write_scene_dataset(tmp_path / "data", 5, 48, 48, prefix="s7-")
+    made = []
+    for shard in range(2):
+        out = tmp_path / f"shard{shard}"
+        make_examples(data, out, shard=(shard, 2))
+        made.append({p.stem.split("_o")[0] for p in out.glob("*.pt")})
+    assert made[0] and made[1] and not made[0] & made[1]
+    from liwi_core.dataset import sample_ids
+    assert made[0] | made[1] == set(sample_ids(data))
+    with pytest.raises(LiWiError, match="shard 2/2"):
+        make_examples(data, tmp_path / "bad", shard=(2, 2))
+
+
+def test_training_batches_pad_crop_and_flip_like_the_examples():
+    import random
+
+    from liwi_core.train_refiner import _batch
+    inputs = torch.randint(0, 256, (INPUT_CHANNELS, 20, 24), dtype=torch.uint8)
+    truth = torch.randint(0, 256, (5, 20, 24), dtype=torch.uint8)
+    x, t, v = _batch([{"inputs": inputs, "truth": truth}], 32, random.Random(0), augment=False)
+    assert x.shape == (1, INPUT_CHANNELS, 32, 32) and t.shape == (1, 5, 32, 32) and x.dtype == torch.float32
+    assert torch.equal(x[0, :, :20, :24], inputs.float() / 255)
+    assert torch.equal(x[0, :, 25, 30], inputs[:, 19, 23].float() / 255)  # replicated edge
+    assert float(v[0, 0, :20, :24].min()) == 1 and float(v.sum()) == 20 * 24
+    xc, tc, vc = _batch([{"inputs": inputs, "truth": truth}], 32, random.Random(1), augment=False, crop=16)
+    assert xc.shape[-2:] == (16, 16) and float(vc.min()) == 1  # a crop inside the example: all valid
+    flips = {bool(torch.equal(_batch([{"inputs": inputs, "truth": truth}], 24, random.Random(s))[0][0, :, :20],
+                              inputs.flip(-1).float() / 255)) for s in range(8)}
+    assert flips == {True, False}
