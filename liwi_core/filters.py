@@ -20,6 +20,7 @@ __all__ = [
     "aspect_mismatch",
     "ASPECT_TOLERANCE",
     "luminance",
+    "colour_edges",
     "bounding_box",
 ]
 
@@ -116,6 +117,15 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, int(3.0 * sigma + 0.5))
     k = 2 * radius + 1
     return kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma), border_type=_border(x, radius), separable=True)
+
+
+def colour_edges(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Colour edge strength ``[B,1,H,W]`` of an RGB image ``[B,3,H,W]`` in [0,1]: the magnitude of
+    the CIE Lab gradient (kornia's normalised Sobel after a Gaussian blur of ``sigma``), summed
+    over L, a and b in quadrature; in Lab units per pixel (L spans 0..100)."""
+    lab = kornia.color.rgb_to_lab(image.clamp(0, 1))
+    grad = kornia.filters.spatial_gradient(gaussian_blur(lab, sigma), mode="sobel", normalized=True)
+    return grad.pow(2).sum(dim=(1, 2)).sqrt()[:, None]
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .filters import dilate, erode, guided_filter, push_pull_fill, resize
+from .filters import colour_edges, dilate, erode, guided_filter, push_pull_fill, resize
 
 # saliency below / above which a rough mask's pixel is taken as probably background / object
 SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
@@ -98,6 +98,38 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         votes = seg + small_mask.float() + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
+
+
+def edge_alignment(image: torch.Tensor, mask: torch.Tensor, offsets: tuple[float, ...] = (0.03, 0.06, 0.1)) -> float:
+    """How well a mask's outline follows the image's edges: the mean colour edge strength
+    (:func:`~liwi_core.filters.colour_edges`) on the outline (the mask dilated by 1 px minus the
+    mask eroded by 1 px), divided by the largest mean strength on rings 2 px wide at
+    ``offsets`` (fractions of the mask's size, the square root of its area; at least 3 px)
+    inside and outside it. An outline drawn on the object's edge scores well above 1 (it sits on
+    the strongest edge around); a dilated, eroded or box-shaped one lies off the edge and scores
+    below 1. 0 for an empty mask or an image without edges.
+
+    Args:
+        image: ``[1,3,H,W]`` RGB in [0,1].
+        mask: ``[1,1,H,W]`` in [0,1] (1 = object; thresholded at 0.5).
+        offsets: ring distances, as fractions of the mask's size.
+    """
+    binary = (mask > 0.5).float()
+    if float(binary.sum()) == 0:
+        return 0.0
+    edges = colour_edges(image)
+
+    def mean_on(region: torch.Tensor) -> float:
+        inside = region > 0.5
+        return float(edges[inside].mean()) if bool(inside.any()) else 0.0
+
+    outline = mean_on(dilate(binary, 1) - erode(binary, 1))
+    size = float(binary.sum()) ** 0.5
+    rings = []
+    for f in offsets:
+        k = max(3, round(f * size))
+        rings += [mean_on(erode(binary, k) - erode(binary, k + 2)), mean_on(dilate(binary, k + 2) - dilate(binary, k))]
+    return outline / (max(rings) + 1e-3) if outline > 0 else 0.0
 
 
 def trimap_from_mask(segmentation: torch.Tensor, band: int) -> torch.Tensor:

@@ -101,3 +101,43 @@ def test_the_shadow_under_an_opaque_object_keeps_no_print_of_its_bright_parts():
     assert float(shadow_out[..., 0, 0]) >= 0.3 and float(clean.max()) <= 1.0
     below = clean * shadow_out
     assert torch.allclose(alpha_out * fg + (1 - alpha_out) * below, image, atol=1e-5)
+
+
+def _textured_disc(size: int = 160, radius: int = 45):
+    g = torch.Generator().manual_seed(3)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < radius ** 2).float()[None, None]
+    ground = torch.tensor([0.55, 0.5, 0.4]).view(1, 3, 1, 1) + 0.04 * torch.randn(1, 3, size, size, generator=g)
+    image = disc * torch.tensor([0.15, 0.3, 0.8]).view(1, 3, 1, 1) + (1 - disc) * ground
+    return image.clamp(0, 1), disc
+
+
+def test_edge_alignment_tells_an_outline_on_the_edge_from_rough_ones():
+    from liwi_core.filters import dilate, erode
+    from liwi_core.matting import edge_alignment
+    image, disc = _textured_disc()
+    box = torch.zeros_like(disc)
+    box[..., 25:135, 25:135] = 1
+    assert edge_alignment(image, disc) > 2
+    for rough in (dilate(disc, 8), erode(disc, 8), box):
+        assert edge_alignment(image, rough) < 1
+    assert edge_alignment(image, torch.zeros_like(disc)) == 0.0
+
+
+def test_a_mask_drawn_on_the_outline_is_kept_and_a_rough_one_snapped(monkeypatch):
+    import liwi_core.engines.classical as classical
+    from liwi_core.filters import dilate
+    image, disc = _textured_disc()
+    calls = []
+    original = classical.refine_mask
+    monkeypatch.setattr(classical, "refine_mask", lambda *a, **k: calls.append(1) or original(*a, **k))
+    settings = classical.ClassicalSettings(saliency_guide=False)
+    alpha, _ = classical.estimate_layers(image, disc, settings)
+    assert not calls
+    # the kept outline: only the matting band may move it
+    assert float(((alpha > 0.5).float() - disc).abs().mean()) < 0.01
+    classical.estimate_layers(image, dilate(disc, 8), settings)
+    assert calls == [1]
+    calls.clear()
+    classical.estimate_layers(image, disc, classical.ClassicalSettings(refine=False, saliency_guide=False))
+    assert not calls
