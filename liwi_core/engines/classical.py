@@ -34,6 +34,9 @@ __all__ = ["ClassicalEngine", "ClassicalSettings", "follows_edges"]
 #: exact prompts pass, 18% of blobs (mostly the true outline with a bump), 1% of eroded ones,
 #: no dilated prompt and no box.
 EXACT_OUTLINE = 2.0
+#: the soft-edge band around a kept outline, as a fraction of the automatic one (at least 1 px;
+#: chosen on the tuning scenes: exact prompts 0.954 -> 0.962 alpha IoU against the full band)
+KEPT_BAND = 0.25
 
 
 @dataclass
@@ -88,6 +91,9 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
     band = settings.edge_radius or _auto_band(seg, upscale)
+    if settings.refine and not snap and not settings.edge_radius:
+        # the kept outline is on the edge already: only the edge's own softness is unknown
+        band = max(1, round(KEPT_BAND * band))
     trimap = trimap_from_mask(seg, band)
     alpha = estimate_alpha(img, trimap, seg)
     reach = round(settings.shadow_reach * max(_box_size(rough), 1))
