@@ -43,7 +43,8 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             mask's uncertain parts: inside the mask, clearly non-salient pixels become
             probable background and only salient ones may be sure foreground (a box's
             corners); just outside it, clearly salient pixels become probable foreground
-            (an eroded mask grows back). After the cut, a pixel is the object where at least
+            (an eroded mask grows back), except around a box, which already holds its
+            object: there they are sure background (another object the box cuts). After the cut, a pixel is the object where at least
             two of the mask, the cut and the map (> 0.5) say so.
 
     Returns:
@@ -74,7 +75,9 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         sal = resize(saliency.float(), (sh, sw), mode="bilinear")[0, 0].numpy()
         inside, ring = small_mask[0, 0].numpy(), near[0, 0].numpy() & ~small_mask[0, 0].numpy()
         gc[inside & (sal < SALIENCY_LOW)] = cv2.GC_PR_BGD
-        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_PR_FGD
+        # an eroded mask grows back into salient pixels just outside it; a box already holds its
+        # object, so what is salient across its edge is another object the box cuts
+        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_BGD if _is_box(inside) else cv2.GC_PR_FGD
         inner &= sal > SALIENCY_HIGH
     if core.sum() > 0.3 * small_mask.sum():
         # a mask that already follows the object keeps its interior
@@ -98,6 +101,12 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         votes = seg + small_mask.float() + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
+
+
+def _is_box(mask: np.ndarray) -> bool:
+    """A rectangle: the mask fills at least 97% of its bounding box."""
+    ys, xs = np.nonzero(mask)
+    return ys.size > 0 and ys.size >= 0.97 * (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
 
 
 def edge_alignment(image: torch.Tensor, mask: torch.Tensor, offsets: tuple[float, ...] = (0.03, 0.06, 0.1)) -> float:

@@ -237,3 +237,28 @@ def test_a_third_colour_in_the_edge_band_keeps_the_segmentation_alpha():
     assert float(unchecked[..., 10:14, 20:24].mean()) > 0.5  # the colour line alone calls it half object
     # a clean edge between the two colours is the same either way
     assert torch.allclose(checked[..., 30, :], unchecked[..., 30, :], atol=1e-4)
+
+
+def test_a_box_does_not_grow_into_the_salient_object_it_cuts():
+    """An eroded mask grows back into salient pixels just outside it; a box already holds its
+    object, so salient pixels across its edge (another object it cuts) are not grown into."""
+    from liwi_core.filters import erode
+    from liwi_core.matting import refine_mask
+
+    size = 160
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    inner = (((yy - 80) ** 2 + (xx - 60) ** 2) < 28 ** 2).float()[None, None]
+    g = torch.Generator().manual_seed(5)
+    image = 0.5 + 0.1 * torch.rand(1, 3, size, size, generator=g)
+    blue = torch.tensor([0.2, 0.3, 0.8]).view(1, 3, 1, 1)
+    box = torch.zeros_like(inner)
+    box[..., 44:117, 24:110] = 1.0
+    # the part of another object, coloured like the framed one, that shows just past the box's edge
+    other = torch.zeros_like(inner)
+    other[..., 60:100, 110:114] = 1.0
+    image = (inner + other) * blue + (1 - inner - other) * image
+    salient = inner + other
+    assert float((refine_mask(image, box, saliency=salient) * other).sum()) < 0.1 * float(other.sum())
+    # the same salient pixels next to an eroded mask of them are grown into
+    seed = erode(salient, 2) * (1 - other)
+    assert float((refine_mask(image, seed + erode(other, 1), saliency=salient) * other).sum()) > 0.5 * float(other.sum())
