@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=environment,
-                            stdout=open(log, "a"), stderr=subprocess.STDOUT)
+    with open(log, "a") as out:  # the child keeps its own copy of the handle
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=environment,
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def main(argv: list[str] | None = None) -> int:
