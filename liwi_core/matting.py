@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .filters import colour_edges, dilate, erode, guided_filter, push_pull_fill, resize
+from .filters import bounding_box, colour_edges, dilate, erode, guided_filter, push_pull_fill, resize
 
 # saliency below / above which a rough mask's pixel is taken as probably background / object
 SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
@@ -77,7 +77,7 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         gc[inside & (sal < SALIENCY_LOW)] = cv2.GC_PR_BGD
         # an eroded mask grows back into salient pixels just outside it; a box already holds its
         # object, so what is salient across its edge is another object the box cuts
-        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_BGD if _is_box(inside) else cv2.GC_PR_FGD
+        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_BGD if _is_box(small_mask) else cv2.GC_PR_FGD
         inner &= sal > SALIENCY_HIGH
     if core.sum() > 0.3 * small_mask.sum():
         # a mask that already follows the object keeps its interior
@@ -103,10 +103,13 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
 
 
-def _is_box(mask: np.ndarray) -> bool:
-    """A rectangle: the mask fills at least 97% of its bounding box."""
-    ys, xs = np.nonzero(mask)
-    return ys.size > 0 and ys.size >= 0.97 * (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+def _is_box(mask: torch.Tensor) -> bool:
+    """A rectangle: the binary mask ``[1,1,H,W]`` fills at least 97% of its bounding box."""
+    box = bounding_box(mask.float())
+    if box is None:
+        return False
+    y0, y1, x0, x1 = box
+    return float(mask.float().sum()) >= 0.97 * (y1 - y0) * (x1 - x0)
 
 
 def edge_alignment(image: torch.Tensor, mask: torch.Tensor, offsets: tuple[float, ...] = (0.03, 0.06, 0.1)) -> float:

@@ -241,8 +241,9 @@ def validate(model, val: list, size: int, device: str | torch.device = "cpu") ->
     sums: dict[str, float] = {}
     for i in range(0, len(val), 8):
         x, t, v = _batch(val[i:i + 8], size, random.Random(0), augment=False, device=device)
-        zero = RefinerOutput(*(torch.zeros_like(p) for p in model(x).to_tuple()))
-        for name, corr in (("classical", zero), ("refined", model(x))):
+        refined = model(x)
+        zero = RefinerOutput(*(torch.zeros_like(p) for p in refined.to_tuple()))
+        for name, corr in (("classical", zero), ("refined", refined)):
             for k, value in losses(x, t, v, corr).items():
                 sums[f"{name}_{k}"] = sums.get(f"{name}_{k}", 0.0) + float(value) * len(val[i:i + 8])
     model.train()

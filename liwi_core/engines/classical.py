@@ -84,16 +84,15 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model) is kept: GrabCut would only move a correct boundary
-    snap = settings.refine and not follows_edges(img, rough)
+    kept = settings.refine and follows_edges(img, rough)
+    snap = settings.refine and not kept
     guide = prompt_saliency(img, rough) if snap and settings.saliency_guide else None
     seg = refine_mask(img, rough, saliency=guide) if snap else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
-    band = settings.edge_radius or _auto_band(seg, upscale)
-    if settings.refine and not snap and not settings.edge_radius:
-        # the kept outline is on the edge already: only the edge's own softness is unknown
-        band = max(1, round(KEPT_BAND * band))
+    # a kept outline is on the edge already: only the edge's own softness is unknown
+    band = settings.edge_radius or max(1, round((KEPT_BAND if kept else 1.0) * _auto_band(seg, upscale)))
     trimap = trimap_from_mask(seg, band)
     alpha = estimate_alpha(img, trimap, seg)
     reach = round(settings.shadow_reach * max(_box_size(rough), 1))
