@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "recompose_psnr", "stack_layers",
+__all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "false_shadow", "recompose_psnr", "stack_layers",
            "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
            "match_layers_by_alpha"]
 
@@ -83,6 +83,35 @@ def shadow_l1(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, threshold: flo
     if not bool(inside.any()):
         return 0.0
     return float((pred_shadow - gt_shadow).abs()[inside].mean())
+
+
+def false_shadow(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, gt_alpha: torch.Tensor,
+                 threshold: float = 0.95) -> float:
+    """False shadow: the darkening a predicted shadow map puts where the truth has none, as a
+    share of the true darkening::
+
+        sum_p [gt_p >= t and gt_alpha_p < 0.5] * (1 - pred_p)  /  sum_p [gt_p < t] * (1 - gt_p)
+
+    with maps reduced to their channel mean. :func:`shadow_l1` looks only inside the true
+    shadow, so a map that darkens everything near the object scores well there; this is the
+    other half: 0 means no false darkening, 1 as much false darkening as there is true shadow.
+    Pixels under the layer's own object are left out (its shadow there is hidden by it).
+
+    Args:
+        pred_shadow, gt_shadow: ``[B,1|3,H,W]`` multiplicative maps (1 = no shadow).
+        gt_alpha: ``[B,1,H,W]`` the layer's true alpha.
+        threshold: ground-truth value below which a pixel is in the shadow (as :func:`shadow_l1`).
+
+    Returns:
+        The ratio (0 or more); 0 when there is no ground-truth shadow.
+    """
+    pred, gt = pred_shadow.mean(1, keepdim=True), gt_shadow.mean(1, keepdim=True)
+    inside = gt < threshold
+    true_dark = float((1 - gt)[inside].sum())
+    if true_dark == 0:
+        return 0.0
+    outside = ~inside & (gt_alpha < 0.5)
+    return float((1 - pred).clamp(min=0)[outside].sum()) / true_dark
 
 
 def recompose_psnr(recomposed: torch.Tensor, image: torch.Tensor) -> float:

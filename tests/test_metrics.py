@@ -7,7 +7,7 @@ from helpers import scene
 from liwi_core import Layer, LayerStack
 from liwi_core.metrics import (_max_weight_assignment, alpha_soft_iou, background_l1_in_hole, dtw_align, dtw_path,
                                group_top_layers, layer_cost, match_layers_by_alpha, match_stacks, merge_layers,
-                               recompose_psnr, rgb_l1, shadow_l1, stack_layers)
+                               recompose_psnr, rgb_l1, shadow_l1, false_shadow, stack_layers)
 
 # --------------------------------------------------------------------------- per-layer metrics
 
@@ -53,6 +53,21 @@ def test_background_and_shadow_l1_hand_computed():
     ps[..., 1, 1] = 0.2  # outside the ground-truth shadow: ignored
     assert abs(shadow_l1(ps, gs) - 0.1) < 1e-6
     assert abs(shadow_l1(ps.expand(1, 3, 2, 2), gs) - 0.1) < 1e-6
+
+
+def test_false_shadow_counts_darkening_outside_the_true_shadow_and_object():
+    gt = torch.ones(1, 1, 2, 3)
+    gt[..., 0, 0] = 0.5  # the true shadow: 0.5 of darkening in all
+    alpha = torch.zeros(1, 1, 2, 3)
+    alpha[..., 1, 2] = 1.0  # the object itself
+    pred = gt.clone()
+    assert false_shadow(pred, gt, alpha) == 0.0  # the truth has no false shadow
+    pred[..., 0, 1] = 0.8  # 0.2 of false darkening
+    pred[..., 1, 2] = 0.0  # under the object: hidden, not counted
+    pred[..., 0, 0] = 1.0  # missing the true shadow is shadow_l1's business
+    assert abs(false_shadow(pred, gt, alpha) - 0.4) < 1e-6
+    assert abs(false_shadow(pred.expand(1, 3, 2, 3), gt, alpha) - 0.4) < 1e-6
+    assert false_shadow(pred, torch.ones_like(gt), alpha) == 0.0  # no true shadow
 
 
 def test_psnr_known_value():
