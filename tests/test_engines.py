@@ -126,7 +126,6 @@ def test_edge_alignment_tells_an_outline_on_the_edge_from_rough_ones():
 
 def test_a_mask_drawn_on_the_outline_is_kept_and_a_rough_one_snapped(monkeypatch):
     import liwi_core.engines.classical as classical
-    from liwi_core.filters import dilate
     image, disc = _textured_disc()
     calls = []
     original = classical.refine_mask
@@ -136,7 +135,9 @@ def test_a_mask_drawn_on_the_outline_is_kept_and_a_rough_one_snapped(monkeypatch
     assert not calls
     # the kept outline: only the matting band may move it
     assert float(((alpha > 0.5).float() - disc).abs().mean()) < 0.01
-    classical.estimate_layers(image, dilate(disc, 8), settings)
+    box = torch.zeros_like(disc)
+    box[..., 25:135, 25:135] = 1
+    classical.estimate_layers(image, box, settings)
     assert calls == [1]
     calls.clear()
     full_band, _ = classical.estimate_layers(image, disc, classical.ClassicalSettings(refine=False, saliency_guide=False))
@@ -145,3 +146,34 @@ def test_a_mask_drawn_on_the_outline_is_kept_and_a_rough_one_snapped(monkeypatch
     def soft(a):
         return int(((a > 0.01) & (a < 0.99)).sum())
     assert soft(alpha) < soft(full_band)
+
+
+def test_an_evenly_loose_or_timid_mask_is_moved_onto_the_outline(monkeypatch):
+    import liwi_core.engines.classical as classical
+    from liwi_core.filters import dilate, erode
+    from liwi_core.matting import edge_offset
+    image, disc = _textured_disc()
+    assert edge_offset(image, dilate(disc, 7), 12) == -7
+    assert edge_offset(image, erode(disc, 5), 12) == 5
+    assert edge_offset(image, disc, 0) == 0
+    calls = []
+    original = classical.refine_mask
+    monkeypatch.setattr(classical, "refine_mask", lambda *a, **k: calls.append(1) or original(*a, **k))
+    settings = classical.ClassicalSettings(saliency_guide=False)
+    for rough in (dilate(disc, 7), erode(disc, 5)):
+        outline = classical.edge_outline(image, rough)
+        assert outline is not None and float((outline - disc).abs().mean()) < 0.005
+        alpha, _ = classical.estimate_layers(image, rough, settings)
+        assert float(((alpha > 0.5).float() - disc).abs().mean()) < 0.01
+    assert not calls
+    # measured at most 640 px: the offset found on the small copy is scaled back
+    big_image = torch.nn.functional.interpolate(image, scale_factor=5, mode="nearest")
+    big_disc = torch.nn.functional.interpolate(disc, scale_factor=5, mode="nearest")
+    outline = classical.edge_outline(big_image, dilate(big_disc, 10))
+    assert outline is not None and float((outline - big_disc).abs().mean()) < 0.01
+    # a wavy outline (radius 45 +- 8 px around a disc of 45) is no even offset of the object:
+    # it is snapped as before
+    yy, xx = torch.meshgrid(torch.arange(160.0), torch.arange(160.0), indexing="ij")
+    angle = torch.atan2(yy - 80, xx - 80)
+    wavy = (((yy - 80) ** 2 + (xx - 80) ** 2).sqrt() < 45 + 8 * torch.sin(3 * angle)).float()[None, None]
+    assert classical.edge_outline(image, wavy) is None

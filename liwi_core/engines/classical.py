@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from ..filters import bounding_box, resize
-from ..matting import edge_alignment, estimate_alpha, refine_mask, trimap_from_mask
+from ..matting import edge_alignment, edge_offset, estimate_alpha, offset_mask, refine_mask, trimap_from_mask
 from ..options import check_settings, option
 from ..shadow import estimate_shadow
 from .base import Engine, Peeled, StackBuilder
 from .exact import explain_object
 
-__all__ = ["ClassicalEngine", "ClassicalSettings", "follows_edges"]
+__all__ = ["ClassicalEngine", "ClassicalSettings", "edge_outline"]
 
 #: a rough mask whose outline scores at least this (:func:`~liwi_core.matting.edge_alignment`:
 #: edge strength on the outline over the strongest ring around it) is kept as drawn. Chosen on
@@ -37,6 +37,9 @@ EXACT_OUTLINE = 2.0
 #: the soft-edge band around a kept outline, as a fraction of the automatic one (at least 1 px;
 #: chosen on the tuning scenes: exact prompts 0.954 -> 0.962 alpha IoU against the full band)
 KEPT_BAND = 0.25
+#: how far a uniformly loose or timid prompt is searched for an outline on the edges: at most
+#: this many pixels at the <= 640 px measuring size, and at most this share of the object's size
+OUTLINE_SEARCH_PX, OUTLINE_SEARCH_SHARE = 12, 0.15
 
 
 @dataclass
@@ -83,11 +86,13 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     """The classical estimate on an object's region: ``(alpha, shadow)`` from the image ``[1,3,h,w]``
     and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
-    # model) is kept: GrabCut would only move a correct boundary
-    kept = settings.refine and follows_edges(img, rough)
+    # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
+    # move a correct boundary
+    outline = edge_outline(img, rough) if settings.refine else None
+    kept = outline is not None
     snap = settings.refine and not kept
     guide = prompt_saliency(img, rough) if snap and settings.saliency_guide else None
-    seg = refine_mask(img, rough, saliency=guide) if snap else (rough > 0.5).float()
+    seg = refine_mask(img, rough, saliency=guide) if snap else outline if kept else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
@@ -100,16 +105,27 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     return alpha, shadow
 
 
-def follows_edges(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640) -> bool:
-    """Whether a rough mask's outline already lies on the object's edges
-    (:func:`~liwi_core.matting.edge_alignment` at least :data:`EXACT_OUTLINE`), measured on a
-    copy at most ``max_side`` px."""
+def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640) -> torch.Tensor | None:
+    """The object's outline from a rough mask ``[1,1,h,w]`` when the mask follows the image's
+    edges: the mask itself when its outline scores at least :data:`EXACT_OUTLINE`
+    (:func:`~liwi_core.matting.edge_alignment`), else the mask grown or shrunk by the offset
+    whose outline scores best (:func:`~liwi_core.matting.edge_offset`, a loose or timid brush)
+    when that one scores at least as much; ``None`` otherwise (boxes, blobs, masks off the
+    edges). Measured on a copy at most ``max_side`` px; the offset is then scaled back."""
     h, w = img.shape[-2:]
     scale = min(1.0, max_side / max(h, w))
+    small_img, small = img, (rough > 0.5).float()
     if scale < 1.0:
         size = (max(2, round(h * scale)), max(2, round(w * scale)))
-        img, rough = resize(img, size, mode="area"), resize(rough.float(), size, mode="area")
-    return edge_alignment(img, rough) >= EXACT_OUTLINE
+        small_img, small = resize(img, size, mode="area"), (resize(rough.float(), size, mode="area") > 0.5).float()
+    if edge_alignment(small_img, small) >= EXACT_OUTLINE:
+        return (rough > 0.5).float()
+    reach = min(OUTLINE_SEARCH_PX, round(OUTLINE_SEARCH_SHARE * float(small.sum()) ** 0.5))
+    shift = edge_offset(small_img, small, reach)
+    if shift == 0 or edge_alignment(small_img, offset_mask(small, shift)) < EXACT_OUTLINE:
+        return None
+    moved = offset_mask(rough, round(shift / scale))
+    return moved if float(moved.sum()) > 0 else None
 
 
 def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
