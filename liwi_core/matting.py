@@ -113,36 +113,73 @@ def _is_box(mask: torch.Tensor) -> bool:
     return float(mask.float().sum()) >= 0.97 * (y1 - y0) * (x1 - x0)
 
 
-def edge_alignment(image: torch.Tensor, mask: torch.Tensor, offsets: tuple[float, ...] = (0.03, 0.06, 0.1)) -> float:
+class _EdgeProfile:
+    """The mean colour edge strength of a binary mask's distance levels.
+
+    ``level`` is the signed chessboard distance to the mask's outline: ``1 - d_in`` inside
+    (``d_in``: the distance to the nearest pixel outside), the distance to the mask outside.
+    With the square of :func:`~liwi_core.filters.dilate`, ``dilate(mask, r)`` is exactly
+    ``level <= r`` and ``erode(mask, r)`` exactly ``level <= -r``, so every outline and ring
+    of the mask is a range of levels, and one pass over the pixels sums them all.
+    """
+
+    def __init__(self, binary: np.ndarray, edges: np.ndarray, reach: int):
+        import cv2
+
+        outside = cv2.distanceTransform(1 - binary, cv2.DIST_C, 3)
+        inside = cv2.distanceTransform(binary, cv2.DIST_C, 3)
+        level = np.where(binary > 0, 1.0 - inside, outside)  # a full mask has no outline: infinite
+        self.level = np.clip(level, -(1 << 20), 1 << 20).round().astype(np.int64)
+        self.reach = reach
+        bins = np.clip(self.level, -reach, reach).ravel() + reach  # the end bins collect the rest
+        self.total = np.bincount(bins, weights=edges.ravel(), minlength=2 * reach + 1)
+        self.count = np.bincount(bins, minlength=2 * reach + 1).astype(np.float64)
+
+    def mean(self, lo: int, hi: int) -> float:
+        """Mean edge strength over the levels ``lo..hi`` (0 where no pixel has them)."""
+        lo, hi = max(lo, 1 - self.reach) + self.reach, min(hi, self.reach - 1) + self.reach
+        n = self.count[lo:hi + 1].sum()
+        return float(self.total[lo:hi + 1].sum() / n) if n > 0 else 0.0
+
+    def alignment(self, offset: int, rings: list[int]) -> float:
+        """:func:`edge_alignment` of the outline ``offset`` levels out (levels ``offset`` and
+        ``offset + 1``) against its rings ``k`` levels inside and outside."""
+        outline = self.mean(offset, offset + 1)
+        around = max(max(self.mean(offset - k - 1, offset - k), self.mean(offset + k + 1, offset + k + 2))
+                     for k in rings)
+        return outline / (around + 1e-3) if outline > 0 else 0.0
+
+
+def _profile_inputs(image, mask, offsets, edges):
+    binary = (mask > 0.5)[0, 0].numpy().astype(np.uint8)
+    area = int(binary.sum())
+    edges = (colour_edges(image) if edges is None else edges)[0, 0].numpy().astype(np.float64)
+    rings = [max(3, round(f * area ** 0.5)) for f in offsets]
+    return binary, area, edges, rings
+
+
+def edge_alignment(image: torch.Tensor, mask: torch.Tensor, offsets: tuple[float, ...] = (0.03, 0.06, 0.1),
+                   edges: torch.Tensor | None = None) -> float:
     """How well a mask's outline follows the image's edges: the mean colour edge strength
     (:func:`~liwi_core.filters.colour_edges`) on the outline (the mask dilated by 1 px minus the
     mask eroded by 1 px), divided by the largest mean strength on rings 2 px wide at
     ``offsets`` (fractions of the mask's size, the square root of its area; at least 3 px)
-    inside and outside it. An outline drawn on the object's edge scores well above 1 (it sits on
-    the strongest edge around); a dilated, eroded or box-shaped one lies off the edge and scores
-    below 1. 0 for an empty mask or an image without edges.
+    inside and outside it (``erode(k) - erode(k + 2)``, ``dilate(k + 2) - dilate(k)``). An
+    outline drawn on the object's edge scores well above 1 (it sits on the strongest edge
+    around); a dilated, eroded or box-shaped one lies off the edge and scores below 1. 0 for an
+    empty mask or an image without edges. Computed on distance levels (:class:`_EdgeProfile`),
+    in one pass whatever the ring sizes.
 
     Args:
         image: ``[1,3,H,W]`` RGB in [0,1].
         mask: ``[1,1,H,W]`` in [0,1] (1 = object; thresholded at 0.5).
         offsets: ring distances, as fractions of the mask's size.
+        edges: the image's :func:`~liwi_core.filters.colour_edges` when already computed.
     """
-    binary = (mask > 0.5).float()
-    if float(binary.sum()) == 0:
+    binary, area, edges, rings = _profile_inputs(image, mask, offsets, edges)
+    if area == 0:
         return 0.0
-    edges = colour_edges(image)
-
-    def mean_on(region: torch.Tensor) -> float:
-        inside = region > 0.5
-        return float(edges[inside].mean()) if bool(inside.any()) else 0.0
-
-    outline = mean_on(dilate(binary, 1) - erode(binary, 1))
-    size = float(binary.sum()) ** 0.5
-    rings = []
-    for f in offsets:
-        k = max(3, round(f * size))
-        rings += [mean_on(erode(binary, k) - erode(binary, k + 2)), mean_on(dilate(binary, k + 2) - dilate(binary, k))]
-    return outline / (max(rings) + 1e-3) if outline > 0 else 0.0
+    return _EdgeProfile(binary, edges, max(rings) + 4).alignment(0, rings)
 
 
 def offset_mask(mask: torch.Tensor, offset: int) -> torch.Tensor:
@@ -153,47 +190,28 @@ def offset_mask(mask: torch.Tensor, offset: int) -> torch.Tensor:
 
 
 def edge_offset(image: torch.Tensor, mask: torch.Tensor, max_offset: int,
-                offsets: tuple[float, ...] = (0.03, 0.06, 0.1)) -> int:
+                offsets: tuple[float, ...] = (0.03, 0.06, 0.1), edges: torch.Tensor | None = None) -> int:
     """The offset in ``[-max_offset, max_offset]`` px, 0 left out, whose grown or shrunk outline
     (:func:`offset_mask`) scores best on :func:`edge_alignment`: a uniformly dilated or eroded
     prompt (a loose or timid brush) is the object's outline moved by that much. 0 when nothing
-    can be searched (empty mask, ``max_offset`` < 1).
+    can be searched (empty or full mask, ``max_offset`` < 1).
 
-    All offsets are scored in one pass: with ``s`` the signed chessboard distance to the outline
-    (``s <= d`` is the mask moved by ``d``), the outline of offset ``d`` is the pixels with
-    ``s`` in ``{d, d+1}`` and its rings those at ``d +- k``; the mean edge strength of each
-    distance level is summed once. It matches :func:`edge_alignment` exactly for growth and
-    closely for shrinking (an erosion then dilation rounds corners); check the winner with it.
+    All offsets are scored on the mask's own distance levels (:class:`_EdgeProfile`): the
+    outline of offset ``d`` is levels ``d`` and ``d + 1``, its rings ``d +- k``. That is exact
+    for growth and close for shrinking (the rings outside a shrunk mask are not quite the
+    original's levels: an erosion then a dilation rounds corners), so check the winner with
+    :func:`edge_alignment`. ``edges``: the image's :func:`~liwi_core.filters.colour_edges`
+    when already computed.
     """
-    import cv2
-
-    binary = (mask > 0.5)[0, 0].numpy().astype(np.uint8)
-    area = int(binary.sum())
+    binary, area, edges, rings = _profile_inputs(image, mask, offsets, edges)
     if area == 0 or max_offset < 1 or area == binary.size:
         return 0
-    outside = cv2.distanceTransform(1 - binary, cv2.DIST_C, 3)
-    inside = cv2.distanceTransform(binary, cv2.DIST_C, 3)
-    signed = np.where(binary > 0, 1.0 - inside, outside).round().astype(np.int64)
-    size = area ** 0.5
-    rings = [max(3, round(f * size)) for f in offsets]
-    reach = max_offset + max(rings) + 3
-    level = np.clip(signed, -reach, reach) + reach
-    edges = colour_edges(image)[0, 0].numpy().astype(np.float64).ravel()
-    total = np.bincount(level.ravel(), weights=edges, minlength=2 * reach + 1)
-    count = np.bincount(level.ravel(), minlength=2 * reach + 1).astype(np.float64)
-
-    def mean(lo: int, hi: int) -> float:  # mean edge strength over distance levels lo..hi
-        lo, hi = max(lo, -reach + 1) + reach, min(hi, reach - 1) + reach
-        n = count[lo:hi + 1].sum()
-        return float(total[lo:hi + 1].sum() / n) if n > 0 else 0.0
-
+    profile = _EdgeProfile(binary, edges, max_offset + max(rings) + 4)
     best, best_score = 0, -1.0
     for d in range(-max_offset, max_offset + 1):
-        if d == 0 or (d < 0 and int((signed <= d).sum()) < 16):
+        if d == 0 or (d < 0 and int((profile.level <= d).sum()) < 16):
             continue
-        outline = mean(d, d + 1)
-        around = max(max(mean(d - k - 1, d - k), mean(d + k + 1, d + k + 2)) for k in rings)
-        score = outline / (around + 1e-3)
+        score = profile.alignment(d, rings)
         if score > best_score:
             best, best_score = d, score
     return best

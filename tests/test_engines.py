@@ -124,6 +124,33 @@ def test_edge_alignment_tells_an_outline_on_the_edge_from_rough_ones():
     assert edge_alignment(image, torch.zeros_like(disc)) == 0.0
 
 
+def test_edge_alignment_on_distance_levels_is_the_morphological_definition():
+    # the docstring's definition with dilate/erode, against the one-pass distance levels
+    from liwi_core.filters import colour_edges, dilate, erode
+    from liwi_core.matting import edge_alignment
+
+    def by_morphology(image, binary):
+        edges = colour_edges(image)
+        def mean_on(region):
+            return float(edges[region > 0.5].mean()) if bool((region > 0.5).any()) else 0.0
+        outline = mean_on(dilate(binary, 1) - erode(binary, 1))
+        rings = []
+        for f in (0.03, 0.06, 0.1):
+            k = max(3, round(f * float(binary.sum()) ** 0.5))
+            rings += [mean_on(erode(binary, k) - erode(binary, k + 2)), mean_on(dilate(binary, k + 2) - dilate(binary, k))]
+        return outline / (max(rings) + 1e-3) if outline > 0 else 0.0
+
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, 120, 150, generator=g)
+    for k in range(5):
+        coarse = torch.rand(1, 1, 6, 7, generator=g)
+        binary = (torch.nn.functional.interpolate(coarse, size=(120, 150), mode="bilinear") > 0.55).float()
+        if k == 0:
+            binary[..., :40, :30] = 1  # touching the frame
+        assert abs(edge_alignment(image, binary) - by_morphology(image, binary)) < 1e-4
+    assert edge_alignment(image, torch.ones(1, 1, 120, 150)) == 0.0
+
+
 def test_a_mask_drawn_on_the_outline_is_kept_and_a_rough_one_snapped(monkeypatch):
     import liwi_core.engines.classical as classical
     image, disc = _textured_disc()

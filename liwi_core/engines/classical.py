@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..filters import bounding_box, resize
+from ..filters import bounding_box, colour_edges, resize
 from ..matting import edge_alignment, edge_offset, estimate_alpha, offset_mask, refine_mask, trimap_from_mask
 from ..options import check_settings, option
 from ..shadow import estimate_shadow
@@ -118,11 +118,12 @@ def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640) ->
     if scale < 1.0:
         size = (max(2, round(h * scale)), max(2, round(w * scale)))
         small_img, small = resize(img, size, mode="area"), (resize(rough.float(), size, mode="area") > 0.5).float()
-    if edge_alignment(small_img, small) >= EXACT_OUTLINE:
+    edges = colour_edges(small_img)
+    if edge_alignment(small_img, small, edges=edges) >= EXACT_OUTLINE:
         return (rough > 0.5).float()
     reach = min(OUTLINE_SEARCH_PX, round(OUTLINE_SEARCH_SHARE * float(small.sum()) ** 0.5))
-    shift = edge_offset(small_img, small, reach)
-    if shift == 0 or edge_alignment(small_img, offset_mask(small, shift)) < EXACT_OUTLINE:
+    shift = edge_offset(small_img, small, reach, edges=edges)
+    if shift == 0 or edge_alignment(small_img, offset_mask(small, shift), edges=edges) < EXACT_OUTLINE:
         return None
     moved = offset_mask(rough, round(shift / scale))
     return moved if float(moved.sum()) > 0 else None
