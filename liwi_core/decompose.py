@@ -156,7 +156,7 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
 def _proposed(engine, image: torch.Tensor, find, found: list[str]):
     """Automatic mode for an engine that needs masks: the proposals, decomposed as prompts."""
     from .engines.base import Peeled
-    from .proposals import find_objects
+    from .proposals import ProposalSettings, find_objects
 
     proposals = find_objects(image, find)
     found.append(proposals.message)
@@ -165,7 +165,7 @@ def _proposed(engine, image: torch.Tensor, find, found: list[str]):
         return Peeled(image, [], torch.zeros_like(image[:, :1]))
     count = len(proposals.masks)
     return engine.peel(image, list(proposals.masks[:, None]), [default_layer_name(j) for j in range(count)],
-                       list(range(count)))
+                       list(range(count)), find=find if find is not None else ProposalSettings())
 
 
 def _batched(results, image: torch.Tensor, channels: int, meta: dict) -> LayerStack:

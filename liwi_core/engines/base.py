@@ -89,7 +89,9 @@ class Engine:
                 masks :func:`liwi_core.proposals.find_objects` proposes).
             names, prompt_indices: per mask, the layer's name and the index of its prompt.
             step: called once per object peeled (progress and interrupts).
-            find: automatic mode's :class:`~liwi_core.proposals.ProposalSettings`.
+            find: automatic mode's :class:`~liwi_core.proposals.ProposalSettings`: given to an
+                engine with ``needs_masks`` False instead of masks, and with the masks that
+                it proposed to the others (they are then no user's brush strokes).
         """
         raise NotImplementedError
 

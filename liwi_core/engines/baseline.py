@@ -60,7 +60,7 @@ class BaselineEngine(Engine):
     def __init__(self, settings: BaselineSettings | None = None, **options):
         self.settings = check_settings(settings if settings is not None else BaselineSettings(**options))
 
-    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
+    def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
         union = torch.cat(masks).amax(dim=0, keepdim=True)
         hole = dilate((union > 0).float(), self.settings.grow)
         background = telea_inpaint(image, hole, self.settings.radius)

@@ -82,13 +82,15 @@ def object_region(mask: torch.Tensor, settings: ClassicalSettings) -> tuple[int,
     return max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
 
 
-def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalSettings):
+def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True):
     """The classical estimate on an object's region: ``(alpha, shadow)`` from the image ``[1,3,h,w]``
-    and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual)."""
+    and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual).
+    ``move_outline`` False: a mask off the edges is not searched for an even offset onto them
+    (automatic mode's proposals follow a smooth map, not a brush)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
-    outline = edge_outline(img, rough) if settings.refine else None
+    outline = edge_outline(img, rough, search=move_outline) if settings.refine else None
     kept = outline is not None
     snap = settings.refine and not kept
     guide = prompt_saliency(img, rough) if snap and settings.saliency_guide else None
@@ -105,13 +107,15 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     return alpha, shadow
 
 
-def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640) -> torch.Tensor | None:
+def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, search: bool = True
+                 ) -> torch.Tensor | None:
     """The object's outline from a rough mask ``[1,1,h,w]`` when the mask follows the image's
     edges: the mask itself when its outline scores at least :data:`EXACT_OUTLINE`
     (:func:`~liwi_core.matting.edge_alignment`), else the mask grown or shrunk by the offset
     whose outline scores best (:func:`~liwi_core.matting.edge_offset`, a loose or timid brush)
     when that one scores at least as much; ``None`` otherwise (boxes, blobs, masks off the
-    edges). Measured on a copy at most ``max_side`` px; the offset is then scaled back."""
+    edges). Measured on a copy at most ``max_side`` px; the offset is then scaled back.
+    ``search`` False: only the mask itself is tried."""
     h, w = img.shape[-2:]
     scale = min(1.0, max_side / max(h, w))
     small_img, small = img, (rough > 0.5).float()
@@ -121,6 +125,8 @@ def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640) ->
     edges = colour_edges(small_img)
     if edge_alignment(small_img, small, edges=edges) >= EXACT_OUTLINE:
         return (rough > 0.5).float()
+    if not search:
+        return None
     reach = min(OUTLINE_SEARCH_PX, round(OUTLINE_SEARCH_SHARE * float(small.sum()) ** 0.5))
     shift = edge_offset(small_img, small, reach, edges=edges)
     if shift == 0 or edge_alignment(small_img, offset_mask(small, shift), edges=edges) < EXACT_OUTLINE:
@@ -172,26 +178,27 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
     return fg_canvas, paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
 
 
-def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
+def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
     Returns ``(region, img, rough, (fg, alpha, shadow, clean))``: the region, the image and the
     mask cut to it, and the layers on it (:func:`~liwi_core.engines.exact.explain_object`).
     The refined engine and its training examples start from this same answer.
+    ``move_outline``: as :func:`estimate_layers`.
     """
     region = object_region(mask, settings)
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
-    return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings), fill=None)
+    return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings, move_outline), fill=None)
 
 
-def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings):
+def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True):
     """Remove one object from ``image`` ``[1,3,H,W]``.
 
     Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
     ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
     """
-    region, _, _, layers = peel_region(image, mask, settings)
+    region, _, _, layers = peel_region(image, mask, settings, move_outline)
     return paste_region(image, region, *layers)
 
 
@@ -204,7 +211,9 @@ class ClassicalEngine(Engine):
     def __init__(self, settings: ClassicalSettings | None = None, **options):
         self.settings = check_settings(settings if settings is not None else ClassicalSettings(**options))
 
-    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
+    def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
+        # automatic mode's proposals (find given) follow a smooth map: no even offset to undo
+        move = find is None
         return StackBuilder(image).peel_each(masks, names, prompt_indices,
-                                             lambda current, mask: _peel_one(current, mask, self.settings),
+                                             lambda current, mask: _peel_one(current, mask, self.settings, move),
                                              self.settings.shadow_channels, step)

@@ -141,10 +141,11 @@ class RefinedEngine(Engine):
     def meta(self) -> dict:
         return {"engine": self.name, "settings": {**self.settings.to_dict(), "refiner": dict(self.refiner.config)}}
 
-    def _peel_one(self, image: torch.Tensor, mask: torch.Tensor):
+    def _peel_one(self, image: torch.Tensor, mask: torch.Tensor, move_outline: bool = True):
         from ..refiner import apply_corrections
 
-        region, img, rough, (fg, alpha, shadow, clean) = peel_region(image, mask, self.settings.classical())
+        region, img, rough, (fg, alpha, shadow, clean) = peel_region(image, mask, self.settings.classical(),
+                                                                     move_outline)
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
@@ -157,6 +158,8 @@ class RefinedEngine(Engine):
             fg, alpha, shadow, clean = explain_object(img, alpha, continue_under_object(new_shadow, alpha), new_clean)
         return paste_region(image, region, fg, alpha, shadow, clean)
 
-    def peel(self, image, masks, names, prompt_indices, step=None) -> Peeled:
-        return StackBuilder(image).peel_each(masks, names, prompt_indices, self._peel_one,
+    def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
+        move = find is None  # as the classical engine: proposals are not searched for an offset
+        return StackBuilder(image).peel_each(masks, names, prompt_indices,
+                                             lambda current, mask: self._peel_one(current, mask, move),
                                              self.settings.shadow_channels, step)
