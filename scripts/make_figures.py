@@ -157,7 +157,8 @@ def automatic_rows(names: list[str]) -> tuple[list, dict]:
         image = load_image(EXAMPLES / f"{name}.png")[:, :3]
         reference = engine.decompose(image, load_mask(EXAMPLES / f"{name}_mask.png")).layers[0].alpha
         found = find_objects(image)
-        stack = engine.decompose(image, found.masks) if len(found.masks) else None
+        # automatic mode itself (the proposals decomposed as proposals, not as drawn masks)
+        stack = engine.decompose(image, None) if len(found.masks) else None
         outline = image.clone()
         colours = [(1.0, 0.15, 0.1), (0.1, 0.6, 1.0), (0.2, 0.9, 0.2), (1.0, 0.8, 0.1)]
         for k, m in enumerate(found.masks):

@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from liwi_core.metrics import alpha_soft_iou
+
 from conftest import LIWI_NODES
 from helpers import psnr
 
@@ -232,7 +234,9 @@ def test_find_objects_node_feeds_decompose(comfy):
     layers = comfy.execute_node("LiWiDecompose", image=image, masks=masks, **DECOMPOSE_DEFAULTS)[0]
     assert len(layers.layers) == 1
     auto = comfy.execute_node("LiWiDecompose", image=image, **DECOMPOSE_DEFAULTS)[0]
-    assert torch.equal(auto.layers[0].alpha, layers.layers[0].alpha)
+    # the same object; not bit-identical: a connected mask is a mask like any drawn one and may
+    # be moved onto the edges by an even offset, a proposal inside automatic mode is not
+    assert alpha_soft_iou(auto.layers[0].alpha, layers.layers[0].alpha) > 0.9
 
 
 def test_find_objects_node_says_when_nothing_stands_out(comfy):

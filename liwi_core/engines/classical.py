@@ -208,12 +208,15 @@ class ClassicalEngine(Engine):
     name = "classical"
     needs_masks = True
 
-    def __init__(self, settings: ClassicalSettings | None = None, **options):
+    def __init__(self, settings: ClassicalSettings | None = None, move_outline: bool = True, **options):
+        """``move_outline`` False: masks are never moved onto the edges by an even offset
+        (:func:`edge_outline`), only kept as drawn or snapped; ADD's cut-outs use it."""
         self.settings = check_settings(settings if settings is not None else ClassicalSettings(**options))
+        self.move_outline = move_outline
 
     def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
         # automatic mode's proposals (find given) follow a smooth map: no even offset to undo
-        move = find is None
+        move = find is None and self.move_outline
         return StackBuilder(image).peel_each(masks, names, prompt_indices,
                                              lambda current, mask: _peel_one(current, mask, self.settings, move),
                                              self.settings.shadow_channels, step)
