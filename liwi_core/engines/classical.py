@@ -48,7 +48,8 @@ class ClassicalSettings:
     CLI flags and the Decompose node's widgets are made from."""
 
     refine: bool = option(True, "Snap rough masks to the object with GrabCut (a mask whose outline already lies on "
-                                "the object's edges is kept). Turn off for exact masks.",
+                                "the object's edges, or does once grown or shrunk evenly by up to about 2% of the "
+                                "image, is kept that way). Turn off for exact masks.",
                           cli="--no-refine", node="refine_masks")
     edge_radius: int = option(0, "Half-width in pixels of the soft-edge band (hair, fur). 0 = automatic "
                                  "(about 2% of the object's size).", minimum=0, maximum=256, step=1)
