@@ -204,20 +204,3 @@ def test_an_evenly_loose_or_timid_mask_is_moved_onto_the_outline(monkeypatch):
     angle = torch.atan2(yy - 80, xx - 80)
     wavy = (((yy - 80) ** 2 + (xx - 80) ** 2).sqrt() < 45 + 8 * torch.sin(3 * angle)).float()[None, None]
     assert classical.edge_outline(image, wavy) is None
-
-
-def test_a_cut_that_lands_on_the_edges_gets_the_narrow_band(monkeypatch):
-    import liwi_core.engines.classical as classical
-    image, disc = _textured_disc()
-    box = torch.zeros_like(disc)
-    box[..., 33:127, 33:127] = 1  # the disc's box, 2 px margin
-    settings = classical.ClassicalSettings(saliency_guide=False)
-
-    def soft(a):
-        return int(((a > 0.01) & (a < 0.99)).sum())
-
-    narrow, _ = classical.estimate_layers(image, box, settings)
-    assert float(((narrow > 0.5).float() - disc).abs().mean()) < 0.01  # GrabCut found the disc
-    monkeypatch.setattr(classical, "KEPT_BAND", 1.0)
-    full, _ = classical.estimate_layers(image, box, settings)
-    assert soft(narrow) < soft(full)

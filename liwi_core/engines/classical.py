@@ -98,9 +98,6 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     seg = refine_mask(img, rough, saliency=guide) if snap else outline if kept else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
-    elif snap:
-        # a cut that landed on the object's edges needs no wider band than a kept outline
-        kept = edge_outline(img, (seg > 0.5).float(), search=False) is not None
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
     # a kept outline is on the edge already: only the edge's own softness is unknown
     band = settings.edge_radius or max(1, round((KEPT_BAND if kept else 1.0) * _auto_band(seg, upscale)))
