@@ -204,3 +204,16 @@ def test_an_evenly_loose_or_timid_mask_is_moved_onto_the_outline(monkeypatch):
     angle = torch.atan2(yy - 80, xx - 80)
     wavy = (((yy - 80) ** 2 + (xx - 80) ** 2).sqrt() < 45 + 8 * torch.sin(3 * angle)).float()[None, None]
     assert classical.edge_outline(image, wavy) is None
+
+
+def test_a_moved_outline_leaves_a_blurred_edge_room():
+    # the synthetic scene's disc has a blurred edge and its rough mask is the disc grown evenly
+    import liwi_core.engines.classical as classical
+    from liwi_core.decompose import decompose
+    from liwi_core.metrics import alpha_soft_iou
+    from liwi_core.synthetic import scene
+    image, _, alpha, _, rough = scene()
+    moved = classical.edge_outline(image, rough)
+    assert moved is not None and not torch.equal(moved, (rough > 0.5).float())
+    stack = decompose(image, rough, classical.ClassicalEngine())
+    assert alpha_soft_iou(stack.layers[0].alpha, alpha) > 0.98  # a quarter band gave 0.968
