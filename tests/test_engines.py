@@ -217,3 +217,8 @@ def test_a_moved_outline_leaves_a_blurred_edge_room():
     assert moved is not None and not torch.equal(moved, (rough > 0.5).float())
     stack = decompose(image, rough, classical.ClassicalEngine())
     assert alpha_soft_iou(stack.layers[0].alpha, alpha) > 0.98  # a quarter band gave 0.968
+    # drawn exactly on the blurred edge (kept as drawn): the band still leaves it soft
+    exact = (alpha > 0.5).float()
+    assert torch.equal(classical.edge_outline(image, exact), exact)
+    stack = decompose(image, exact, classical.ClassicalEngine())
+    assert alpha_soft_iou(stack.layers[0].alpha, alpha) > 0.99  # a quarter band gave 0.978
