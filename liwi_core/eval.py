@@ -26,8 +26,8 @@ Per sample and engine (definitions in :mod:`liwi_core.metrics`):
 * prompted only, each predicted layer against the ground-truth layer its prompt came from
   (no DTW needed): ``prompt_alpha_iou``, ``prompt_rgb_l1``, ``shadow_l1`` (inside the
   ground-truth shadow) and ``false_shadow`` (darkening where the truth has none, outside the
-  object, as a share of the true darkening). Predicted layers are paired by ``prompt_index``, or by position
-  when a folder's layers have none and their count equals the ground truth's;
+  object, as a share of the true darkening). Predicted layers are paired by ``prompt_index``,
+  or by position when a folder's layers have none and their count equals the ground truth's;
 * automatic only, each ground-truth layer matched to at most one predicted layer by alpha
   soft IoU, one to one, largest total IoU, a match needing IoU >= 0.5
   (:func:`~liwi_core.metrics.match_layers_by_alpha`): ``auto_matched_iou`` (mean over the
@@ -58,8 +58,8 @@ import torch
 from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
-from .metrics import (alpha_soft_iou, background_l1_in_hole, match_layers_by_alpha, match_stacks, recompose_psnr,
-                      rgb_l1, shadow_l1, false_shadow, stack_layers)
+from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
+                      recompose_psnr, rgb_l1, shadow_l1, stack_layers)
 
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 

@@ -45,8 +45,9 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             probable background and only salient ones may be sure foreground (a box's
             corners); just outside it, clearly salient pixels become probable foreground
             (an eroded mask grows back), except around a box, which already holds its
-            object: there they are sure background (another object the box cuts). After the cut, a pixel is the object where at least
-            two of the mask, the cut and the map (> 0.5) say so.
+            object: there they are sure background (another object the box cuts). After
+            the cut, a pixel is the object where at least two of the mask, the cut and the
+            map (> 0.5) say so.
 
     Returns:
         ``[1,1,H,W]`` float mask in [0,1], soft only from the upsampling of the

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "false_shadow", "recompose_psnr", "stack_layers",
-           "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
+__all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "false_shadow", "recompose_psnr",
+           "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
            "match_layers_by_alpha"]
 
 

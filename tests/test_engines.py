@@ -137,7 +137,8 @@ def test_edge_alignment_on_distance_levels_is_the_morphological_definition():
         rings = []
         for f in (0.03, 0.06, 0.1):
             k = max(3, round(f * float(binary.sum()) ** 0.5))
-            rings += [mean_on(erode(binary, k) - erode(binary, k + 2)), mean_on(dilate(binary, k + 2) - dilate(binary, k))]
+            rings += [mean_on(erode(binary, k) - erode(binary, k + 2)),
+                      mean_on(dilate(binary, k + 2) - dilate(binary, k))]
         return outline / (max(rings) + 1e-3) if outline > 0 else 0.0
 
     g = torch.Generator().manual_seed(1)
