@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from .filters import dilate, erode, resize
 from .options import check_settings, option
 
-__all__ = ["ProposalSettings", "Proposals", "find_objects", "saliency_model"]
+__all__ = ["ProposalSettings", "Proposals", "find_objects", "proposal_model", "saliency_model"]
 
 #: proposals are found at most at this size (the network itself sees 320 px)
 WORK_SIDE = 512
@@ -44,6 +45,12 @@ MAX_DENTS = 6
 MIN_PIECE = 0.1
 #: ... and shares at most this much of its colours with the rest (Bhattacharyya coefficient)
 SAME_COLOURS = 0.55
+#: a proposer's core (an object less its rim) is at least this fraction of the smallest object
+MIN_CORE = 0.2
+#: a proposer's edge probability above which a pixel is rim, not core
+EDGE_CUT = 0.5
+#: automatic mode's own network, where bundled (:func:`proposal_model`)
+PROPOSER_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "liwi-proposer"
 #: one touching object is in front of another when it fills this much more of the other's bite
 OCCLUSION = 0.05
 
@@ -76,6 +83,20 @@ class Proposals:
 
 
 _MODEL = None
+_PROPOSER: list = []
+
+
+def proposal_model():
+    """The network automatic mode finds objects with, loaded once per process (on the CPU): the
+    bundled proposer (:data:`PROPOSER_CHECKPOINT`, U²-Net small fine-tuned to mark objects and
+    the rims between them, :mod:`liwi_core.train_proposer`) where it is there, else the
+    pretrained saliency network."""
+    if not _PROPOSER:
+        from .saliency import load_saliency_model
+
+        _PROPOSER.append(load_saliency_model(PROPOSER_CHECKPOINT) if PROPOSER_CHECKPOINT.is_dir()
+                         else saliency_model())
+    return _PROPOSER[0]
 
 
 def saliency_model():
@@ -102,10 +123,17 @@ def _watershed(part: np.ndarray, relief: np.ndarray, cores: list[np.ndarray]) ->
     scaled = (255 * relief / max(float(relief.max()), 1e-6)).astype(np.uint8)
     cv2.watershed(np.repeat(scaled[..., None], 3, axis=2), markers)
     regions = [(markers == i) & part for i in range(1, len(cores) + 1)]
-    # watershed lines (-1) inside the part go to the region of the pixel above them
+    # watershed lines (-1) inside the part go to a neighbouring region (above, left, below, right)
     lines = (markers == -1) & part
-    for region in regions:
-        region |= lines & np.roll(region, 1, axis=0)
+    for _ in range(2):  # a pixel where two lines cross has its neighbours on lines too
+        for dy, dx in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+            for region in regions:
+                shifted = np.zeros_like(region)
+                shifted[max(dy, 0):region.shape[0] + min(dy, 0), max(dx, 0):region.shape[1] + min(dx, 0)] = \
+                    region[max(-dy, 0):region.shape[0] + min(-dy, 0), max(-dx, 0):region.shape[1] + min(-dx, 0)]
+                taken = lines & shifted
+                region |= taken
+                lines &= ~taken
     return regions
 
 
@@ -402,6 +430,41 @@ def _is_thin(part: np.ndarray, side: int) -> bool:
     return float(erode(t, max(1, round(0.01 * side))).sum()) < 0.3 * float(t.sum())
 
 
+def _parts_of_saliency(sal: np.ndarray, small: torch.Tensor, threshold: float, min_area: float,
+                       model) -> list[np.ndarray]:
+    """Objects in a one-channel saliency map: connected parts split where the map has a valley or
+    the shape a waist (:func:`_split`), and an object standing in front of another cut out of
+    their region along its outline (:func:`_separate`)."""
+    parts = []
+    for part in _components(sal > threshold):
+        if part.sum() >= min_area:
+            parts += [p for p in _split(part, sal, min_area) if p.sum() >= min_area]
+    rgb = small[0, :3] if small.shape[1] >= 3 else small[0, :1].expand(3, -1, -1)
+    lab = _lab(rgb.permute(1, 2, 0).cpu().numpy())
+    grad = _gradient(lab)
+    # a part that may hold an object in front of another (the checks in find_objects decide what is kept)
+    every = np.logical_or.reduce(parts) if parts else None
+    return [q for p in parts for q in (_separate(p, small, lab, grad, model, min_area)
+                                       if _stands_out(p, sal, every & ~p) and not _is_thin(p, max(sal.shape))
+                                       else [p])]
+
+
+def _parts_between_edges(objects: np.ndarray, edges: np.ndarray, min_area: float) -> list[np.ndarray]:
+    """Objects from a proposer's two maps: each connected region of ``objects`` is shared among the
+    cores its ``edges`` (probability) leave when taken away, by a watershed climbing the edges;
+    a core smaller than :data:`MIN_CORE` of ``min_area`` is a crumb of an edge, not an object."""
+    parts = []
+    for part in _components(objects):
+        if part.sum() < min_area:
+            continue
+        cores = [c for c in _components(part & (edges < EDGE_CUT)) if c.sum() >= MIN_CORE * min_area]
+        if len(cores) < 2:
+            parts.append(part)
+            continue
+        parts += [r for r in _watershed(part, edges, cores) if r.sum() >= min_area]
+    return parts
+
+
 @torch.no_grad()
 def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, model=None) -> Proposals:
     """Salient objects of one image as rough masks, front to back (:func:`_order`: one filling a
@@ -410,31 +473,25 @@ def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, 
     Args:
         image: ``[1,C,H,W]`` in [0,1] (C = 1, 3 or 4).
         settings: :class:`ProposalSettings` (default ones when None).
-        model: a saliency network (:func:`liwi_core.saliency.load_saliency_model`); default
-            the bundled one.
+        model: a :class:`~liwi_core.saliency.U2NetP`: a saliency network (one output channel)
+            or a proposer (two: objects and their rims, :mod:`liwi_core.train_proposer`);
+            default :func:`proposal_model`.
     """
     from .saliency import saliency_map
 
     settings = check_settings(settings or ProposalSettings())
-    model = model if model is not None else saliency_model()
+    model = model if model is not None else proposal_model()
     h, w = image.shape[-2:]
     scale = min(1.0, WORK_SIDE / max(h, w))
     small = resize(image.float(), (max(1, round(h * scale)), max(1, round(w * scale))))
-    saliency = saliency_map(model, small, normalize=False)
+    maps = saliency_map(model, small, normalize=False)
+    saliency = maps[:, :1]
     sal = saliency[0, 0].cpu().numpy()
     min_area = settings.min_size * sal.size
-    parts = []
-    for part in _components(sal > settings.threshold):
-        if part.sum() >= min_area:
-            parts += [p for p in _split(part, sal, min_area) if p.sum() >= min_area]
-    rgb = small[0, :3] if small.shape[1] >= 3 else small[0, :1].expand(3, -1, -1)
-    lab = _lab(rgb.permute(1, 2, 0).cpu().numpy())
-    grad = _gradient(lab)
-    # a part that may hold an object in front of another (the checks below decide what is kept)
-    every = np.logical_or.reduce(parts) if parts else None
-    parts = [q for p in parts for q in (_separate(p, small, lab, grad, model, min_area)
-                                        if _stands_out(p, sal, every & ~p) and not _is_thin(p, max(sal.shape))
-                                        else [p])]
+    if maps.shape[1] == 2:  # a proposer: the objects, and the rims that part touching ones
+        parts = _parts_between_edges(sal > settings.threshold, maps[0, 1].cpu().numpy(), min_area)
+    else:
+        parts = _parts_of_saliency(sal, small, settings.threshold, min_area, model)
     found = len(parts)
     parts = [p for p in parts if not _is_thin(p, max(sal.shape))]
     thin = found - len(parts)

@@ -1,7 +1,13 @@
-"""One refiner stage on a machine with many CPU cores and a GPU, in a fixed time.
+"""One refiner or proposer stage on a machine with many CPU cores and a GPU, in a fixed time.
 
     python training/stage_on_gpu.py --images data/sources/backgrounds --objects data/train-objects \\
         --work runs/gpu-stage --config training/configs/refiner_stage6_gpu.json --minutes 8
+    python training/stage_on_gpu.py --trainer proposer --images ... --objects ... \\
+        --work runs/gpu-proposer --config training/configs/proposer_gpu.json --minutes 6
+
+With ``--trainer proposer`` there are no examples to build: the proposer
+(:mod:`liwi_core.train_proposer`) reads ADD's samples as they are written, with
+``--example-processes`` loader processes, once ``--min-examples`` samples exist.
 
 On 2 CPU cores the classical engine's answers (the refiner's examples) are what costs; a lent
 GPU machine has 16 cores besides its GPU. So everything runs at once there: ADD makes samples
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--example-processes", type=int, default=None, help="default: the cores left, less one")
     p.add_argument("--min-examples", type=int, default=400, help="examples to wait for before training")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--trainer", choices=("refiner", "proposer"), default="refiner")
     args = p.parse_args(argv)
 
     work = Path(args.work).resolve()
@@ -66,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                               "--size", "384", "--quiet"], work / f"add-{rank}.log",
                              {"RANK": str(rank), "WORLD_SIZE": str(args.add_processes)}))
     time.sleep(5)  # rank 0 writes the dataset's config first
+    if args.trainer == "proposer":
+        return _train_proposer(args, dataset, run, makers, makers_n, say)
     for shard in range(makers_n):
         makers.append(_spawn(["-m", "liwi_core.train_refiner", "examples", "--data", str(dataset),
                               "--out", str(examples), "--seed", str(args.seed), "--wait",
@@ -87,6 +96,26 @@ def main(argv: list[str] | None = None) -> int:
         m.wait()
     say(json.dumps({"fit_exit": code, "examples": len(list(examples.glob("*.pt"))),
                     "samples": len(list((dataset / "samples").glob("*")))}))
+    return code
+
+
+def _train_proposer(args, dataset: Path, run: Path, makers: list, workers: int, say) -> int:
+    samples = dataset / "samples"
+    while not samples.is_dir() or len([p for p in samples.iterdir() if not p.name.startswith(".")]) < args.min_examples:
+        if all(m.poll() is not None for m in makers):
+            say("ADD stopped before enough samples were written; see the logs in " + str(dataset.parent))
+            return 1
+        time.sleep(3)
+    say(f"{len(list(samples.iterdir()))} samples; training the proposer on {args.device}")
+    code = subprocess.call([sys.executable, "-m", "liwi_core.train_proposer", "fit", "--data", str(dataset),
+                            "--out", str(run), "--config", args.config, "--minutes", str(args.minutes),
+                            "--device", args.device, "--workers", str(workers)], cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for m in makers:
+        m.terminate()
+    for m in makers:
+        m.wait()
+    say(json.dumps({"fit_exit": code, "samples": len(list(samples.glob("*")))}))
     return code
 
 
