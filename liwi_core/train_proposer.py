@@ -38,7 +38,7 @@ from .errors import LiWiError
 from .filters import erode
 from .saliency import MEAN, STD, U2NetP, lanczos_resize, load_saliency_model
 
-__all__ = ["EDGE_WIDTH", "proposal_targets", "init_from_saliency", "losses", "fit", "main"]
+__all__ = ["EDGE_WIDTH", "fit", "init_from_saliency", "losses", "main", "proposal_targets"]
 
 #: width of the edge rim, as a fraction of the side the network sees (2 px at 320)
 EDGE_WIDTH = 0.006
@@ -85,7 +85,7 @@ def init_from_saliency(path=None) -> U2NetP:
     state = source.state_dict()
     new = model.state_dict()
     for name, value in state.items():
-        if name.startswith("side") or name.startswith("outconv"):
+        if name.startswith(("side", "outconv")):
             continue
         new[name] = value
     # the edge channel starts as a faint copy of the saliency, sure that there is no edge

@@ -66,6 +66,7 @@ def test_two_touching_objects_come_apart_along_their_rim():
 
 def test_fit_writes_a_loadable_proposer_and_resumes(tmp_path):
     from helpers import write_scene_dataset
+
     from liwi_core.proposals import find_objects
     from liwi_core.train_proposer import fit
 
