@@ -14,7 +14,7 @@ whose truth says where every object is:
   the network's side wide), so that the objects less their rims fall apart into one core per
   object even where two objects touch (:func:`liwi_core.proposals.find_objects`).
 
-Samples whose number is a multiple of :data:`~liwi_core.train_refiner.VAL_EVERY` are held back
+Samples whose number is a multiple of :data:`~liwi_core.fitting.VAL_EVERY` are held back
 for validation. The folder may still be filling (an ADD job writing beside the training): the
 sample list is re-read every ``reload_every`` steps. Checkpoints are written atomically to
 ``<out>/checkpoint-latest`` and a rerun resumes from there.
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -36,6 +36,14 @@ import torch.nn.functional as F
 from .dataset import iter_samples, sample_ids
 from .errors import LiWiError
 from .filters import erode
+from .fitting import (
+    after_step,
+    is_held_back,
+    jsonl_logger,
+    learning_rate,
+    optimise,
+    save_checkpoint,
+)
 from .saliency import MEAN, STD, U2NetP, lanczos_resize, load_saliency_model
 
 __all__ = ["EDGE_WIDTH", "fit", "init_from_saliency", "losses", "main", "proposal_targets"]
@@ -214,12 +222,10 @@ def validate(model: U2NetP, loader, device) -> dict:
 
 
 def _split_ids(root: Path) -> tuple[list[str], list[str]]:
-    from .train_refiner import _is_val
-
     ids = sample_ids(root)
     if not ids:
         raise LiWiError(f"dataset '{root}' has no finished samples: run 'python -m liwi_core add' first")
-    val = [s for s in ids if _is_val(Path(s))]
+    val = [s for s in ids if is_held_back(s)]
     return [s for s in ids if s not in set(val)], val
 
 
@@ -231,8 +237,6 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     ``edge_weight``, ``warmup_steps`` (100), ``zoom`` (the share of close-ups), ``reload_every``, ``log_every``, ``save_every``, ``val_every``,
     ``anneal_within_minutes`` (with ``minutes``: the schedule ends with the time), ``init_from``
     (a saliency checkpoint, default the bundled ``u2netp``; or a proposer's, for a later stage)."""
-    from .train_refiner import _save_checkpoint
-
     root, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size, batch_size, steps = config.get("size", 320), config["batch_size"], config["steps"]
@@ -277,32 +281,17 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
 
     stream = batches()
     while step < steps:
-        progress = step / steps
-        if minutes is not None and config.get("anneal_within_minutes"):
-            progress = max(progress, (time.time() - started) / (minutes * 60))
-        # a short warm-up: Adam's first steps move every weight by about lr, and the folded
+        # warm-up by default: Adam's first steps move every weight by about lr, and the folded
         # (batch-norm-free) pretrained weights do not take that well
-        warm = min(1.0, (step + 1) / max(1, config.get("warmup_steps", 100)))
-        lr = warm * config["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = learning_rate(config, step, started, minutes, warmup_steps=100)
         image, targets = next(stream)
         image, targets = image.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         parts = losses(*_logits(model, normalise(image)), targets, config.get("edge_weight", 4.0))
-        optimizer.zero_grad()
-        parts["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        optimise(model, optimizer, parts["total"], lr)
         step += 1
-        if step % config.get("log_every", 25) == 0:
-            log(json.dumps({"step": step, "lr": round(lr, 7), **{k: round(p.item(), 4) for k, p in parts.items()},
-                            "samples": len(train_ids), "minutes": round((time.time() - started) / 60, 2)}))
-        timed_out = minutes is not None and time.time() - started > minutes * 60
-        if step % config.get("save_every", 250) == 0 or step == steps or timed_out:
-            _save_checkpoint(model, optimizer, step, out)
-        if step % config.get("val_every", 1000) == 0 or step == steps or timed_out:
-            log(json.dumps({"step": step, "val": validate(model, val_loader, device)}))
-        if timed_out:
+        if after_step(step, config, started, minutes, log, parts, lr,
+                      save=partial(save_checkpoint, model, optimizer, step, out),
+                      validate=partial(validate, model, val_loader, device), samples=len(train_ids)):
             break
     return latest
 
@@ -323,12 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads(Path(args.config).read_text())
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-
-        def log(line: str) -> None:
-            print(line, flush=True)
-            with open(out / "log.jsonl", "a") as fh:
-                fh.write(line + "\n")
-        print(fit(args.data, out, config, args.minutes, log, device=args.device, workers=args.workers))
+        print(fit(args.data, out, config, args.minutes, jsonl_logger(out), device=args.device, workers=args.workers))
     except LiWiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

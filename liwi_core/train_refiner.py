@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
-import shutil
 import sys
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,11 +36,18 @@ import torch.nn.functional as F
 
 from .errors import LiWiError
 from .filters import luminance, resize
+from .fitting import (
+    after_step,
+    is_held_back,
+    jsonl_logger,
+    learning_rate,
+    optimise,
+    save_checkpoint,
+)
 
 __all__ = ["fit", "losses", "main", "make_examples"]
 
 PROMPT_KINDS = ("exact", "eroded", "dilated", "blurred", "box", "scribble")
-VAL_EVERY = 20  # one example in VAL_EVERY is held back for validation
 
 
 def _q(t: torch.Tensor) -> torch.Tensor:
@@ -167,15 +173,8 @@ def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corre
     return {"total": total, "alpha_l1": l_alpha, "alpha_iou_loss": l_iou, "shadow_l1": l_shadow, "background_l1": l_bg}
 
 
-def _is_val(path: Path) -> bool:
-    """Whether an example (``<sample id>_o<depth>.pt``) is held back: by its sample's number, so
-    the objects of one sample stay on one side."""
-    number = path.stem.split("_o")[0].rsplit("-", 1)[-1]
-    return number.isdigit() and int(number) % VAL_EVERY == 0
-
-
 def _load_examples(folder: Path, train: dict | None = None, val: dict | None = None) -> tuple[dict, dict]:
-    """Examples by file name, split by sample number (one in :data:`VAL_EVERY` held back); with
+    """Examples by file name, split by sample number (one in :data:`~liwi_core.fitting.VAL_EVERY` held back); with
     ``train``/``val`` given, only files not loaded yet are read (examples still being written)."""
     train, val = dict(train or {}), dict(val or {})
     files = sorted(folder.glob("*.pt"))
@@ -183,7 +182,7 @@ def _load_examples(folder: Path, train: dict | None = None, val: dict | None = N
         raise LiWiError(f"no refiner examples in '{folder}': run 'python -m liwi_core.train_refiner examples' first")
     for f in files:
         if f.name not in train and f.name not in val:
-            (val if _is_val(f) else train)[f.name] = torch.load(f, weights_only=True)
+            (val if is_held_back(f.name) else train)[f.name] = torch.load(f, weights_only=True)
     return train, val
 
 
@@ -215,20 +214,6 @@ def _batch(examples: list, size: int, rng: random.Random, augment: bool = True, 
         vs.append(v)
     return tuple(torch.stack(a).to(device, non_blocking=True).float() / d
                  for a, d in ((xs, 255), (ts, 255), (vs, 1)))
-
-
-def _save_checkpoint(model, optimizer, step: int, out: Path) -> None:
-    tmp = out / "checkpoint-latest.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "training_state.pt")
-    final = out / "checkpoint-latest"
-    old = out / "checkpoint-latest.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @torch.no_grad()
@@ -289,13 +274,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     log(json.dumps({"examples": len(train), "val": len(val), "resume_step": step}))
     model.train()
     while step < steps:
-        progress = step / steps
-        if minutes is not None and config.get("anneal_within_minutes"):
-            # a lent GPU for a fixed time: the schedule ends with the time even if steps remain
-            progress = max(progress, (time.time() - started) / (minutes * 60))
-        lr = config["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = learning_rate(config, step, started, minutes)
         if step % config.get("reload_every", 250) == 0:
             train, val = _load_examples(Path(examples), train, val)
         pool = list(train.values())
@@ -303,20 +282,11 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         picks = rng.sample(pool, batch_size) if len(pool) >= batch_size else rng.choices(pool, k=batch_size)
         x, t, v = _batch(picks, size, rng, crop=config.get("crop"), device=device)
         parts = losses(x, t, v, model(x), config.get("shadow_weight", 2.0))
-        optimizer.zero_grad()
-        parts["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        optimise(model, optimizer, parts["total"], lr)
         step += 1
-        if step % config.get("log_every", 25) == 0:
-            log(json.dumps({"step": step, "lr": round(lr, 6), **{k: round(p.item(), 4) for k, p in parts.items()},
-                            "minutes": round((time.time() - started) / 60, 1)}))
-        timed_out = minutes is not None and time.time() - started > minutes * 60
-        if step % config.get("save_every", 100) == 0 or step == steps or timed_out:
-            _save_checkpoint(model, optimizer, step, out)
-        if step % config.get("val_every", 500) == 0 or step == steps or timed_out:
-            log(json.dumps({"step": step, "examples": len(train), "val": validate(model, list(val.values()), size, device)}))
-        if timed_out:
+        if after_step(step, config, started, minutes, log, parts, lr,
+                      save=partial(save_checkpoint, model, optimizer, step, out),
+                      validate=partial(validate, model, list(val.values()), size, device), examples=len(train)):
             break
     return latest
 
@@ -349,14 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait, shard=shard))
         else:
             config = json.loads(Path(args.config).read_text())
-            log_file = Path(args.out) / "log.jsonl"
             Path(args.out).mkdir(parents=True, exist_ok=True)
-
-            def log(line: str) -> None:
-                print(line, flush=True)
-                with open(log_file, "a") as fh:
-                    fh.write(line + "\n")
-            print(fit(args.examples, args.out, config, args.minutes, log, device=args.device))
+            print(fit(args.examples, args.out, config, args.minutes, jsonl_logger(Path(args.out)), device=args.device))
     except LiWiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,96 @@
+"""What the trainers share: the learning-rate schedule, one optimiser step, the bookkeeping after
+it (log, atomic checkpoint, validation, the time limit) and the held-back split.
+
+Used by :mod:`liwi_core.train_refiner` and :mod:`liwi_core.train_proposer`; a checkpoint is a
+diffusers folder (``save_pretrained``) plus ``training_state.pt`` (optimiser and step), written
+to ``<out>/checkpoint-latest`` atomically, so a rerun resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+__all__ = ["VAL_EVERY", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "optimise",
+           "save_checkpoint"]
+
+#: one sample in VAL_EVERY (by its number) is held back for validation
+VAL_EVERY = 20
+
+
+def is_held_back(name: str) -> bool:
+    """Whether a sample (``<prefix>-<number>``, or an example ``<sample id>_o<depth>``) is held back:
+    by its sample's number, so the objects of one sample stay on one side."""
+    number = Path(name).stem.split("_o")[0].rsplit("-", 1)[-1]
+    return number.isdigit() and int(number) % VAL_EVERY == 0
+
+
+def learning_rate(config: dict, step: int, started: float, minutes: float | None, warmup_steps: int = 0) -> float:
+    """``config["lr"]`` on a cosine to 0 over ``config["steps"]``, after a linear warm-up of
+    ``config.get("warmup_steps", warmup_steps)`` steps; with ``config["anneal_within_minutes"]``
+    and ``minutes`` the cosine ends when the time is up even if steps remain (a lent GPU for a
+    fixed time)."""
+    progress = step / config["steps"]
+    if minutes is not None and config.get("anneal_within_minutes"):
+        progress = max(progress, (time.time() - started) / (minutes * 60))
+    warm = min(1.0, (step + 1) / max(1, config.get("warmup_steps", warmup_steps)))
+    return warm * config["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def optimise(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+    """One step at ``lr``, the gradient's norm clipped to 1."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
+def save_checkpoint(model, optimizer: torch.optim.Optimizer, step: int, out: Path) -> None:
+    """``<out>/checkpoint-latest`` replaced atomically: the model's folder and its training state."""
+    tmp = out / "checkpoint-latest.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "training_state.pt")
+    final = out / "checkpoint-latest"
+    old = out / "checkpoint-latest.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def after_step(step: int, config: dict, started: float, minutes: float | None, log: Callable[[str], None],
+               losses: dict[str, torch.Tensor], lr: float, save: Callable[[], None],
+               validate: Callable[[], dict], **extra) -> bool:
+    """The bookkeeping after step ``step``: a log line every ``log_every`` (losses, ``extra``), a
+    checkpoint every ``save_every``, validation every ``val_every``, both also at the last step
+    and when ``minutes`` are up. Returns whether the time is up."""
+    if step % config.get("log_every", 25) == 0:
+        log(json.dumps({"step": step, "lr": round(lr, 7), **{k: round(v.item(), 4) for k, v in losses.items()},
+                        **extra, "minutes": round((time.time() - started) / 60, 2)}))
+    timed_out = minutes is not None and time.time() - started > minutes * 60
+    last = step == config["steps"] or timed_out
+    if step % config.get("save_every", 250) == 0 or last:
+        save()
+    if step % config.get("val_every", 1000) == 0 or last:
+        log(json.dumps({"step": step, **extra, "val": validate()}))
+    return timed_out
+
+
+def jsonl_logger(out: Path) -> Callable[[str], None]:
+    """A log that prints each line and appends it to ``<out>/log.jsonl``."""
+    def log(line: str) -> None:
+        print(line, flush=True)
+        with open(out / "log.jsonl", "a") as fh:
+            fh.write(line + "\n")
+    return log
