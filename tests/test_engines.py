@@ -124,6 +124,33 @@ def test_edge_alignment_tells_an_outline_on_the_edge_from_rough_ones():
     assert edge_alignment(image, torch.zeros_like(disc)) == 0.0
 
 
+def test_dilate_and_erode_are_square_max_and_min_filters_on_any_path():
+    # the CPU path (OpenCV) and the other (two max-pools: with a gradient, or on a GPU) agree
+    # with the definition: max (min) over the (2r+1)^2 square, pixels beyond the border ignored
+    from liwi_core.filters import dilate, erode
+
+    g = torch.Generator().manual_seed(3)
+    grey = torch.rand(2, 3, 23, 31, generator=g)
+
+    def by_definition(x, r, reduce):
+        out = torch.empty_like(x)
+        h, w = x.shape[-2:]
+        for y in range(h):
+            for z in range(w):
+                window = x[..., max(0, y - r):y + r + 1, max(0, z - r):z + r + 1]
+                out[..., y, z] = reduce(window.flatten(-2), dim=-1).values
+        return out
+
+    for r in (1, 4, 40):
+        want_max, want_min = by_definition(grey, r, torch.max), by_definition(grey, r, torch.min)
+        assert torch.equal(dilate(grey, r), want_max) and torch.equal(erode(grey, r), want_min)
+        with_grad = grey.clone().requires_grad_(True)  # the max-pool path
+        assert torch.equal(dilate(with_grad, r).detach(), want_max)
+        assert torch.equal(erode(with_grad, r).detach(), want_min)
+        assert torch.equal(dilate(grey.double(), r), want_max.double())
+    assert torch.equal(dilate(grey, 0), grey) and torch.equal(erode(grey, 0), grey)
+
+
 def test_edge_alignment_on_distance_levels_is_the_morphological_definition():
     # the docstring's definition with dilate/erode, against the one-pass distance levels
     from liwi_core.filters import colour_edges, dilate, erode
