@@ -250,7 +250,9 @@ def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True) -> 
     mean = torch.tensor(MEAN, device=small.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=small.device).view(1, 3, 1, 1)
     param = next(model.parameters())
-    d0 = model(((small - mean) / std).to(param.device, param.dtype), return_dict=False)[0]
+    # channels-last: oneDNN's convolutions take it directly (0.36 -> 0.30 s a pass on 2 CPU threads)
+    sample = ((small - mean) / std).to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
+    d0 = model(sample, return_dict=False)[0]
     d0 = d0.float().to(rgb.device)
     if not normalize:
         return lanczos_resize(d0, (h, w)).clamp(0, 1)
@@ -270,4 +272,5 @@ def load_saliency_model(path=None) -> U2NetP:
             instead of safetensors, is truncated, of another architecture, or its weights
             do not match its config.
     """
-    return load_pretrained(DEFAULT_SALIENCY_CHECKPOINT if path is None else path, U2NetP, "saliency model")
+    model = load_pretrained(DEFAULT_SALIENCY_CHECKPOINT if path is None else path, U2NetP, "saliency model")
+    return model.to(memory_format=torch.channels_last)
