@@ -22,6 +22,7 @@ __all__ = [
     "ASPECT_TOLERANCE",
     "luminance",
     "colour_edges",
+    "lab_edges",
     "bounding_box",
 ]
 
@@ -153,7 +154,11 @@ def colour_edges(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Colour edge strength ``[B,1,H,W]`` of an RGB image ``[B,3,H,W]`` in [0,1]: the magnitude of
     the CIE Lab gradient (kornia's normalised Sobel after a Gaussian blur of ``sigma``), summed
     over L, a and b in quadrature; in Lab units per pixel (L spans 0..100)."""
-    lab = kornia.color.rgb_to_lab(image.clamp(0, 1))
+    return lab_edges(kornia.color.rgb_to_lab(image.clamp(0, 1)), sigma)
+
+
+def lab_edges(lab: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """:func:`colour_edges` of an image already in CIE Lab, ``[B,3,H,W]`` -> ``[B,1,H,W]``."""
     grad = kornia.filters.spatial_gradient(gaussian_blur(lab, sigma), mode="sobel", normalized=True)
     return grad.pow(2).sum(dim=(1, 2)).sqrt()[:, None]
 

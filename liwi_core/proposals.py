@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from .filters import dilate, erode, resize
+from .filters import dilate, erode, lab_edges, resize
 from .options import check_settings, option
 
 __all__ = ["ProposalSettings", "Proposals", "find_objects", "proposal_model", "saliency_model"]
@@ -142,12 +142,9 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def _gradient(lab: np.ndarray) -> np.ndarray:
-    """Colour edge strength: the Lab gradient's magnitude (Sobel after a light blur)."""
-    lab = cv2.GaussianBlur(lab, (0, 0), 1.0)
-    g = np.zeros(lab.shape[:2], np.float32)
-    for c in range(3):
-        g += cv2.Sobel(lab[..., c], cv2.CV_32F, 1, 0, ksize=3) ** 2 + cv2.Sobel(lab[..., c], cv2.CV_32F, 0, 1, ksize=3) ** 2
-    return np.sqrt(g) / 8
+    """Colour edge strength of an ``[H,W,3]`` Lab array (:func:`liwi_core.filters.lab_edges`)."""
+    t = torch.from_numpy(np.ascontiguousarray(lab, np.float32)).permute(2, 0, 1)[None]
+    return lab_edges(t)[0, 0].numpy()
 
 
 _STEPS = [(-1, -1, 1.4142), (-1, 0, 1.0), (-1, 1, 1.4142), (0, -1, 1.0), (0, 1, 1.0), (1, -1, 1.4142),
