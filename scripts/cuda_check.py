@@ -32,10 +32,10 @@ from liwi_core.imageio import load_image, load_mask
 from liwi_core.metrics import recompose_psnr
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
-#: at most this share of a layer's pixels may differ by more than 0.05. Not zero: PyTorch runs
-#: float32 convolutions as TF32 on NVIDIA GPUs (about 1e-3 relative), and guided upsampling,
-#: dividing by a local variance, turns such a difference into a large one at a few isolated
-#: pixels (seen on an H200: 4 to 60 pixels of about 400,000 differed by up to 1)
+#: at most this share of a layer's pixels may differ by more than 0.05. Not zero: on an H200,
+#: 4 to 60 isolated pixels of about 400,000 differed by up to 1 (not yet traced; PyTorch runs
+#: float32 convolutions as TF32 on NVIDIA GPUs, about 1e-3 relative, and a threshold further on
+#: can turn that into a jump)
 FAR_SHARE = 1e-3
 
 
