@@ -30,8 +30,13 @@ __all__ = ["refine_mask", "edge_alignment", "edge_offset", "offset_mask", "trima
            "solve_foreground"]
 
 
+#: other objects' prompts covering more of a mask than this say nothing against it (refine_mask)
+OTHERS_SHARE = 0.5
+
+
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
-                max_side: int = 640, saliency: torch.Tensor | None = None) -> torch.Tensor:
+                max_side: int = 640, saliency: torch.Tensor | None = None,
+                others: torch.Tensor | None = None) -> torch.Tensor:
     """Binary object segmentation from a rough mask with OpenCV GrabCut.
 
     Args:
@@ -48,6 +53,14 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             object: there they are sure background (another object the box cuts). After
             the cut, a pixel is the object where at least two of the mask, the cut and the
             map (> 0.5) say so.
+        others: ``[1,1,H,W]``, 1 where the prompts of the photo's other objects are, or None.
+            When this mask is a box, the part of them that it covers (a box drawn over a
+            neighbour) starts as probable background, is never sure foreground, and gets no
+            vote from the box, so GrabCut learns the neighbour's colours as background. Any
+            other mask is the user's outline of this object, and what it covers of another
+            prompt is more likely this object in front of (or behind) that one: it is left
+            alone. Ignored too when they cover more than :data:`OTHERS_SHARE` of the box: then
+            this object lies inside another's prompt (a box around both).
 
     Returns:
         ``[1,1,H,W]`` float mask in [0,1], soft only from the upsampling of the
@@ -73,6 +86,11 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     gc[near[0, 0].numpy()] = cv2.GC_PR_BGD
     gc[small_mask[0, 0].numpy()] = cv2.GC_PR_FGD
     inner = erode(small_mask.float(), 2 * margin)[0, 0].numpy() > 0.5
+    claimed = np.zeros((sh, sw), bool)
+    if others is not None and _is_box(small_mask):
+        claimed = (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy() & small_mask[0, 0].numpy()
+        if claimed.sum() > OTHERS_SHARE * small_mask.sum():
+            claimed[:] = False
     if saliency is not None:
         sal = resize(saliency.float(), (sh, sw), mode="bilinear")[0, 0].numpy()
         inside, ring = small_mask[0, 0].numpy(), near[0, 0].numpy() & ~small_mask[0, 0].numpy()
@@ -81,6 +99,8 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         # object, so what is salient across its edge is another object the box cuts
         gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_BGD if _is_box(small_mask) else cv2.GC_PR_FGD
         inner &= sal > SALIENCY_HIGH
+    gc[claimed] = cv2.GC_PR_BGD
+    inner &= ~claimed
     if core.sum() > 0.3 * small_mask.sum():
         # a mask that already follows the object keeps its interior
         gc[inner] = cv2.GC_FGD
@@ -100,7 +120,8 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     if saliency is not None:
         # three cues that fail differently (the user's mask, GrabCut's colours, the network's
         # look): a pixel is the object where two of them say so
-        votes = seg + small_mask.float() + (torch.from_numpy(sal) > 0.5).float()[None, None]
+        own = small_mask[0, 0].numpy() & ~claimed
+        votes = seg + torch.from_numpy(own.astype(np.float32))[None, None] + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
 

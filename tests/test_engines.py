@@ -250,3 +250,59 @@ def test_a_moved_outline_leaves_a_blurred_edge_room():
     assert torch.equal(classical.edge_outline(image, exact), exact)
     stack = decompose(image, exact, classical.ClassicalEngine())
     assert alpha_soft_iou(stack.layers[0].alpha, alpha) > 0.99  # a quarter band gave 0.978
+
+
+def _two_discs(size: int = 160):
+    """A red disc in front of a partly hidden blue one, on a textured grey ground."""
+    g = torch.Generator().manual_seed(5)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    front = (((yy - 90) ** 2 + (xx - 70) ** 2) < 35 ** 2).float()[None, None]
+    back = (((yy - 70) ** 2 + (xx - 115) ** 2) < 35 ** 2).float()[None, None]
+    image = 0.45 + 0.1 * torch.rand(1, 3, size, size, generator=g)
+    image = torch.where(back > 0, torch.tensor([0.15, 0.25, 0.85]).view(1, 3, 1, 1), image)
+    image = torch.where(front > 0, torch.tensor([0.85, 0.2, 0.15]).view(1, 3, 1, 1), image)
+    return image, front, back
+
+
+def test_a_box_over_a_neighbour_leaves_it_to_its_own_prompt():
+    from liwi_core.filters import bounding_box
+    from liwi_core.matting import refine_mask
+
+    image, front, back = _two_discs()
+    y0, y1, x0, x1 = bounding_box(front)
+    box = torch.zeros_like(front)
+    box[..., y0 - 4:y1 + 4, x0 - 4:x1 + 4] = 1  # reaches into the blue disc
+    visible_back = back * (1 - front)
+    assert float((box * visible_back).sum()) > 200
+
+    def iou(a):
+        a = (a > 0.5).float()
+        return float((a * front).sum() / ((a + front) > 0).float().sum())
+
+    alone = refine_mask(image, box)
+    told = refine_mask(image, box, others=back)
+    assert float((told * visible_back).sum()) < 0.2 * float((alone * visible_back).sum()) + 1
+    assert iou(told) > iou(alone) and iou(told) > 0.9
+    # a prompt lying inside another's (a box around both) is not held against this one
+    around = torch.zeros_like(front)
+    around[..., 20:150, 20:155] = 1
+    assert torch.equal(refine_mask(image, box, others=around), alone)
+
+
+def test_each_prompt_is_peeled_knowing_the_others():
+    from liwi_core.engines.base import StackBuilder
+
+    image, front, back = _two_discs()
+    empty = torch.zeros_like(front)
+    seen = []
+
+    def peel_one(current, mask, others):
+        seen.append(None if others is None else others.clone())
+        return current, mask, torch.ones_like(mask), current
+
+    StackBuilder(image).peel_each([front, empty, back], ["a", "b", "c"], [0, 1, 2], peel_one)
+    assert len(seen) == 2  # the empty prompt gives an empty layer, peeled by nobody
+    assert torch.equal(seen[0], back) and torch.equal(seen[1], front)
+    seen.clear()
+    StackBuilder(image).peel_each([front], ["a"], [0], peel_one)
+    assert seen == [None]

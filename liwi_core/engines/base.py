@@ -51,13 +51,18 @@ class StackBuilder:
 
     def peel_each(self, masks, names, prompt_indices, peel_one: Callable, shadow_channels: int = 1,
                   step: Callable[[], None] | None = None) -> Peeled:
-        """Peel one object per prompt mask, front to back, with ``peel_one(current, mask)`` returning
-        ``(fg, alpha, shadow, below)``; an empty mask gives an empty layer. Returns :meth:`result`."""
-        for mask, name, index in zip(masks, names, prompt_indices):
+        """Peel one object per prompt mask, front to back, with ``peel_one(current, mask, others)``
+        returning ``(fg, alpha, shadow, below)``; ``others`` is the union of the other prompts
+        (``[1,1,H,W]``, or None when there is one), what the photo's other objects are. An empty
+        mask gives an empty layer. Returns :meth:`result`."""
+        masks = list(masks)
+        for i, (mask, name, index) in enumerate(zip(masks, names, prompt_indices)):
             if bounding_box(mask) is None:
                 self.add_empty(name, index, shadow_channels)
             else:
-                self.add(*peel_one(self.current, mask), name=name, prompt_index=index)
+                rest = [m for j, m in enumerate(masks) if j != i]
+                others = torch.stack(rest).amax(dim=0).clamp(0, 1) if rest else None
+                self.add(*peel_one(self.current, mask, others), name=name, prompt_index=index)
             if step is not None:
                 step()
         return self.result()

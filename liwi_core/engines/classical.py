@@ -86,11 +86,13 @@ def object_region(mask: torch.Tensor, settings: ClassicalSettings) -> tuple[int,
     return max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
 
 
-def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True):
+def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
+                    others: torch.Tensor | None = None):
     """The classical estimate on an object's region: ``(alpha, shadow)`` from the image ``[1,3,h,w]``
     and its rough mask ``[1,1,h,w]`` (GrabCut, colour-line matting, illumination residual).
     ``move_outline`` False: a mask off the edges is not searched for an even offset onto them
-    (automatic mode's proposals follow a smooth map, not a brush)."""
+    (automatic mode's proposals follow a smooth map, not a brush). ``others``: the other objects'
+    prompts on the region, for GrabCut (:func:`~liwi_core.matting.refine_mask`)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
@@ -98,7 +100,7 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     kept = outline is not None
     snap = settings.refine and not kept
     guide = prompt_saliency(img, rough) if snap and settings.saliency_guide else None
-    seg = refine_mask(img, rough, saliency=guide) if snap else outline if kept else (rough > 0.5).float()
+    seg = refine_mask(img, rough, saliency=guide, others=others) if snap else outline if kept else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
@@ -182,27 +184,31 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
     return fg_canvas, paste(alpha, 0.0), paste(shadow, 1.0), paste(clean, image)
 
 
-def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True):
+def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
+                others: torch.Tensor | None = None):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
     Returns ``(region, img, rough, (fg, alpha, shadow, clean))``: the region, the image and the
     mask cut to it, and the layers on it (:func:`~liwi_core.engines.exact.explain_object`).
     The refined engine and its training examples start from this same answer.
-    ``move_outline``: as :func:`estimate_layers`.
+    ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`.
     """
     region = object_region(mask, settings)
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
-    return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings, move_outline), fill=None)
+    near = None if others is None else others[..., ry0:ry1, rx0:rx1]
+    return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings, move_outline, near),
+                                              fill=None)
 
 
-def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True):
+def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
+              others: torch.Tensor | None = None):
     """Remove one object from ``image`` ``[1,3,H,W]``.
 
     Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
     ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
     """
-    region, _, _, layers = peel_region(image, mask, settings, move_outline)
+    region, _, _, layers = peel_region(image, mask, settings, move_outline, others)
     return paste_region(image, region, *layers)
 
 
@@ -222,5 +228,6 @@ class ClassicalEngine(Engine):
         # automatic mode's proposals (find given) follow a smooth map: no even offset to undo
         move = find is None and self.move_outline
         return StackBuilder(image).peel_each(masks, names, prompt_indices,
-                                             lambda current, mask: _peel_one(current, mask, self.settings, move),
+                                             lambda current, mask, others: _peel_one(current, mask, self.settings,
+                                                                                     move, others),
                                              self.settings.shadow_channels, step)

@@ -141,11 +141,12 @@ class RefinedEngine(Engine):
     def meta(self) -> dict:
         return {"engine": self.name, "settings": {**self.settings.to_dict(), "refiner": dict(self.refiner.config)}}
 
-    def _peel_one(self, image: torch.Tensor, mask: torch.Tensor, move_outline: bool = True):
+    def _peel_one(self, image: torch.Tensor, mask: torch.Tensor, move_outline: bool = True,
+                  others: torch.Tensor | None = None):
         from ..refiner import apply_corrections
 
         region, img, rough, (fg, alpha, shadow, clean) = peel_region(image, mask, self.settings.classical(),
-                                                                     move_outline)
+                                                                     move_outline, others)
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
@@ -161,5 +162,6 @@ class RefinedEngine(Engine):
     def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
         move = find is None  # as the classical engine: proposals are not searched for an offset
         return StackBuilder(image).peel_each(masks, names, prompt_indices,
-                                             lambda current, mask: self._peel_one(current, mask, move),
+                                             lambda current, mask, others: self._peel_one(current, mask, move,
+                                                                                          others),
                                              self.settings.shadow_channels, step)
