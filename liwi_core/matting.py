@@ -18,6 +18,8 @@ Pipeline for one object (all ``[1,C,H,W]`` on a region of interest):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -30,6 +32,8 @@ __all__ = ["refine_mask", "edge_alignment", "edge_offset", "offset_mask", "trima
            "solve_foreground"]
 
 
+#: GrabCut decides at most about this many pixels (refine_mask shrinks its copy for large masks)
+GRABCUT_PIXELS = 160_000
 #: other objects' prompts covering more of a mask than this say nothing against it (refine_mask)
 OTHERS_SHARE = 0.5
 
@@ -43,7 +47,8 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         image: ``[1,3,H,W]`` RGB in [0,1].
         mask: ``[1,1,H,W]`` rough mask in [0,1] (1 = object).
         iterations: GrabCut iterations.
-        max_side: GrabCut runs on a copy at most this large (it is the slow step).
+        max_side: GrabCut runs on a copy at most this large (it is the slow step), smaller
+            still when the mask and its margin hold more than :data:`GRABCUT_PIXELS` there.
         saliency: ``[1,1,H,W]`` in [0,1], a salient-object map of this region (e.g.
             :func:`liwi_core.saliency.saliency_map` of it), or None. It relabels the rough
             mask's uncertain parts: inside the mask, clearly non-salient pixels become
@@ -75,6 +80,11 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     if min(h, w) < 8 or fg_frac < 1e-6 or fg_frac > 0.995:
         return binary
     scale = min(1.0, max_side / max(h, w))
+    # GrabCut's time grows with the pixels it must decide: a large object (a face filling the
+    # frame) is cut on a smaller copy, its edges being matted at full size afterwards anyway
+    uncertain = 1.2 * fg_frac * (h * scale) * (w * scale)
+    if uncertain > GRABCUT_PIXELS:
+        scale *= math.sqrt(GRABCUT_PIXELS / uncertain)
     sh, sw = max(2, round(h * scale)), max(2, round(w * scale))
     small_img = resize(image, (sh, sw))
     small_mask = resize(binary, (sh, sw)) > 0.5

@@ -306,3 +306,25 @@ def test_each_prompt_is_peeled_knowing_the_others():
     seen.clear()
     StackBuilder(image).peel_each([front], ["a"], [0], peel_one)
     assert seen == [None]
+
+
+def test_a_large_object_is_cut_on_a_smaller_copy_and_still_found(monkeypatch):
+    import liwi_core.matting as matting
+
+    size = 700
+    g = torch.Generator().manual_seed(7)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - 350) ** 2 + (xx - 350) ** 2) < 300 ** 2).float()[None, None]  # 58% of the frame
+    image = 0.3 + 0.1 * torch.rand(1, 3, size, size, generator=g)
+    image = torch.where(disc > 0, torch.tensor([0.8, 0.6, 0.2]).view(1, 3, 1, 1) +
+                        0.05 * torch.rand(1, 3, size, size, generator=g), image)
+    rough = (((yy - 350) ** 2 + (xx - 350) ** 2) < 318 ** 2).float()[None, None]
+    sizes = []
+    original = matting.resize
+    monkeypatch.setattr(matting, "resize", lambda x, s, **k: sizes.append(tuple(s)) or original(x, s, **k))
+    cut = matting.refine_mask(image, rough)
+    working = sizes[0]
+    assert working[0] * working[1] * 1.2 * float(rough.mean()) <= matting.GRABCUT_PIXELS * 1.02
+    assert max(working) < 640
+    iou = float(((cut > 0.5) & (disc > 0.5)).sum() / ((cut > 0.5) | (disc > 0.5)).sum())
+    assert iou > 0.97
