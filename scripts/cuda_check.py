@@ -32,12 +32,10 @@ from liwi_core.imageio import load_image, load_mask
 from liwi_core.metrics import recompose_psnr
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
-#: at most this share of a layer's pixels may differ by more than 0.05. Not zero: PyTorch runs
-#: float32 convolutions as TF32 on NVIDIA GPUs (about 1e-3 relative), and alpha's threshold at
-#: 0.02 still turns that into a step at a few pixels. On an H200, 4 to 60 pixels of about
-#: 400,000 differed by up to 1 before the learned engine's fill was blended toward the photo
-#: where alpha is faint (``learned.fill_where_faint``); on the CPU the same 1e-3 change now
-#: moves alpha by at most 0.23
+#: at most this share of a layer's pixels may differ by more than 0.05. Not zero: on an H200,
+#: 4 to 60 isolated pixels of about 400,000 differed by up to 1 (not yet traced; PyTorch runs
+#: float32 convolutions as TF32 on NVIDIA GPUs, about 1e-3 relative, and a threshold further on
+#: can turn that into a jump)
 FAR_SHARE = 1e-3
 
 

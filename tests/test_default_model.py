@@ -50,23 +50,3 @@ def test_automatic_mode_finds_the_one_clear_object(model):
     assert stack.layers, "automatic mode found nothing"
     assert soft_iou(stack.layers[-1].alpha, alpha) > 0.7  # the front-most layer found is the disc
     assert psnr(stack.composite(), image) >= 45
-
-
-def test_a_faint_alpha_over_a_wrong_fill_stays_faint():
-    # the solved colour multiplies a fill/image mismatch by (1 - a) / a; the learned engine's
-    # fill is blended toward the seen image where alpha is faint, so the alpha is not raised
-    import torch
-
-    from liwi_core.engines.exact import explain_object
-    from liwi_core.engines.learned import FILL_TRUST_ALPHA, fill_where_faint
-
-    image = torch.full((1, 3, 8, 8), 0.5)
-    fill = torch.full((1, 3, 8, 8), 0.1)  # the network's background, far from the photo
-    shadow = torch.ones(1, 1, 8, 8)
-    alpha = torch.full((1, 1, 8, 8), 0.05)
-    _, raised, _, _ = explain_object(image, alpha, shadow, fill)
-    assert float(raised.min()) > 0.4  # what happened before: a faint veil raised ninefold
-    _, kept, _, _ = explain_object(image, alpha, shadow, fill_where_faint(fill, image, shadow, alpha))
-    assert float(kept.max()) < 0.15
-    opaque = torch.ones(1, 1, 8, 8) * FILL_TRUST_ALPHA
-    assert torch.allclose(fill_where_faint(fill, image, shadow, opaque), fill)  # the fill itself from there up

@@ -24,7 +24,7 @@ from ..options import check_settings, option
 from .base import Engine, Peeled, StackBuilder
 from .exact import explain_object
 
-__all__ = ["load_model", "LearnedEngine", "LearnedSettings", "DEFAULT_CHECKPOINT", "fill_where_faint"]
+__all__ = ["load_model", "LearnedEngine", "LearnedSettings", "DEFAULT_CHECKPOINT"]
 
 # the checkpoint shipped with the pack (its model card is MODEL_CARD.md beside it)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "liwi-default"
@@ -58,28 +58,6 @@ def _forward(model, image: torch.Tensor, prompt: torch.Tensor) -> dict[str, torc
         out = model.to("cpu")(image.cpu(), prompt.cpu())
         model.to(image.device)
         return {k: v.to(image.device) for k, v in out.items()}
-
-
-#: below this alpha a pixel is mostly background, so what lies below it is mostly what is seen
-FILL_TRUST_ALPHA = 0.5
-
-
-def fill_where_faint(fill: torch.Tensor, image: torch.Tensor, shadow: torch.Tensor, alpha: torch.Tensor
-                     ) -> torch.Tensor:
-    """The network's background under the object, blended toward the image (its shadow divided
-    out) where the object's alpha is faint: weight ``min(1, alpha / FILL_TRUST_ALPHA)`` on the fill.
-
-    The colour is then solved exactly (``F = (I - (1 - a) B s) / a``), which multiplies any
-    mismatch between the fill and the image by ``(1 - a) / a``: 49 at alpha 0.02. Where the
-    solved colour would leave [0,1] the alpha is raised instead, so a faint veil over a fill that
-    disagrees with the photo became opaque patches (on ``coffee.png`` about 25,000 pixels the
-    network put below 0.1 came out above 0.3), and a 1e-3 change of the network's output flipped
-    isolated pixels between 0 and 0.9 (as TF32 convolutions on a GPU do). With the blend the
-    factor is at most ``(1 - a) / FILL_TRUST_ALPHA`` <= 2. All ``[1,C,H,W]``, shadow 1 or 3 channels.
-    """
-    seen = (image / shadow.clamp_min(1e-6)).clamp(0.0, 1.0)
-    weight = (alpha / FILL_TRUST_ALPHA).clamp(0.0, 1.0)
-    return weight * fill + (1.0 - weight) * seen
 
 
 @torch.no_grad()
@@ -148,7 +126,6 @@ class LearnedEngine(Engine):
                 if float(alpha.mean()) < self.settings.min_area:
                     break
                 alpha, shadow, fill = _predict(self.model, built.current, (alpha > 0.5).float())
-            fill = fill_where_faint(fill, built.current, shadow, alpha)
             built.add(*explain_object(built.current, alpha, shadow, fill),
                       name=default_layer_name(k) if automatic else names[k],
                       prompt_index=None if automatic else prompt_indices[k])
