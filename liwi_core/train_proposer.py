@@ -244,6 +244,8 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     if latest.exists():
         model = U2NetP.from_pretrained(latest)
         state = torch.load(latest / "training_state.pt", weights_only=True)
+    elif config.get("init_from") and not (Path(config["init_from"]) / "config.json").is_file():
+        raise LiWiError(f"init_from '{config['init_from']}': no checkpoint folder there (config.json + .safetensors)")
     elif config.get("init_from") and U2NetP.load_config(config["init_from"]).get("out_channels") == 2:
         model = U2NetP.from_pretrained(config["init_from"])  # a later stage: a proposer, a fresh optimiser
         state = None

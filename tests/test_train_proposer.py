@@ -85,3 +85,14 @@ def test_fit_writes_a_loadable_proposer_and_resumes(tmp_path):
     image = torch.rand(1, 3, 64, 80)
     found = find_objects(image, model=model)  # the two-map path runs end to end
     assert found.masks.shape[1:] == (1, 64, 80) and found.saliency.shape == (1, 1, 64, 80)
+
+
+def test_a_missing_starting_checkpoint_is_a_one_line_error(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.errors import LiWiError
+    from liwi_core.train_proposer import fit
+
+    data = write_scene_dataset(tmp_path / "data", 1, 32, 32, prefix="m")
+    with pytest.raises(LiWiError, match="init_from"):
+        fit(data, tmp_path / "run", {"init_from": str(tmp_path / "nowhere"), "steps": 1, "batch_size": 1, "lr": 1e-4})
