@@ -96,8 +96,9 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     gc[near[0, 0].numpy()] = cv2.GC_PR_BGD
     gc[small_mask[0, 0].numpy()] = cv2.GC_PR_FGD
     inner = erode(small_mask.float(), 2 * margin)[0, 0].numpy() > 0.5
+    box = _is_box(small_mask)
     claimed = np.zeros((sh, sw), bool)
-    if others is not None and _is_box(small_mask):
+    if others is not None and box:
         claimed = (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy() & small_mask[0, 0].numpy()
         if claimed.sum() > OTHERS_SHARE * small_mask.sum():
             claimed[:] = False
@@ -107,7 +108,7 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         gc[inside & (sal < SALIENCY_LOW)] = cv2.GC_PR_BGD
         # an eroded mask grows back into salient pixels just outside it; a box already holds its
         # object, so what is salient across its edge is another object the box cuts
-        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_BGD if _is_box(small_mask) else cv2.GC_PR_FGD
+        gc[ring & (sal > SALIENCY_HIGH)] = cv2.GC_BGD if box else cv2.GC_PR_FGD
         inner &= sal > SALIENCY_HIGH
     gc[claimed] = cv2.GC_PR_BGD
     inner &= ~claimed

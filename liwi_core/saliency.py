@@ -37,7 +37,7 @@ from diffusers.utils import BaseOutput
 from .checkpoints import load_pretrained
 from .errors import LiWiError
 
-__all__ = ["U2NetP", "SaliencyOutput", "saliency_map", "load_saliency_model", "lanczos_resize",
+__all__ = ["U2NetP", "SaliencyOutput", "saliency_map", "load_saliency_model", "lanczos_resize", "normalise",
            "DEFAULT_SALIENCY_CHECKPOINT", "MEAN", "STD"]
 
 # the weights shipped with the pack (README.md and LICENSE beside them)
@@ -225,6 +225,15 @@ def _as_rgb(image: torch.Tensor) -> torch.Tensor:
     return image[:, :3]  # RGBA: rembg's convert("RGB") drops the alpha
 
 
+def normalise(rgb: torch.Tensor) -> torch.Tensor:
+    """``[B,3,S,S]`` in [0,1] -> the network's input as rembg prepares it: each image divided by
+    its maximum, then ``(x - MEAN) / STD``."""
+    rgb = rgb / rgb.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    mean = torch.tensor(MEAN, device=rgb.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb - mean) / std
+
+
 @torch.no_grad()
 def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """Where the salient object is, ``[B,1,H,W]`` in [0,1] at the image's size, as rembg computes it.
@@ -245,13 +254,10 @@ def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True) -> 
     rgb = _as_rgb(image).float().clamp(0, 1)
     h, w = rgb.shape[-2:]
     side = int(model.config.sample_size)
-    small = lanczos_resize(rgb, (side, side))
-    small = small / small.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    mean = torch.tensor(MEAN, device=small.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=small.device).view(1, 3, 1, 1)
+    small = normalise(lanczos_resize(rgb, (side, side)))
     param = next(model.parameters())
     # channels-last: oneDNN's convolutions take it directly (0.36 -> 0.30 s a pass on 2 CPU threads)
-    sample = ((small - mean) / std).to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
+    sample = small.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
     d0 = model(sample, return_dict=False)[0]
     d0 = d0.float().to(rgb.device)
     if not normalize:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .dataset import iter_samples, sample_ids
 from .errors import LiWiError
-from .filters import erode
+from .filters import bounding_box, erode
 from .fitting import (
     after_step,
     is_held_back,
@@ -44,7 +44,7 @@ from .fitting import (
     optimise,
     save_checkpoint,
 )
-from .saliency import MEAN, STD, U2NetP, lanczos_resize, load_saliency_model
+from .saliency import U2NetP, lanczos_resize, load_saliency_model, normalise
 
 __all__ = ["EDGE_WIDTH", "fit", "init_from_saliency", "losses", "main", "proposal_targets"]
 
@@ -113,25 +113,16 @@ def init_from_saliency(path=None) -> U2NetP:
     return model
 
 
-def normalise(rgb: torch.Tensor) -> torch.Tensor:
-    """``[B,3,S,S]`` in [0,1] -> the network's input, as :func:`liwi_core.saliency.saliency_map`
-    prepares it (divided by each image's maximum, ImageNet mean and std)."""
-    rgb = rgb / rgb.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    mean = torch.tensor(MEAN, device=rgb.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb - mean) / std
-
-
 def _close_up(opaque: torch.Tensor, rng: random.Random) -> tuple[int, int, int]:
     """A square window ``(y0, x0, side)`` in which the object ``opaque`` (``[H,W]`` bool) is
     large, as in a close-up photo: its box's longer side 60-130% of the window's (so the frame
     often cuts it), centred near it; at least a third of the image's shorter side (the window is
     enlarged to the network's size, and a smaller one would be a blur)."""
     h, w = opaque.shape
-    ys, xs = torch.nonzero(opaque, as_tuple=True)
-    if len(ys) == 0:
+    box = bounding_box(opaque[None, None].float())
+    if box is None:
         return 0, 0, min(h, w)
-    y_lo, y_hi, x_lo, x_hi = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    y_lo, y_hi, x_lo, x_hi = box
     side = round(max(y_hi - y_lo, x_hi - x_lo) / rng.uniform(0.6, 1.3))
     side = max(min(h, w) // 3, min(side, min(h, w)))
     cy = (y_lo + y_hi) / 2 + rng.uniform(-0.25, 0.25) * side
@@ -225,8 +216,8 @@ def _split_ids(root: Path) -> tuple[list[str], list[str]]:
     ids = sample_ids(root)
     if not ids:
         raise LiWiError(f"dataset '{root}' has no finished samples: run 'python -m liwi_core add' first")
-    val = [s for s in ids if is_held_back(s)]
-    return [s for s in ids if s not in set(val)], val
+    held = [is_held_back(s) for s in ids]
+    return [s for s, h in zip(ids, held) if not h], [s for s, h in zip(ids, held) if h]
 
 
 def fit(data, out, config: dict, minutes: float | None = None, log=print,

@@ -217,11 +217,12 @@ def _batch(examples: list, size: int, rng: random.Random, augment: bool = True, 
 
 
 @torch.no_grad()
-def validate(model, val: list, size: int, device: str | torch.device = "cpu") -> dict:
-    """Refined against classical on the held-back examples: alpha soft IoU, shadow L1 outside the
-    object, background L1 in the hole (the ``losses`` definitions)."""
+def validate(model, val, size: int, device: str | torch.device = "cpu") -> dict:
+    """Refined against classical on the held-back examples (any iterable of them): alpha soft IoU,
+    shadow L1 outside the object, background L1 in the hole (the ``losses`` definitions)."""
     from .refiner import RefinerOutput
 
+    val = list(val)
     model.eval()
     sums: dict[str, float] = {}
     for i in range(0, len(val), 8):
@@ -286,7 +287,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         step += 1
         if after_step(step, config, started, minutes, log, parts, lr,
                       save=partial(save_checkpoint, model, optimizer, step, out),
-                      validate=partial(validate, model, list(val.values()), size, device), examples=len(train)):
+                      validate=partial(validate, model, val.values(), size, device), examples=len(train)):
             break
     return latest
 

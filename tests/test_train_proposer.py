@@ -12,8 +12,8 @@ import torch
 pytest.importorskip("diffusers")
 
 from liwi_core.proposals import _parts_between_edges
-from liwi_core.saliency import U2NetP, load_saliency_model
-from liwi_core.train_proposer import init_from_saliency, normalise, proposal_targets
+from liwi_core.saliency import U2NetP, load_saliency_model, normalise
+from liwi_core.train_proposer import init_from_saliency, proposal_targets
 
 
 def _square(h, w, y0, y1, x0, x1):
