@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["VAL_EVERY", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "optimise",
-           "save_checkpoint"]
+__all__ = ["VAL_EVERY", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_latest",
+           "make_optimizer", "optimise", "save_checkpoint"]
 
 #: one sample in VAL_EVERY (by its number) is held back for validation
 VAL_EVERY = 20
@@ -52,6 +52,26 @@ def optimise(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: tor
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
+
+
+def load_latest(out: Path, model_class):
+    """``(model, training state)`` from ``<out>/checkpoint-latest`` (:func:`save_checkpoint`), or
+    None when there is none yet (a fresh start)."""
+    latest = Path(out) / "checkpoint-latest"
+    if not latest.exists():
+        return None
+    return model_class.from_pretrained(latest), torch.load(latest / "training_state.pt", weights_only=True)
+
+
+def make_optimizer(model: torch.nn.Module, config: dict, state: dict | None) -> tuple[torch.optim.Optimizer, int]:
+    """AdamW at ``config["lr"]`` (weight decay 1e-4) and the step to go on from: the saved
+    optimiser and step of ``state`` (from :func:`load_latest`), else a fresh one at step 0.
+    Call it once the model is on its device: the saved tensors follow the parameters."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
+    if state is None:
+        return optimizer, 0
+    optimizer.load_state_dict(state["optimizer"])
+    return optimizer, state["step"]
 
 
 def save_checkpoint(model, optimizer: torch.optim.Optimizer, step: int, out: Path) -> None:

@@ -41,6 +41,8 @@ from .fitting import (
     is_held_back,
     jsonl_logger,
     learning_rate,
+    load_latest,
+    make_optimizer,
     optimise,
     save_checkpoint,
 )
@@ -232,9 +234,9 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     out.mkdir(parents=True, exist_ok=True)
     size, batch_size, steps = config.get("size", 320), config["batch_size"], config["steps"]
     latest = out / "checkpoint-latest"
-    if latest.exists():
-        model = U2NetP.from_pretrained(latest)
-        state = torch.load(latest / "training_state.pt", weights_only=True)
+    resumed = load_latest(out, U2NetP)
+    if resumed is not None:
+        model, state = resumed
     elif config.get("init_from") and not (Path(config["init_from"]) / "config.json").is_file():
         raise LiWiError(f"init_from '{config['init_from']}': no checkpoint folder there (config.json + .safetensors)")
     elif config.get("init_from") and U2NetP.load_config(config["init_from"]).get("out_channels") == 2:
@@ -247,11 +249,7 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
-    step = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+    optimizer, step = make_optimizer(model, config, state)
     train_ids, val_ids = _split_ids(root)
     val_loader = torch.utils.data.DataLoader(_Scenes(root, val_ids[:256], size, augment=False),
                                              batch_size=16, num_workers=workers)

@@ -41,6 +41,8 @@ from .fitting import (
     is_held_back,
     jsonl_logger,
     learning_rate,
+    load_latest,
+    make_optimizer,
     optimise,
     save_checkpoint,
 )
@@ -251,9 +253,9 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     train, val = _load_examples(Path(examples))
     size = config.get("working_size", 256)
     latest = out / "checkpoint-latest"
-    if latest.exists():
-        model = LiWiRefiner.from_pretrained(latest)
-        state = torch.load(latest / "training_state.pt", weights_only=True)
+    resumed = load_latest(out, LiWiRefiner)
+    if resumed is not None:
+        model, state = resumed
     elif config.get("init_from"):  # a later stage: the weights of an earlier one, a fresh optimiser
         model = LiWiRefiner.from_pretrained(config["init_from"])
         state = None
@@ -264,11 +266,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     if "alpha_support" in config and model.config.alpha_support != config["alpha_support"]:
         model.register_to_config(alpha_support=config["alpha_support"])
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
-    step = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])  # moves its tensors to the parameters' device
-        step = state["step"]
+    optimizer, step = make_optimizer(model, config, state)
     steps, batch_size = config["steps"], config["batch_size"]
     rng = random.Random(step)
     started = time.time()
