@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import load_pretrained
 from .errors import LiWiError
 from .filters import luminance, resize
 from .fitting import (
@@ -257,7 +258,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     if resumed is not None:
         model, state = resumed
     elif config.get("init_from"):  # a later stage: the weights of an earlier one, a fresh optimiser
-        model = LiWiRefiner.from_pretrained(config["init_from"])
+        model = load_pretrained(config["init_from"], LiWiRefiner, "init_from checkpoint")
         state = None
     else:
         model = LiWiRefiner(**{k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach")

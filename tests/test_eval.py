@@ -409,3 +409,19 @@ def test_tuning_scenes_use_only_training_cut_outs(scenes, tmp_path):
         assert sample.name.startswith("dev-")
         used |= set(json.loads((sample / "sample.json").read_text())["objects"])
     assert used == {train} and not used & set(held)
+
+
+def test_photo_tuning_scenes_use_the_training_cutouts_on_the_tuning_photos(scenes, tmp_path):
+    from liwi_core.benchmark_scenes import DEV_PHOTO_SCENES, build_dev_photos
+    from liwi_core.errors import LiWiError
+
+    _, objects, backgrounds, held, train = scenes
+    with pytest.raises(LiWiError, match="--tuning"):
+        build_dev_photos(tmp_path / "none", objects, tmp_path / "no-photos")
+    assert DEV_PHOTO_SCENES["split"] == "training"
+    cfg = {**DEV_PHOTO_SCENES, "num": 3, "size": 64}
+    out = build_dev_photos(tmp_path / "dev-photos", objects, backgrounds[0].parent, cfg=cfg)
+    config = json.loads((out / "config.json").read_text())
+    assert config["objects"] == [train] and not set(config["objects"]) & set(held)
+    assert config["backgrounds"] == [p.name for p in backgrounds]
+    assert len(list((out / "samples").iterdir())) == 3

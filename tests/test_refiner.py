@@ -11,6 +11,7 @@ pytest.importorskip("diffusers")
 
 from liwi_core.decompose import decompose
 from liwi_core.engines import create
+from liwi_core.errors import LiWiError
 from liwi_core.refiner import (
     INPUT_CHANNELS,
     LiWiRefiner,
@@ -137,6 +138,9 @@ def test_examples_then_fit_then_resume(tmp_path):
     from liwi_core.engines.refined import load_refiner
     trained = load_refiner(tmp_path / "run" / "checkpoint-latest")
     assert float(trained.head.weight.abs().max()) > 0  # left zero: the corrections had no gradient
+    # a later stage from a folder that is not there: one line naming the option, no traceback
+    with pytest.raises(LiWiError, match="init_from"):
+        fit(tmp_path / "examples", tmp_path / "stage2", {**config, "init_from": str(tmp_path / "nowhere")})
 
 
 def test_the_bundled_refiner_loads_and_has_its_card_and_licence():

@@ -13,6 +13,14 @@ Debian bookworm packages whose files are all under the GPL-2 (or later):
   (GPL-2+): the largest version of each wallpaper, without transparent or near-flat ones,
   as several crops each (different framing and scale).
 
+``--tuning`` also writes ``tuning-photos/``: 29 real photos (textured ground, bark, rocks,
+water, a bee, a chameleon, a castle...) from ``tuxpaint-data`` (its drawing templates, GPL-2+),
+``palapeli-data`` (jigsaw photos, public domain or GNU FDL) and ``gnome-backgrounds`` 3.38
+(bullseye, CC-BY-SA / CC-BY, the last version with photos). They are never trained on: the
+second tuning set (``liwi_core.benchmark_scenes.build_dev_photos``) puts the training
+cut-outs on them, so that engine settings can be chosen on photos like the held-out set's
+(real, cluttered, textured) rather than only on wallpapers.
+
 ``--debs DIR`` holds the ``.deb`` files; missing ones are fetched there with
 ``apt-get download`` (needs a Debian-like system). The script writes ``objects/``,
 ``backgrounds/`` and ``CREDITS.md`` (package, version, original path, licence of every
@@ -37,6 +45,21 @@ PACKAGES = {
     "tuxpaint-stamps-default": {"role": "objects", "licence": "GPL-2", "holder": "Bill Kendrick and Tux Paint contributors"},
     "plasma-workspace-wallpapers": {"role": "backgrounds", "licence": "GPL-2+", "holder": "KDE Visual Design Group"},
     "mate-backgrounds": {"role": "backgrounds", "licence": "GPL-2+", "holder": "see the package's copyright file"},
+}
+# the tuning photos: package -> (where its .deb comes from when missing, the photos in it, licence, holder)
+TUNING_PHOTOS = {
+    "tuxpaint-data": (None, [f"usr/share/tuxpaint/templates/{n}.jpg" for n in (
+        "burnt_bark", "cliff", "corn_maze", "jellyfish", "lighthouse", "mossy_bark", "mossy_log", "mudstone",
+        "ocean_splash", "ocean_waves", "redwoods_above", "rocks", "sheep", "spiders_web", "sun_behind_clouds",
+        "sun_behind_leaves", "trees_above", "trees_at_dusk", "wool_mill_machine")], "GPL-2+",
+        "Bill Kendrick and Tux Paint contributors"),
+    "palapeli-data": (None, [f"usr/share/palapeli/collection/{n}.jpg" for n in (
+        "castle-maintenon", "cincinnati-bridge", "citrus-fruits", "european-honey-bee", "panther-chameleon-female")],
+        "public domain or GNU FDL (the photo's .desktop file)", "see the photo's .desktop file"),
+    "gnome-backgrounds": ("http://deb.debian.org/debian/pool/main/g/gnome-backgrounds/gnome-backgrounds_3.38.0-1_all.deb",
+                          [f"usr/share/backgrounds/gnome/{n}.jpg" for n in ("Road", "Dark_Ivy", "Icetwigs",
+                                                                               "SeaSunset", "Wood")],
+                          "CC-BY-SA-3.0 or CC-BY-2.0 (the package's copyright file)", "the GNOME artists"),
 }
 GENERIC = {"usr", "share", "wallpapers", "contents", "images", "backgrounds", "mate", "tuxpaint", "stamps"}
 CROPS_PER_BACKGROUND = 4
@@ -65,12 +88,22 @@ def _deb_members(path: Path) -> dict[str, bytes]:
     return files
 
 
-def _deb_file(debs: Path, package: str) -> Path:
-    found = sorted(debs.glob(f"{package}_*.deb"))
+def _deb_file(debs: Path, package: str, url: str | None = None) -> Path:
+    """The package's .deb in ``debs``: downloaded when missing, from ``url`` when given (an
+    older Debian release), else with ``apt-get download``."""
+    pattern = f"{package}_*.deb" if url is None else Path(url).name
+    found = sorted(debs.glob(pattern))
     if not found:
         debs.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
-        found = sorted(debs.glob(f"{package}_*.deb"))
+        if url is None:
+            subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
+        else:
+            import urllib.request
+
+            tmp = debs / (Path(url).name + ".tmp")
+            urllib.request.urlretrieve(url, tmp)
+            os.replace(tmp, debs / Path(url).name)
+        found = sorted(debs.glob(pattern))
     return found[-1]
 
 
@@ -169,6 +202,32 @@ def prepare(out: Path, debs: Path) -> dict:
     return counts
 
 
+def prepare_tuning(out: Path, debs: Path) -> int:
+    """Write the tuning photos (:data:`TUNING_PHOTOS`) to ``out/tuning-photos`` (at most 1024 px,
+    PNG) with their ``CREDITS.md``; returns how many."""
+    folder = out / "tuning-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["# Tuning photos", "", "Made by `training/prepare_debian_data.py --tuning`. Used only to build the second",
+             "tuning set (`benchmarks/dev-photos`); never trained on, not bundled.", "",
+             "| file | package (version) | original | licence | copyright |", "|---|---|---|---|---|"]
+    count = 0
+    for package, (url, paths, licence, holder) in TUNING_PHOTOS.items():
+        deb = _deb_file(debs, package, url)
+        version = deb.stem.split("_")[1].replace("%3a", ":")
+        files = _deb_members(deb)
+        for p in paths:
+            if p not in files:
+                raise SystemExit(f"error: '{p}' is not in {deb.name}")
+            image = Image.open(io.BytesIO(files[p])).convert("RGB")
+            image.thumbnail((1024, 1024), Image.LANCZOS)
+            name = f"{package.split('-')[0]}_{Path(p).stem}.png"
+            _save(image, folder / name)
+            lines.append(f"| {name} | {package} ({version}) | `/{p}` | {licence} | {holder} |")
+            count += 1
+    (folder / "CREDITS.md").write_text("\n".join(lines) + "\n")
+    return count
+
+
 def _licence_of(path: str, copyright_text: str, default: str) -> str:
     """The licence a Debian copyright file gives the paragraph whose ``Files:`` matches."""
     name = Path(path).name
@@ -198,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="data/sources", help="where objects/, backgrounds/ and CREDITS.md go")
     p.add_argument("--debs", default="data/debs", help="folder of the .deb files (missing ones are downloaded)")
+    p.add_argument("--tuning", action="store_true", help="also write tuning-photos/ (the second tuning set's photos)")
     args = p.parse_args(argv)
     counts = prepare(Path(args.out), Path(args.debs))
+    if args.tuning:
+        counts["tuning_photos"] = prepare_tuning(Path(args.out), Path(args.debs))
     print(json.dumps(counts))
     return 0
 
