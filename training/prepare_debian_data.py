@@ -21,6 +21,13 @@ second tuning set (``liwi_core.benchmark_scenes.build_dev_photos``) puts the tra
 cut-outs on them, so that engine settings can be chosen on photos like the held-out set's
 (real, cluttered, textured) rather than only on wallpapers.
 
+``--photos`` also writes ``photo-backgrounds/``: the photographs of GCompris
+(``gcompris-qt-data``: animals, monuments, the words of its language activity; GPL-3+,
+CC-BY-SA, CC-BY, GFDL or public domain, each file's own licence from the package's copyright
+file), read out of its Qt resource bundles (``.rcc``), as crops like the wallpapers: training
+backgrounds that are photos, with their own subjects, clutter and shadows, which wallpapers
+lack.
+
 ``--debs DIR`` holds the ``.deb`` files; missing ones are fetched there with
 ``apt-get download`` (needs a Debian-like system). The script writes ``objects/``,
 ``backgrounds/`` and ``CREDITS.md`` (package, version, original path, licence of every
@@ -60,6 +67,15 @@ TUNING_PHOTOS = {
                           [f"usr/share/backgrounds/gnome/{n}.jpg" for n in ("Road", "Dark_Ivy", "Icetwigs",
                                                                                "SeaSunset", "Wood")],
                           "CC-BY-SA-3.0 or CC-BY-2.0 (the package's copyright file)", "the GNOME artists"),
+}
+# the training photos inside GCompris's resource bundles: bundle -> path prefix of its photographs
+GCOMPRIS_PHOTOS = {
+    "erase.rcc": "/gcompris/src/activities/erase/resource/",
+    "explore_world_animals.rcc": "/gcompris/src/activities/explore_world_animals/resource/animals/",
+    "explore_farm_animals.rcc": "/gcompris/src/activities/explore_farm_animals/resource/animals/",
+    "explore_monuments.rcc": "/gcompris/src/activities/explore_monuments/resource/",
+    "explore_world_music.rcc": "/gcompris/src/activities/explore_world_music/resource/",
+    "lang.rcc": "/gcompris/src/activities/lang/resource/words_sample/",
 }
 GENERIC = {"usr", "share", "wallpapers", "contents", "images", "backgrounds", "mate", "tuxpaint", "stamps"}
 CROPS_PER_BACKGROUND = 4
@@ -228,6 +244,114 @@ def prepare_tuning(out: Path, debs: Path) -> int:
     return count
 
 
+def rcc_files(blob: bytes) -> dict[str, bytes]:
+    """The files of a Qt resource bundle (``.rcc``, format 1-3) by path; zlib-compressed entries
+    are inflated, zstd ones (Qt 6) left out."""
+    import struct
+    import zlib
+
+    if blob[:4] != b"qres":
+        raise SystemExit("error: not a Qt resource bundle")
+    version, tree, data, names = struct.unpack(">IIII", blob[4:20])
+    entry = 14 if version == 1 else 22
+
+    def name(offset: int) -> str:
+        length = struct.unpack(">H", blob[names + offset:names + offset + 2])[0]
+        return blob[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    files, stack = {}, [(0, "")]
+    while stack:
+        index, prefix = stack.pop()
+        at = tree + index * entry
+        offset, flags = struct.unpack(">IH", blob[at:at + 6])
+        path = prefix + (name(offset) if index else "")
+        if flags & 2:  # a directory: its children are consecutive entries
+            count, first = struct.unpack(">II", blob[at + 6:at + 14])
+            stack.extend((child, path + "/") for child in range(first, first + count))
+            continue
+        start = data + struct.unpack(">I", blob[at + 10:at + 14])[0]
+        size = struct.unpack(">I", blob[start:start + 4])[0]
+        content = blob[start + 4:start + 4 + size]
+        if flags & 4:
+            continue
+        files[path] = zlib.decompress(content[4:]) if flags & 1 else content
+    return files
+
+
+def prepare_photos(out: Path, debs: Path, min_side: int = 300) -> int:
+    """Write GCompris's photographs (:data:`GCOMPRIS_PHOTOS`) as background crops to
+    ``out/photo-backgrounds`` with their ``CREDITS.md``; returns how many crops."""
+    package = "gcompris-qt-data"
+    folder = out / "photo-backgrounds"
+    folder.mkdir(parents=True, exist_ok=True)
+    deb = _deb_file(debs, package)
+    version = deb.stem.split("_")[1].replace("%3a", ":")
+    members = _deb_members(deb)
+    copyright_text = members.get(f"usr/share/doc/{package}/copyright", b"").decode(errors="replace")
+    rng = np.random.default_rng(2606)
+    lines = ["# Photo backgrounds", "", "Made by `training/prepare_debian_data.py --photos` from GCompris's resource bundles",
+             f"({package} {version}); each photo's licence and holder as the package's copyright file gives them",
+             "for its original (.jpg) name. Training backgrounds only; not bundled.", "",
+             "| files | original | licence | copyright |", "|---|---|---|---|"]
+    count = 0
+    for bundle, prefix in GCOMPRIS_PHOTOS.items():
+        files = rcc_files(members[f"usr/share/gcompris-qt/rcc/{bundle}"])
+        for path in sorted(p for p in files if p.startswith(prefix) and p.lower().endswith((".jpg", ".jpeg", ".webp"))):
+            image = Image.open(io.BytesIO(files[path]))
+            if min(image.size) < min_side or not _usable_background(image):
+                continue
+            stem = f"gcompris_{bundle.removesuffix('.rcc')}_{Path(path).stem}"
+            names = []
+            for k, crop in enumerate(_background_crops(image.convert("RGB"), rng)):
+                names.append(f"{stem}_{k}.png")
+                _save(crop, folder / names[-1])
+            original = "src/activities/" + path.split("/activities/")[1]
+            licence, holder = _paragraph_of(original, copyright_text)
+            if not _gpl_compatible(licence):
+                continue  # unknown, share-alike before 4.0 or GFDL: a model trained on it could not stay GPL
+            lines.append(f"| {names[0]} (+{len(names) - 1} crops) | `{original}` (in `{bundle}`) | {licence} | {holder} |")
+            count += len(names)
+    (folder / "CREDITS.md").write_text("\n".join(lines) + "\n")
+    return count
+
+
+def _gpl_compatible(licence: str) -> bool:
+    """Licences whose works may train weights distributed under the GPL (3 or later): the GPL
+    itself, public domain, attribution-only Creative Commons, CC-BY-SA 4.0."""
+    name = licence.strip().upper()
+    return (name.startswith("GPL") or name.startswith("PUBLIC") or name == "CC0-1.0"
+            or (name.startswith("CC-BY-") and not name.startswith("CC-BY-SA-") and not name.startswith("CC-BY-NC"))
+            or name == "CC-BY-SA-4.0")
+
+
+def _paragraph_of(original: str, copyright_text: str) -> tuple[str, str]:
+    """``(licence, copyright holder)`` that a machine-readable Debian copyright file gives the
+    source file ``original``: the last ``Files:`` paragraph with a matching pattern (as the
+    format says), the file's extension ignored (the bundles hold .webp copies of the .jpg
+    originals the file lists)."""
+    from fnmatch import fnmatchcase
+
+    stem = str(Path(original).with_suffix(""))
+    candidates = [stem + ext for ext in (".jpg", ".jpeg", ".png", ".webp", ".svg")]
+    found = None
+    for paragraph in copyright_text.split("\n\n"):
+        if not paragraph.startswith("Files:"):
+            continue
+        patterns = paragraph.split("Copyright:")[0].split()[1:]
+        if any(fnmatchcase(c, pattern) for c in candidates for pattern in patterns):
+            found = paragraph
+    if found is None:
+        return "?", "?"
+    fields, key = {}, None
+    for line in found.splitlines():
+        if line[:1] not in (" ", "\t") and ":" in line:
+            key, value = line.split(":", 1)
+            fields[key] = value.strip()
+        elif key == "Copyright":
+            fields[key] += "; " + line.strip()
+    return fields.get("License", "?"), fields.get("Copyright", "?")
+
+
 def _licence_of(path: str, copyright_text: str, default: str) -> str:
     """The licence a Debian copyright file gives the paragraph whose ``Files:`` matches."""
     name = Path(path).name
@@ -257,11 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="data/sources", help="where objects/, backgrounds/ and CREDITS.md go")
     p.add_argument("--debs", default="data/debs", help="folder of the .deb files (missing ones are downloaded)")
+    p.add_argument("--photos", action="store_true", help="also write photo-backgrounds/ (GCompris's photographs)")
     p.add_argument("--tuning", action="store_true", help="also write tuning-photos/ (the second tuning set's photos)")
     args = p.parse_args(argv)
     counts = prepare(Path(args.out), Path(args.debs))
     if args.tuning:
         counts["tuning_photos"] = prepare_tuning(Path(args.out), Path(args.debs))
+    if args.photos:
+        counts["photo_backgrounds"] = prepare_photos(Path(args.out), Path(args.debs))
     print(json.dumps(counts))
     return 0
 
