@@ -319,9 +319,8 @@ def _gpl_compatible(licence: str) -> bool:
     """Licences whose works may train weights distributed under the GPL (3 or later): the GPL
     itself, public domain, attribution-only Creative Commons, CC-BY-SA 4.0."""
     name = licence.strip().upper()
-    return (name.startswith("GPL") or name.startswith("PUBLIC") or name == "CC0-1.0"
-            or (name.startswith("CC-BY-") and not name.startswith("CC-BY-SA-") and not name.startswith("CC-BY-NC"))
-            or name == "CC-BY-SA-4.0")
+    return (name.startswith(("GPL", "PUBLIC")) or name in ("CC0-1.0", "CC-BY-SA-4.0")
+            or (name.startswith("CC-BY-") and not name.startswith(("CC-BY-SA-", "CC-BY-NC", "CC-BY-ND"))))
 
 
 def _paragraph_of(original: str, copyright_text: str) -> tuple[str, str]:
