@@ -300,15 +300,15 @@ def prepare_photos(out: Path, debs: Path, min_side: int = 300) -> int:
             image = Image.open(io.BytesIO(files[path]))
             if min(image.size) < min_side or not _usable_background(image):
                 continue
+            original = "src/activities/" + path.split("/activities/")[1]
+            licence, holder = _paragraph_of(original, copyright_text)
+            if not _gpl_compatible(licence):
+                continue  # unknown, share-alike before 4.0 or GFDL: a model trained on it could not stay GPL
             stem = f"gcompris_{bundle.removesuffix('.rcc')}_{Path(path).stem}"
             names = []
             for k, crop in enumerate(_background_crops(image.convert("RGB"), rng)):
                 names.append(f"{stem}_{k}.png")
                 _save(crop, folder / names[-1])
-            original = "src/activities/" + path.split("/activities/")[1]
-            licence, holder = _paragraph_of(original, copyright_text)
-            if not _gpl_compatible(licence):
-                continue  # unknown, share-alike before 4.0 or GFDL: a model trained on it could not stay GPL
             lines.append(f"| {names[0]} (+{len(names) - 1} crops) | `{original}` (in `{bundle}`) | {licence} | {holder} |")
             count += len(names)
     (folder / "CREDITS.md").write_text("\n".join(lines) + "\n")
