@@ -371,12 +371,17 @@ def _sample_id(cfg: dict, index: int) -> str:
     return f"{'dev' if cfg.get('split') == 'training' else 'hv2'}-{index:04d}"
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """The image files of ``folder``, sorted (none when it is not there)."""
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+
+
 def build_dev(out, objects_dir=None, backgrounds_dir=None, progress: bool = False) -> Path:
     """Build the tuning scenes (:data:`DEV_SCENES`) in ``out``: the held-out recipe on the
     *training* cut-outs and on training backgrounds (default ``data/sources/backgrounds``),
     so that engine settings can be chosen without looking at the held-out set."""
     folder = Path(backgrounds_dir) if backgrounds_dir is not None else ROOT / "data" / "sources" / "backgrounds"
-    backgrounds = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+    backgrounds = _images_in(folder)
     if not backgrounds:
         raise LiWiError(f"no background photos in '{folder}' (prepare them with `{PREPARE_COMMAND}`)")
     return build_heldout(out, objects_dir, backgrounds, DEV_SCENES, progress)
@@ -388,7 +393,7 @@ def build_dev_photos(out, objects_dir=None, photos_dir=None, progress: bool = Fa
     cut-outs on the tuning photos (default ``data/sources/tuning-photos``), real photos that no
     training uses and that are not reserved for evaluation."""
     folder = Path(photos_dir) if photos_dir is not None else ROOT / "data" / "sources" / "tuning-photos"
-    photos = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+    photos = _images_in(folder)
     if not photos:
         raise LiWiError(f"no tuning photos in '{folder}' (prepare them with `{PREPARE_TUNING_COMMAND}`)")
     return build_heldout(out, objects_dir, photos, cfg, progress)
