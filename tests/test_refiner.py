@@ -67,6 +67,29 @@ def test_apply_corrections_keeps_zero_corrections_and_moves_the_rest():
     assert torch.allclose(b, background + 0.1)
 
 
+def test_background_correction_keeps_its_broad_colour_and_loses_fine_detail():
+    """Fine structure in the hidden background's correction is the object's own detail (a ghost)."""
+    from liwi_core.engines.refined import predict_corrections
+
+    class Ghostly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, inputs):
+            b, _, h, w = inputs.shape
+            stripes = (torch.arange(w) % 4 < 2).float().view(1, 1, 1, w).expand(b, 3, h, w)
+            return RefinerOutput(torch.zeros(b, 1, h, w), torch.full((b, 1, h, w), -0.2), 0.1 + 0.2 * stripes)
+
+    inputs = torch.rand(1, INPUT_CHANNELS, 64, 64)
+    raw = predict_corrections(Ghostly(), inputs, (128, 128), background_smoothing=0.0)
+    smooth = predict_corrections(Ghostly(), inputs, (128, 128))
+    assert float(raw.background.std()) > 0.05  # the stripes, as predicted
+    assert float(smooth.background.std()) < 0.01
+    assert abs(float(smooth.background.mean()) - 0.2) < 0.005  # the broad correction is kept
+    assert torch.allclose(smooth.shadow, raw.shadow) and torch.equal(smooth.alpha, torch.zeros_like(smooth.alpha))
+
+
 def test_refiner_output_starts_at_zero_and_has_the_input_size():
     refiner = _tiny()
     out = refiner(torch.rand(2, INPUT_CHANNELS, 37, 50))
