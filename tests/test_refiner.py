@@ -177,8 +177,9 @@ def test_the_bundled_refiner_loads_and_has_its_card_and_licence():
     refiner = load_refiner()
     assert float(refiner.head.weight.abs().max()) > 0  # trained: not the zero start
     card = (DEFAULT_REFINER / "MODEL_CARD.md").read_text()
-    assert "tuxpaint-stamps-default" in card and "example_images" in card
-    assert "GNU General Public License" in (DEFAULT_REFINER / "LICENSE").read_text()
+    assert "tuxpaint-stamps-default" in card and "gcompris-qt-data" in card and "example_images" in card
+    # trained on GPL-3+ photographs since stage 7: the weights' licence follows them
+    assert "GNU General Public License, version 3" in (DEFAULT_REFINER / "LICENSE").read_text()
 
 
 def test_shadow_is_continued_under_the_opaque_object_not_imprinted():
