@@ -99,7 +99,8 @@ def _add_layer_commands(sub) -> None:
                    help="front-to-back order: as given, or by the lowest point of each mask")
     d.add_argument("--engine", choices=DECOMPOSE_ENGINES, default=DEFAULT_ENGINE,
                    help=f"default {DEFAULT_ENGINE}. refined (the classical engine corrected by a small trained "
-                        "network; masks, or automatic mode), classical (no weights, masks required), learned (a LiWiNet checkpoint; masks optional), "
+                        "network; masks, or automatic mode), classical (the same without that network; masks, or "
+                        "automatic mode), learned (a LiWiNet checkpoint; masks optional), "
                         "baseline (the naive cut-along-the-mask baseline) or qwen-layered (Qwen-Image-Layered "
                         "through diffusers from a local pipeline folder, made exact; no masks)")
     d.add_argument("--psd", help="also write a layered PSD here")

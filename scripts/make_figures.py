@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from liwi_core.decompose import decompose
-from liwi_core.engines import create
+from liwi_core.engines import DEFAULT_ENGINE, create
 from liwi_core.proposals import ProposalSettings
 from liwi_core.imageio import load_image, load_mask, to_uint8
 from liwi_core.layers import LayerEdit, edit_stack
@@ -151,7 +151,7 @@ def automatic_rows(names: list[str]) -> tuple[list, dict]:
     from liwi_core.metrics import alpha_soft_iou
     from liwi_core.proposals import find_objects
 
-    engine = create("classical")
+    engine = create(DEFAULT_ENGINE)
     rows, scores = [], {}
     for name in names:
         image = load_image(EXAMPLES / f"{name}.png")[:, :3]

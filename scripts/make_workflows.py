@@ -119,7 +119,7 @@ def move_object() -> None:
     save = g.node("SaveImage", (1120, 100), widgets=["LiWi/coffee_moved"], inputs=[("images", "IMAGE")])
     g.link(rec, 0, save, "images")
     g.note("Layer 0 (the cup) moves 140 px left and takes its shadow along; the background under it was "
-           "filled by the classical engine.", (0, 760))
+           "filled by the default (refined) engine.", (0, 760))
     g.save("move_object_with_shadow.json")
 
 

@@ -18,7 +18,7 @@ from .base import Engine, Peeled, StackBuilder
 __all__ = ["available", "create", "settings_type", "DEFAULT_ENGINE", "Engine", "Peeled", "StackBuilder"]
 
 # what the CLI, the Decompose node and decompose() use when no engine is named
-DEFAULT_ENGINE = "classical"
+DEFAULT_ENGINE = "refined"
 
 # name -> (module, engine class, settings class); imported on demand, so the learned engine's
 # diffusers is only needed when it is used
