@@ -3,7 +3,7 @@
     python scripts/benchmark.py [--sizes 512 1024 2048] [--threads 2] [--repeats 3]
     python scripts/benchmark.py --against REV      # the same, side by side with git revision REV
     python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
-    python scripts/benchmark.py --automatic        # automatic mode on the example photos at 1024x1024
+    python scripts/benchmark.py --automatic [--engines classical,refined]   # automatic mode, example photos at 1024x1024
     python scripts/benchmark.py --engines classical,refined [--large]   # engines side by side
 
 Each size runs in a fresh process so peak memory (max RSS) is its own; "peak MB" is the
@@ -92,7 +92,7 @@ def main() -> None:
         time_filters(args.threads)
         return
     if args.automatic:
-        time_automatic(args.threads, args.repeats)
+        time_automatic(args.threads, args.repeats, args.engines.split(",") if args.engines else None)
         return
     if args.engines:
         compare_engines(args)
@@ -145,33 +145,40 @@ def compare_engines(args) -> None:
         print(f"| {engine} | {size} | {seconds:.2f} | {peak:.0f} |")
 
 
-def time_automatic(threads: int, repeats: int) -> None:
-    """Automatic mode with the default engine on each example photo resized to 1024x1024:
-    finding the objects, and the whole decomposition (finding included); median of ``repeats``
-    after one warm-up run that loads the saliency network."""
+def time_automatic(threads: int, repeats: int, engines: list[str] | None = None) -> None:
+    """Automatic mode on each example photo resized to 1024x1024: finding the objects, and the
+    whole decomposition (finding included) with each of ``engines`` (default: the default
+    engine), run alternating; median of ``repeats`` after one warm-up run that loads the networks."""
     import torch
 
     from liwi_core.decompose import decompose
+    from liwi_core.engines import DEFAULT_ENGINE, create
     from liwi_core.filters import resize
     from liwi_core.imageio import load_image
     from liwi_core.proposals import find_objects
 
     torch.set_num_threads(threads)
-    print(f"| photo (1024x1024) | objects | finding (s) | whole decomposition (s, median of {repeats}) |")
-    print("|---|---|---|---|")
+    names = engines or [DEFAULT_ENGINE]
+    chosen = [create(name) for name in names]
+    columns = " | ".join(f"{name}: whole decomposition (s, median of {repeats})" for name in names)
+    print(f"| photo (1024x1024) | objects | finding (s) | {columns} |")
+    print("|---|---|---|" + "---|" * len(names))
     for name in ("coffee", "chelsea", "astronaut", "rocket"):
         image = resize(load_image(ROOT / "example_images" / f"{name}.png")[:, :3], (1024, 1024))
         find_objects(image)
-        finding, whole = [], []
+        for engine in chosen:
+            decompose(image, None, engine)
+        finding, whole = [], [[] for _ in chosen]
         for _ in range(repeats):
             t = time.perf_counter()
             find_objects(image)
             finding.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            stack = decompose(image, None)
-            whole.append(time.perf_counter() - t)
-        print(f"| {name} | {len(stack.layers)} | {sorted(finding)[len(finding) // 2]:.2f} "
-              f"| {sorted(whole)[len(whole) // 2]:.2f} |")
+            for times, engine in zip(whole, chosen):
+                t = time.perf_counter()
+                stack = decompose(image, None, engine)
+                times.append(time.perf_counter() - t)
+        cells = " | ".join(f"{sorted(times)[len(times) // 2]:.2f}" for times in whole)
+        print(f"| {name} | {len(stack.layers)} | {sorted(finding)[len(finding) // 2]:.2f} | {cells} |")
 
 
 def time_filters(threads: int) -> None:
