@@ -84,7 +84,8 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
             are decomposed as a user's would be. An image where nothing is found gives the
             background alone (the image itself, no layer) and a warning; ``meta["found"]``
             says what was found in each image.
-        engine: an engine from :func:`liwi_core.engines.create`; default :data:`~liwi_core.engines.DEFAULT_ENGINE` (the refined one).
+        engine: an engine from :func:`liwi_core.engines.create`; default
+            :data:`~liwi_core.engines.DEFAULT_ENGINE` (the refined one).
         order: ``"given"`` or ``"bottom"`` (front-to-back rule).
         names: layer names per mask index (default ``object_<i>``).
         progress: called as ``progress(done, total)`` after each object (automatic mode: each image).
