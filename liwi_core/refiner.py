@@ -72,11 +72,15 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
             object's edge and recover what a rough prompt cut off, never put a faint veil of
             alpha over the whole region (which would move with the object as a ghost). 0 =
             no alpha correction at all (the refiner then corrects shadows and the background).
+        saliency_size: the side of the square input U²-Net small's saliency channel is computed
+            at (:func:`~liwi_core.saliency.saliency_map`'s ``sample_size``); the network learns
+            the maps of that size. Checkpoints saved before it existed were trained at rembg's
+            320.
     """
 
     @register_to_config
     def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = WORKING_SIZE,
-                 shadow_reach: float = 0.75, alpha_support: float = 0.08):
+                 shadow_reach: float = 0.75, alpha_support: float = 0.08, saliency_size: int = 320):
         super().__init__()
         chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]
         self.enc = nn.ModuleList([conv_block(INPUT_CHANNELS, chans[0])] +

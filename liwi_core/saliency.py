@@ -235,7 +235,8 @@ def normalise(rgb: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True,
+                 sample_size: int | None = None) -> torch.Tensor:
     """Where the salient object is, ``[B,1,H,W]`` in [0,1] at the image's size, as rembg computes it.
 
     rembg's ``u2netp`` session: the image is resized to ``sample_size`` squared (320x320,
@@ -250,10 +251,15 @@ def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True) -> 
         normalize: rembg's per-image min-max stretch. Off, the map is the network's own
             probability, which stays low on an image with nothing salient (the stretch would
             blow its noise up to 1).
+        sample_size: the side of the network's square input; None: the model's
+            ``sample_size`` (rembg's 320). The network is fully convolutional; a smaller
+            input is faster (256: 0.6x the time of 320) and sees the image coarser.
     """
     rgb = _as_rgb(image).float().clamp(0, 1)
     h, w = rgb.shape[-2:]
-    side = int(model.config.sample_size)
+    side = int(model.config.sample_size if sample_size is None else sample_size)
+    if side < 32:
+        raise LiWiError(f"saliency_map: sample_size {side} is too small for U²-Net's five poolings (>= 32)")
     small = normalise(lanczos_resize(rgb, (side, side)))
     param = next(model.parameters())
     # channels-last: oneDNN's convolutions take it directly (0.36 -> 0.30 s a pass on 2 CPU threads)

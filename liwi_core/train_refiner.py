@@ -2,6 +2,7 @@
 
     python -m liwi_core.train_refiner examples --data data/train-v2 --out data/refiner-examples
     python -m liwi_core.train_refiner fit --examples data/refiner-examples --out runs/refiner [--minutes 100]
+    python -m liwi_core.train_refiner saliency --examples OLD --out NEW --saliency-size 256
 
 Two steps, both resumable:
 
@@ -48,9 +49,14 @@ from .fitting import (
     save_checkpoint,
 )
 
-__all__ = ["fit", "losses", "main", "make_examples"]
+__all__ = ["fit", "losses", "main", "make_examples", "recompute_saliency"]
 
 PROMPT_KINDS = ("exact", "eroded", "dilated", "blurred", "box", "scribble")
+#: the saliency channel's U²-Net input side in new examples (0.6x the time of rembg's 320: the
+#: refined engine runs one saliency pass per object; the working grid is 256 px anyway)
+SALIENCY_SIZE = 256
+#: what examples written before the size was recorded were made with
+LEGACY_SALIENCY_SIZE = 320
 
 
 def _q(t: torch.Tensor) -> torch.Tensor:
@@ -64,13 +70,15 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = None, wait: bool = False,
-                  shard: tuple[int, int] = (0, 1)) -> int:
+                  shard: tuple[int, int] = (0, 1), saliency_size: int = SALIENCY_SIZE) -> int:
     """Write one refiner example per object of each sample of the ADD dataset ``data`` into ``out``;
     returns how many samples are done. Existing examples are kept (resume). ``wait``: keep
     polling for samples a running ADD job is still writing until ``limit`` are done.
     ``shard`` ``(i, n)``: only the samples whose number (``s<seed>-<number>``; a CRC of other
     ids) is ``i`` mod ``n``, so ``n`` processes (one thread each) share a many-core machine;
-    the number, not the position, so a sample keeps its shard while ADD is still writing."""
+    the number, not the position, so a sample keeps its shard while ADD is still writing.
+    ``saliency_size``: the U²-Net input side the saliency channel is computed at (recorded in
+    each example; the refiner trained on them must have the same ``saliency_size``)."""
     index, count = shard
     if not 0 <= index < count:
         raise LiWiError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
@@ -78,7 +86,7 @@ def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = N
     torch.set_num_threads(1)  # a second job (ADD, training) usually shares the machine
     try:
         with torch.no_grad():
-            return _make_examples(data, out, settings, seed, limit, wait, shard)
+            return _make_examples(data, out, settings, seed, limit, wait, shard, saliency_size)
     finally:
         torch.set_num_threads(threads)
 
@@ -89,7 +97,7 @@ def _shard_key(sample_id: str) -> int:
 
 
 def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool,
-                   shard: tuple[int, int] = (0, 1)) -> int:
+                   shard: tuple[int, int] = (0, 1), saliency_size: int = SALIENCY_SIZE) -> int:
     from .dataset import iter_samples, sample_ids
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings, refiner_example
@@ -127,13 +135,15 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
                                    hole=sample.stack.hole).composite()
                 (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean) = peel_region(image, prompt, classical)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
-                inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, WORKING_SIZE)
+                inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, WORKING_SIZE,
+                                         saliency_size)
                 grid = tuple(inputs.shape[-2:])
                 truth = torch.cat([resize(layer.alpha[box], grid, mode="area"),
                                    resize(luminance(layer.shadow[box]) if layer.shadow.shape[1] == 3
                                           else layer.shadow[box], grid, mode="area"),
                                    resize(below[box], grid, mode="area")], dim=1)
-                _save_atomic({"inputs": _q(inputs[0]), "truth": _q(truth[0]), "kind": kind},
+                _save_atomic({"inputs": _q(inputs[0]), "truth": _q(truth[0]), "kind": kind,
+                              "saliency_size": saliency_size},
                              out / f"{sample.id}_o{depth}.pt")
             done.add(sample.id)
         if not wait or (limit is not None and len(done) >= limit):
@@ -143,6 +153,38 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
             time.sleep(40)
             if not [i for i in mine() if i not in done]:
                 return len(done)
+
+
+def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard: tuple[int, int] = (0, 1)) -> int:
+    """Copy the examples of folder ``examples`` into ``out`` with their saliency channel computed
+    again at ``saliency_size`` from their own image channels (the refiner's grid, as the engine
+    computes it); the classical answer and the truth are kept, so a refiner can be retrained for
+    another saliency size without running the classical engine again. Resumable (existing files
+    are kept), written atomically; ``shard`` as :func:`make_examples` (by file). Returns how many
+    examples ``out`` holds of this shard."""
+    from .proposals import saliency_model as shared_saliency_model
+    from .saliency import saliency_map
+
+    index, count = shard
+    if not 0 <= index < count:
+        raise LiWiError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    files = [f for f in sorted(Path(examples).glob("*.pt")) if zlib.crc32(f.name.encode()) % count == index]
+    if not files:
+        raise LiWiError(f"no refiner examples in '{examples}'")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = shared_saliency_model()
+    with torch.no_grad():
+        for f in files:
+            target = out / f.name
+            if target.exists():
+                continue
+            example = torch.load(f, weights_only=True)
+            inputs = example["inputs"].clone()
+            image = inputs[None, 0:3].float() / 255
+            inputs[-1] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
+            _save_atomic({**example, "inputs": inputs, "saliency_size": saliency_size}, target)
+    return len(files)
 
 
 def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corrections,
@@ -246,7 +288,8 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     ``config["anneal_within_minutes"]``: with ``minutes``, the cosine learning rate reaches its
     end when the time is up even if steps remain (a lent GPU for a fixed time).
     ``config["alpha_support"]``, when given, overrides the loaded model's (so a later stage can
-    switch the alpha corrections on or off)."""
+    switch the alpha corrections on or off); ``config["saliency_size"]`` likewise, and it must
+    be the one the examples were made with."""
     from .refiner import LiWiRefiner
 
     out = Path(out)
@@ -254,6 +297,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     train, val = _load_examples(Path(examples))
     size = config.get("working_size", 256)
     latest = out / "checkpoint-latest"
+    made_at = {ex.get("saliency_size", LEGACY_SALIENCY_SIZE) for ex in (*train.values(), *val.values())}
     resumed = load_latest(out, LiWiRefiner)
     if resumed is not None:
         model, state = resumed
@@ -261,11 +305,18 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         model = load_pretrained(config["init_from"], LiWiRefiner, "init_from checkpoint")
         state = None
     else:
-        model = LiWiRefiner(**{k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach")
-                               if k in config})
+        shape = {k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach") if k in config}
+        if len(made_at) == 1:  # a new refiner learns the saliency of the examples it is given
+            shape["saliency_size"] = next(iter(made_at))
+        model = LiWiRefiner(**shape)
         state = None
-    if "alpha_support" in config and model.config.alpha_support != config["alpha_support"]:
-        model.register_to_config(alpha_support=config["alpha_support"])
+    for key in ("alpha_support", "saliency_size"):
+        if key in config and model.config[key] != config[key]:
+            model.register_to_config(**{key: config[key]})
+    if made_at != {model.config.saliency_size}:
+        raise LiWiError(f"the examples in '{examples}' have saliency computed at {sorted(made_at)} px, the refiner "
+                        f"expects {model.config.saliency_size}: set \"saliency_size\" in the config or remake them "
+                        "('python -m liwi_core.train_refiner saliency')")
     model.to(device)
     optimizer, step = make_optimizer(model, config, state)
     steps, batch_size = config["steps"], config["batch_size"]
@@ -301,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--limit", type=int, default=None)
     e.add_argument("--wait", action="store_true", help="poll for samples an ADD job is still writing")
     e.add_argument("--shard", default="0/1", help="I/N: this process makes the examples of samples I mod N")
+    e.add_argument("--saliency-size", type=int, default=SALIENCY_SIZE, help="U²-Net input side of the saliency channel")
+    r = sub.add_parser("saliency", help="copy examples with their saliency channel recomputed at another size")
+    r.add_argument("--examples", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--saliency-size", type=int, default=SALIENCY_SIZE)
+    r.add_argument("--shard", default="0/1", help="I/N: this process does the files I mod N (CRC of the name)")
     f = sub.add_parser("fit", help="train or resume the refiner")
     f.add_argument("--examples", required=True)
     f.add_argument("--out", required=True)
@@ -309,14 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
     args = p.parse_args(argv)
     try:
-        if args.command == "examples":
+        if args.command in ("examples", "saliency"):
             try:
                 shard = tuple(int(n) for n in args.shard.split("/"))
                 if len(shard) != 2:
                     raise ValueError
             except ValueError:
                 raise LiWiError(f"--shard '{args.shard}': expected I/N, e.g. 0/4") from None
-            print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait, shard=shard))
+            if args.command == "saliency":
+                print(recompute_saliency(args.examples, args.out, args.saliency_size, shard))
+            else:
+                print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait,
+                                    shard=shard, saliency_size=args.saliency_size))
         else:
             config = json.loads(Path(args.config).read_text())
             Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -217,6 +217,55 @@ def test_a_darker_refined_shadow_does_not_shadow_the_soft_edge_twice():
     assert 0.6 < float(out[0, 0, 0, 3]) < 0.8  # ramps between the two near opaque
 
 
+def test_examples_record_their_saliency_size_and_fit_refuses_a_mismatch(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.engines.refined import load_refiner
+    from liwi_core.train_refiner import fit, make_examples, recompute_saliency
+
+    data = write_scene_dataset(tmp_path / "data", 2, 64, 80, prefix="q")
+    make_examples(data, tmp_path / "at320", saliency_size=320)
+    assert recompute_saliency(tmp_path / "at320", tmp_path / "at64", saliency_size=64) == 2
+    name = min((tmp_path / "at320").glob("*.pt")).name
+    old, new = (torch.load(tmp_path / d / name, weights_only=True) for d in ("at320", "at64"))
+    assert (old["saliency_size"], new["saliency_size"]) == (320, 64)
+    # only the saliency channel is made again, from the example's own image
+    assert torch.equal(old["inputs"][:-1], new["inputs"][:-1]) and torch.equal(old["truth"], new["truth"])
+    assert not torch.equal(old["inputs"][-1], new["inputs"][-1])
+    config = {"base_channels": 4, "depth": 2, "working_size": 256, "batch_size": 2, "steps": 1, "lr": 0.01,
+              "log_every": 1, "save_every": 1, "val_every": 100}
+    fit(tmp_path / "at64", tmp_path / "run64", config, log=lambda _: None)
+    assert load_refiner(tmp_path / "run64" / "checkpoint-latest").config.saliency_size == 64  # learnt from them
+    # a later stage whose examples were made at another size than its refiner's: one clear error
+    with pytest.raises(LiWiError, match=r"saliency computed at \[320\] px, the refiner expects 64"):
+        fit(tmp_path / "at320", tmp_path / "stage2", {**config, "init_from": str(tmp_path / "run64" /
+                                                                               "checkpoint-latest")})
+    fit(tmp_path / "at320", tmp_path / "stage2b", {**config, "saliency_size": 320,
+                                                   "init_from": str(tmp_path / "run64" / "checkpoint-latest")},
+        log=lambda _: None)
+    assert load_refiner(tmp_path / "stage2b" / "checkpoint-latest").config.saliency_size == 320
+
+
+def test_the_refined_engine_computes_saliency_at_its_refiners_size(photo, monkeypatch):
+    from liwi_core import saliency
+
+    sizes = []
+    real = saliency.saliency_map
+
+    def spy(model, image, normalize=True, sample_size=None):
+        sizes.append(sample_size)
+        return real(model, image, normalize, sample_size)
+
+    monkeypatch.setattr(saliency, "saliency_map", spy)
+    image, rough = photo
+    for size in (320, 96):
+        sizes.clear()
+        decompose(image, rough, create("refined", refiner=_tiny(saliency_size=size)))
+        assert size in sizes
+    with pytest.raises(LiWiError, match="sample_size 16"):
+        real(create("refined", refiner=_tiny()).saliency_model, image, sample_size=16)
+
+
 def test_example_shards_split_the_samples_without_overlap(tmp_path):
     from helpers import write_scene_dataset
     from liwi_core.errors import LiWiError

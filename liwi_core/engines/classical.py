@@ -185,20 +185,21 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
 
 
 def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
-                others: torch.Tensor | None = None):
+                others: torch.Tensor | None = None, extend: bool = True):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
     Returns ``(region, img, rough, (fg, alpha, shadow, clean))``: the region, the image and the
     mask cut to it, and the layers on it (:func:`~liwi_core.engines.exact.explain_object`).
     The refined engine and its training examples start from this same answer.
-    ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`.
+    ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`; ``extend``:
+    as :func:`~liwi_core.engines.exact.explain_object`.
     """
     region = object_region(mask, settings)
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
     near = None if others is None else others[..., ry0:ry1, rx0:rx1]
     return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings, move_outline, near),
-                                              fill=None)
+                                              fill=None, extend=extend)
 
 
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,

@@ -19,7 +19,7 @@ UNKNOWN_BACKGROUND = 0.5
 
 
 def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,
-                   fill: torch.Tensor | None = None):
+                   fill: torch.Tensor | None = None, extend: bool = True):
     """Turn an object's estimated alpha and shadow into layers that explain ``image`` exactly.
 
     The background under the shadow is the image with the shadow divided out (a shadow map
@@ -32,6 +32,8 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         alpha: ``[1,1,H,W]`` estimated alpha; raised where the colour would leave [0,1].
         shadow: ``[1,1|3,H,W]`` estimated shadow map (1 = none).
         fill: ``[1,3,H,W]`` background under the object, or None for push-pull inpainting.
+        extend: carry the colours outward (:func:`extend_colours`); False leaves ``fg`` 0
+            where alpha is 0, for a caller that solves the colours again anyway.
 
     Returns:
         ``(fg, alpha, shadow, clean)``; ``fg`` is defined everywhere (:func:`extend_colours`).
@@ -46,7 +48,7 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
     clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
     fg, alpha = solve_foreground(image, alpha, clean * shadow)
-    return extend_colours(fg, alpha), alpha, shadow, clean
+    return (extend_colours(fg, alpha) if extend else fg), alpha, shadow, clean
 
 
 def extend_colours(fg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from ..options import check_settings, option, option_specs
 from ..shadow import OPAQUE, continue_under_object
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, paste_region, peel_region
-from .exact import explain_object
+from .exact import explain_object, extend_colours
 
 __all__ = [
     "DEFAULT_REFINER",
@@ -87,16 +87,18 @@ def working_grid(size: tuple[int, int], working_size: int) -> tuple[int, int]:
     return max(8, round(h * scale)), max(8, round(w * scale))
 
 
-def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size: int) -> torch.Tensor:
+def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size: int,
+                    saliency_size: int | None = None) -> torch.Tensor:
     """What the refiner sees for one object region (all ``[1,C,h,w]`` on the region's grid):
-    the inputs of :func:`~liwi_core.refiner.refiner_inputs` at :func:`working_grid`. The training
+    the inputs of :func:`~liwi_core.refiner.refiner_inputs` at :func:`working_grid`, the saliency
+    computed at ``saliency_size`` (the refiner's config; None: the saliency model's). The training
     code builds its examples with this same function."""
     from ..refiner import refiner_inputs
     from ..saliency import saliency_map
 
     grid = working_grid(tuple(img.shape[-2:]), working_size)
     small = resize(img, grid, mode="area")
-    saliency = saliency_map(saliency_model, small, normalize=False)
+    saliency = saliency_map(saliency_model, small, normalize=False, sample_size=saliency_size)
     planes = [resize(t, grid, mode="area") for t in (rough, alpha, shadow, clean)]
     return refiner_inputs(small, *planes, saliency)
 
@@ -155,10 +157,11 @@ class RefinedEngine(Engine):
                   others: torch.Tensor | None = None):
         from ..refiner import apply_corrections
 
+        # the colours are solved again once corrected: carrying them outward now would be wasted
         region, img, rough, (fg, alpha, shadow, clean) = peel_region(image, mask, self.settings.classical(),
-                                                                     move_outline, others)
+                                                                     move_outline, others, extend=False)
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
-                                 self.refiner.config.working_size)
+                                 self.refiner.config.working_size, self.refiner.config.saliency_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
         if not bool((alpha <= 0).any()):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
@@ -167,6 +170,8 @@ class RefinedEngine(Engine):
             alpha, new_shadow, new_clean = apply_corrections(alpha, shadow, clean, corrections)
             new_clean = keep_edge_below(alpha, shadow, clean, new_shadow, new_clean)
             fg, alpha, shadow, clean = explain_object(img, alpha, continue_under_object(new_shadow, alpha), new_clean)
+        else:
+            fg = extend_colours(fg, alpha)
         return paste_region(image, region, fg, alpha, shadow, clean)
 
     def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
