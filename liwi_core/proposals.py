@@ -4,8 +4,11 @@ The pretrained U²-Net small (:mod:`liwi_core.saliency`) marks what a photo is a
 map is thresholded and split into instances: connected parts, and parts that a higher
 threshold separates (two objects touching in the map usually meet in a valley of it), and
 an object standing in front of another, cut out along its outline inside the region when it
-differs in colour and the network, zoomed on it, sees it alone. Small and thin fragments are
-dropped; objects are ordered front to back by occlusion where they touch, else by the ground line. Each proposal is a rough mask, so any engine then
+differs in colour and the network, zoomed on it, sees it alone. Slivers a split leaves along
+an outline go back to the piece they belong to; small fragments are dropped, and thin ones
+unless the network is sure of them and not of their surroundings (a candy cane stays, a wisp
+of a vague region goes). Objects are ordered front to back by occlusion where they touch,
+else by the ground line. Each proposal is a rough mask, so any engine then
 decomposes it exactly as it decomposes a user's mask: automatic layers get the same alpha,
 shadow and background quality as prompted ones.
 """
@@ -435,7 +438,8 @@ def _parts_of_saliency(sal: np.ndarray, small: torch.Tensor, threshold: float, m
     parts = []
     for part in _components(sal > threshold):
         if part.sum() >= min_area:
-            parts += [p for p in _split(part, sal, min_area) if p.sum() >= min_area]
+            parts += _rejoin_thin([p for p in _split(part, sal, min_area) if p.sum() >= min_area],
+                                  max(sal.shape))
     rgb = small[0, :3] if small.shape[1] >= 3 else small[0, :1].expand(3, -1, -1)
     lab = _lab(rgb.permute(1, 2, 0).cpu().numpy())
     grad = _gradient(lab)
@@ -444,6 +448,27 @@ def _parts_of_saliency(sal: np.ndarray, small: torch.Tensor, threshold: float, m
     return [q for p in parts for q in (_separate(p, small, lab, grad, model, min_area)
                                        if _stands_out(p, sal, every & ~p) and not _is_thin(p, max(sal.shape))
                                        else [p])]
+
+
+def _rejoin_thin(pieces: list[np.ndarray], side: int) -> list[np.ndarray]:
+    """The pieces one connected part was split into, with the thin ones (:func:`_is_thin`) given
+    back to the piece they touch most: a split leaves slivers along an outline (a camel's legs, a
+    flower's rim) that are fragments of their neighbour, not objects. When every piece is thin,
+    the split cut a thin object apart: it is one piece again."""
+    if len(pieces) < 2:
+        return pieces
+    thin = [_is_thin(p, side) for p in pieces]
+    if all(thin):
+        return [np.logical_or.reduce(pieces)]
+    kept = [p.copy() for p, t in zip(pieces, thin) if not t]
+    for piece, is_thin in zip(pieces, thin):
+        if is_thin:
+            touch = [int((_grow(piece, 2) & k).sum()) for k in kept]
+            if max(touch) > 0:
+                kept[int(np.argmax(touch))] |= piece
+            else:
+                kept.append(piece)
+    return kept
 
 
 def _parts_between_edges(objects: np.ndarray, edges: np.ndarray, min_area: float) -> list[np.ndarray]:
@@ -489,12 +514,13 @@ def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, 
         parts = _parts_between_edges(sal > settings.threshold, maps[0, 1].cpu().numpy(), min_area)
     else:
         parts = _parts_of_saliency(sal, small, settings.threshold, min_area, model)
-    found = len(parts)
-    parts = [p for p in parts if not _is_thin(p, max(sal.shape))]
-    thin = found - len(parts)
+    # a thin part is kept only when the network is sure of it and not of what surrounds it (a
+    # candy cane, a syringe, an insect's legs); a thin fragment of a vague region is dropped
     every = np.logical_or.reduce(parts) if parts else None
-    parts = [p for p in parts if _stands_out(p, sal, every & ~p if every is not None else None)]
-    vague = found - thin - len(parts)
+    standing = [_stands_out(p, sal, every & ~p) for p in parts]
+    thin = sum(1 for p, ok in zip(parts, standing) if not ok and _is_thin(p, max(sal.shape)))
+    vague = standing.count(False) - thin
+    parts = [p for p, ok in zip(parts, standing) if ok]
     parts = sorted(parts, key=lambda p: -int(p.sum()))[: settings.max_objects]
     if not parts:
         peak = float(sal.max())
