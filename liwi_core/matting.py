@@ -33,7 +33,7 @@ __all__ = ["refine_mask", "edge_alignment", "edge_offset", "offset_mask", "trima
 
 
 #: GrabCut decides at most about this many pixels (refine_mask shrinks its copy for large masks)
-GRABCUT_PIXELS = 160_000
+GRABCUT_PIXELS = 100_000
 #: other objects' prompts covering more of a mask than this say nothing against it (refine_mask)
 OTHERS_SHARE = 0.5
 
