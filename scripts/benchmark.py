@@ -5,6 +5,7 @@
     python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
     python scripts/benchmark.py --automatic [--engines classical,refined]   # automatic mode, example photos at 1024x1024
     python scripts/benchmark.py --engines classical,refined [--large]   # engines side by side
+    python scripts/benchmark.py --ratio classical,refined [--sizes 1024] [--repeats 7]   # time ratio, one process
 
 Each size runs in a fresh process so peak memory (max RSS) is its own; "peak MB" is the
 process's peak minus what it held after imports and input creation. The scene is the
@@ -85,11 +86,17 @@ def main() -> None:
     parser.add_argument("--automatic", action="store_true", help="time automatic mode (no mask) at 1024x1024")
     parser.add_argument("--engines", help="comma-separated engines, each size run for each side by side "
                                           "(alternating); default: the default engine")
+    parser.add_argument("--ratio", metavar="A,B", help="time engine B against engine A in one process, runs "
+                                                        "interleaved (A, B, A, B, ...), so the machine's drift "
+                                                        "between processes does not enter the ratio")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.filters:
         time_filters(args.threads)
+        return
+    if args.ratio:
+        time_ratio(args.ratio.split(","), args.sizes, args.threads, args.repeats)
         return
     if args.automatic:
         time_automatic(args.threads, args.repeats, args.engines.split(",") if args.engines else None)
@@ -143,6 +150,39 @@ def compare_engines(args) -> None:
     print("|---|---|---|---|")
     for engine, size, seconds, peak in rows:
         print(f"| {engine} | {size} | {seconds:.2f} | {peak:.0f} |")
+
+
+def time_ratio(engines: list[str], sizes: list[int], threads: int, repeats: int) -> None:
+    """Seconds of two engines on the benchmark scene, in one process with their runs interleaved
+    after a warm-up of each: the ratio of the second's median to the first's, and the range of
+    the ratios of consecutive pairs. Peak memory needs a process each (``--engines``)."""
+    import torch
+
+    from liwi_core.decompose import decompose
+    from liwi_core.engines import create
+    from liwi_core.synthetic import scene
+
+    if len(engines) != 2:
+        raise SystemExit(f"--ratio takes two engines, e.g. classical,refined (got {','.join(engines)})")
+    torch.set_num_threads(threads)
+    chosen = [create(name) for name in engines]
+    print(f"| size | {engines[0]} (s, median of {repeats}) | {engines[1]} (s, median of {repeats}) | ratio of medians "
+          "| ratio per pair (min-max) |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        image, _, _, _, rough = scene(size, size)
+        times: list[list[float]] = [[], []]
+        for engine in chosen:
+            decompose(image, rough, engine)
+        for _ in range(repeats):
+            for k, engine in enumerate(chosen):
+                t = time.perf_counter()
+                decompose(image, rough, engine)
+                times[k].append(time.perf_counter() - t)
+        first, second = (sorted(t)[len(t) // 2] for t in times)
+        pairs = [b / a for a, b in zip(*times)]
+        print(f"| {size}x{size} | {first:.2f} | {second:.2f} | {second / first:.2f} | "
+              f"{min(pairs):.2f}-{max(pairs):.2f} |")
 
 
 def time_automatic(threads: int, repeats: int, engines: list[str] | None = None) -> None:
