@@ -28,6 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _median(times: list[float]) -> float:
+    """The middle run of ``times`` (the upper middle one for an even count)."""
+    return sorted(times)[len(times) // 2]
+
+
 def _engine(name: str | None):
     from liwi_core.engines import create
 
@@ -71,7 +76,7 @@ def run_one(size: int, threads: int, repeats: int, engine: str | None = None) ->
         stack = decompose(image, rough, chosen)
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"size": size, "seconds_median": sorted(times)[len(times) // 2], "seconds_min": min(times),
+    return {"size": size, "seconds_median": _median(times), "seconds_min": min(times),
             "peak_mb": (peak - base) / 1024.0, "psnr_db": psnr(stack.composite(), image), "threads": threads}
 
 
@@ -179,7 +184,7 @@ def time_ratio(engines: list[str], sizes: list[int], threads: int, repeats: int)
                 t = time.perf_counter()
                 decompose(image, rough, engine)
                 times[k].append(time.perf_counter() - t)
-        first, second = (sorted(t)[len(t) // 2] for t in times)
+        first, second = (_median(t) for t in times)
         pairs = [b / a for a, b in zip(*times)]
         print(f"| {size}x{size} | {first:.2f} | {second:.2f} | {second / first:.2f} | "
               f"{min(pairs):.2f}-{max(pairs):.2f} |")
@@ -217,8 +222,8 @@ def time_automatic(threads: int, repeats: int, engines: list[str] | None = None)
                 t = time.perf_counter()
                 stack = decompose(image, None, engine)
                 times.append(time.perf_counter() - t)
-        cells = " | ".join(f"{sorted(times)[len(times) // 2]:.2f}" for times in whole)
-        print(f"| {name} | {len(stack.layers)} | {sorted(finding)[len(finding) // 2]:.2f} | {cells} |")
+        cells = " | ".join(f"{_median(times):.2f}" for times in whole)
+        print(f"| {name} | {len(stack.layers)} | {_median(finding):.2f} | {cells} |")
 
 
 def time_filters(threads: int) -> None:
@@ -238,7 +243,7 @@ def time_filters(threads: int) -> None:
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
-        return 1000 * sorted(times)[1]
+        return 1000 * _median(times)
 
     def separable_gaussian(x, sigma):  # the hand-written blur kornia replaced
         radius = max(1, int(3.0 * sigma + 0.5))
