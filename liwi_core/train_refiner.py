@@ -79,9 +79,7 @@ def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = N
     the number, not the position, so a sample keeps its shard while ADD is still writing.
     ``saliency_size``: the U²-Net input side the saliency channel is computed at (recorded in
     each example; the refiner trained on them must have the same ``saliency_size``)."""
-    index, count = shard
-    if not 0 <= index < count:
-        raise LiWiError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    _check_shard(shard)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a second job (ADD, training) usually shares the machine
     try:
@@ -89,6 +87,14 @@ def make_examples(data, out, settings=None, seed: int = 0, limit: int | None = N
             return _make_examples(data, out, settings, seed, limit, wait, shard, saliency_size)
     finally:
         torch.set_num_threads(threads)
+
+
+def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """``shard`` ``(i, n)`` when ``0 <= i < n``, else a one-line error."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise LiWiError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    return index, count
 
 
 def _shard_key(sample_id: str) -> int:
@@ -165,9 +171,7 @@ def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard:
     from .proposals import saliency_model as shared_saliency_model
     from .saliency import saliency_map
 
-    index, count = shard
-    if not 0 <= index < count:
-        raise LiWiError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    index, count = _check_shard(shard)
     files = [f for f in sorted(Path(examples).glob("*.pt")) if zlib.crc32(f.name.encode()) % count == index]
     if not files:
         raise LiWiError(f"no refiner examples in '{examples}'")
