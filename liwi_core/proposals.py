@@ -463,7 +463,8 @@ def _rejoin_thin(pieces: list[np.ndarray], side: int) -> list[np.ndarray]:
     kept = [p.copy() for p, t in zip(pieces, thin) if not t]
     for piece, is_thin in zip(pieces, thin):
         if is_thin:
-            touch = [int((_grow(piece, 2) & k).sum()) for k in kept]
+            grown = _grow(piece, 2)
+            touch = [int((grown & k).sum()) for k in kept]
             if max(touch) > 0:
                 kept[int(np.argmax(touch))] |= piece
             else:
