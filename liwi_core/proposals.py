@@ -507,7 +507,9 @@ def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, 
     h, w = image.shape[-2:]
     scale = min(1.0, WORK_SIDE / max(h, w))
     small = resize(image.float(), (max(1, round(h * scale)), max(1, round(w * scale))))
-    maps = saliency_map(model, small, normalize=False)
+    # the network looks at the photo itself (resized straight to its input, as rembg does), so
+    # that an engine zooming on an object that fills the frame gives it the same input again
+    maps = saliency_map(model, image, normalize=False, size=tuple(small.shape[-2:]))
     saliency = maps[:, :1]
     sal = saliency[0, 0].cpu().numpy()
     min_area = settings.min_size * sal.size

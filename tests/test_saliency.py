@@ -96,6 +96,49 @@ def test_batch_grey_and_rgba(model):
         saliency_map(model, a[0])
 
 
+def test_the_last_pass_is_reused_only_for_the_same_input_and_weights():
+    # automatic mode finds objects on the whole photo, then the engine zooms on an object that
+    # fills the frame: the same network input, computed once; changed weights are never served stale
+    model = load_saliency_model()
+    image = load_image(EX / "chelsea.png")[:, :3]
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    first = saliency_map(model, image, normalize=False)
+    again = saliency_map(model, image.clone(), normalize=False)
+    assert len(calls) == 1 and torch.equal(first, again)
+    # the same input asked at another size: one pass, the map resized
+    small = saliency_map(model, image, normalize=False, size=(60, 90))
+    assert len(calls) == 1 and small.shape == (1, 1, 60, 90)
+    saliency_map(model, image.flip(-1), normalize=False)
+    assert len(calls) == 2
+    with torch.no_grad():
+        next(model.parameters()).mul_(0.5)  # an optimiser step or load_state_dict does this in place
+    changed = saliency_map(model, image.flip(-1), normalize=False)
+    assert len(calls) == 3
+    fresh = load_saliency_model()
+    with torch.no_grad():
+        next(fresh.parameters()).mul_(0.5)
+    assert torch.allclose(changed, saliency_map(fresh, image.flip(-1), normalize=False), atol=1e-6)
+    hook.remove()
+
+
+def test_finding_objects_and_zooming_on_one_that_fills_the_frame_run_the_network_once():
+    from liwi_core.engines.classical import prompt_saliency
+    from liwi_core.filters import resize
+    from liwi_core.proposals import find_objects, saliency_model
+
+    image = resize(load_image(EX / "chelsea.png")[:, :3], (700, 700))
+    calls = []
+    hook = saliency_model().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        found = find_objects(image, model=saliency_model())
+        whole = torch.ones_like(found.masks[:1])
+        prompt_saliency(image, whole)
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+
+
 def test_lanczos_resize_is_pils():
     with Image.open(EX / "rocket.png") as im:
         pil = im.convert("RGB")
