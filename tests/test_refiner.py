@@ -217,6 +217,30 @@ def test_a_darker_refined_shadow_does_not_shadow_the_soft_edge_twice():
     assert 0.6 < float(out[0, 0, 0, 3]) < 0.8  # ramps between the two near opaque
 
 
+def test_the_refined_darkening_spares_other_salient_objects_away_from_this_one():
+    """A dark object beside this one (the astronaut's helmet) is dark in itself: the refiner's
+    darkening is dropped where the salient-object map marks something beyond the reach, kept near
+    the object (its contact shadow) and wherever the map sees nothing; lightening is kept."""
+    from liwi_core.engines.refined import spare_other_objects
+
+    h, w = 40, 100
+    alpha = torch.zeros(1, 1, h, w)
+    alpha[..., 10:30, 10:30] = 1  # this object
+    saliency = torch.zeros(1, 1, h, w)
+    saliency[..., 10:30, 10:30] = 1
+    saliency[..., 10:30, 31:34] = 0.9  # the map's soft edge, next to the object
+    saliency[..., 10:30, 70:90] = 1  # another object, far from it
+    correction = torch.full((1, 1, h, w), -0.5)
+    correction[..., 10:15, 70:90] = 0.3  # lightening on the other object
+    out = spare_other_objects(correction, alpha, saliency, reach=0.1)
+    assert torch.equal(out[..., 15:30, 70:90], torch.zeros(1, 1, 15, 20))  # the other object
+    assert float(out[0, 0, 20, 32]) == -0.5  # the soft edge beside this object keeps its shadow
+    assert float(out[0, 0, 35, 50]) == -0.5  # nothing salient: kept
+    assert torch.equal(out[..., 10:15, 70:90], correction[..., 10:15, 70:90])  # lightening kept
+    zero = torch.zeros(1, 3, h, w)
+    assert torch.equal(spare_other_objects(zero, alpha, saliency), zero)
+
+
 def test_examples_record_their_saliency_size_and_fit_refuses_a_mismatch(tmp_path):
     from helpers import write_scene_dataset
 
