@@ -81,12 +81,9 @@ def estimate_shadow(image: torch.Tensor, alpha: torch.Tensor, reach: int, thresh
     # plain grey shadows failed the hue test below (on the tuning scenes the true shadows' hue
     # differed from the far fill's by 0.12 to 0.22 and from the truth's by 0.004). So a second
     # fill also takes the near pixels the first one finds undarkened
-    undarkened = (luminance(smooth) / luminance(lit).clamp_min(1e-3) > 1.0 - threshold).float()
-    hue_lit = push_pull_fill(img, far + near * (1.0 - obj) * undarkened)
-    if channels == 3:
-        ratio = smooth / lit.clamp_min(1e-3)
-    else:
-        ratio = luminance(smooth) / luminance(lit).clamp_min(1e-3)
+    grey_ratio = luminance(smooth) / luminance(lit).clamp_min(1e-3)
+    hue_lit = push_pull_fill(img, far + near * (1.0 - obj) * (grey_ratio > 1.0 - threshold).float())
+    ratio = smooth / lit.clamp_min(1e-3) if channels == 3 else grey_ratio
     darkening = (1.0 - ratio).clamp(0.0, 1.0)
     strength = darkening.mean(dim=1, keepdim=True)
     # a shadow dims the surface but keeps its hue, and rarely removes more than ~80% of
