@@ -253,8 +253,9 @@ class _LastPass:
         if entry is None:
             return None
         ref, key, last, out = entry
-        if ref() is not model or key != self._key(model) or last.shape != sample.shape \
-                or last.dtype != sample.dtype or last.device != sample.device or not torch.equal(last, sample):
+        # torch.equal is False for another shape; another dtype or device it would not compare
+        if ref() is not model or key != self._key(model) or last.dtype != sample.dtype \
+                or last.device != sample.device or not torch.equal(last, sample):
             return None
         return out
 

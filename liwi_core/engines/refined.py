@@ -183,6 +183,7 @@ class RefinedEngine(Engine):
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size, self.refiner.config.saliency_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
+        # the saliency channel: refiner_inputs puts it last
         corrections.shadow = spare_other_objects(corrections.shadow, alpha, inputs[:, -1:])
         if not bool((alpha <= 0).any()):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
