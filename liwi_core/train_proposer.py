@@ -14,6 +14,15 @@ whose truth says where every object is:
   the network's side wide), so that the objects less their rims fall apart into one core per
   object even where two objects touch (:func:`liwi_core.proposals.find_objects`).
 
+An ADD scene's truth knows only the objects ADD placed; the photo under them has objects of its
+own (an alpaca in a field), and calling them background taught an earlier proposer what a
+cut-out pasted on a wallpaper looks like rather than what an object in a photo is (on the cat it
+found only the eyes). With ``teacher`` in the config, the pretrained saliency network, frozen,
+looks at the scene's clean background (the same window) and its map is the objects channel's
+truth outside the placed objects (:func:`teacher_targets`); with probability ``bare`` the
+network sees that background alone. So the proposer keeps what the saliency network knows of
+photos and learns where it misses placed objects, and the rims of objects ADD placed.
+
 Samples whose number is a multiple of :data:`~liwi_core.fitting.VAL_EVERY` are held back
 for validation. The folder may still be filling (an ADD job writing beside the training): the
 sample list is re-read every ``reload_every`` steps. Checkpoints are written atomically to
@@ -48,13 +57,16 @@ from .fitting import (
 )
 from .saliency import U2NetP, lanczos_resize, load_saliency_model, normalise
 
-__all__ = ["EDGE_WIDTH", "fit", "init_from_saliency", "losses", "main", "proposal_targets"]
+__all__ = ["EDGE_WIDTH", "fit", "init_from_saliency", "losses", "main", "proposal_targets", "teacher_targets"]
 
 #: width of the edge rim, as a fraction of the side the network sees (2 px at 320)
 EDGE_WIDTH = 0.006
 #: the edge channel's start: the saliency's side maps times this gain, plus this logit
 EDGE_START_GAIN = 0.1
 EDGE_START_LOGIT = -3.0
+#: where the teacher's map of the clean background is above this, outside the placed objects,
+#: the edge channel is not taught: an object of the photo has rims that ADD's truth does not know
+TEACHER_EDGE_FREE = 0.3
 
 
 def proposal_targets(alphas: torch.Tensor) -> torch.Tensor:
@@ -82,6 +94,31 @@ def proposal_targets(alphas: torch.Tensor) -> torch.Tensor:
             edges[visible & ~inner] = 1
     objects[covered] = 1
     return torch.stack([objects, edges])
+
+
+def teacher_targets(targets: torch.Tensor, teacher: torch.Tensor,
+                    bare: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The truth and its weight where a teacher has seen the clean background.
+
+    Args:
+        targets: ``[B,2,S,S]`` from :func:`proposal_targets` (the objects ADD placed).
+        teacher: ``[B,1,S,S]`` in [0,1], the frozen saliency network's map of the scene's clean
+            background (the same window).
+        bare: ``[B]`` bool, the samples whose image is that background alone (their ``targets``
+            are zeros).
+
+    Returns:
+        ``(targets, weight)``, both ``[B,2,S,S]``: objects = the placed objects where they are
+        opaque, else the teacher's map (soft); edges as given, with weight 0 where the teacher
+        marks an object of the photo (above :data:`TEACHER_EDGE_FREE`) outside the placed
+        objects, and on bare samples everywhere.
+    """
+    placed = targets[:, :1] > 0.5
+    objects = torch.where(placed, torch.ones_like(teacher), teacher)
+    weight = torch.ones_like(targets)
+    free = (teacher > TEACHER_EDGE_FREE) & ~placed
+    weight[:, 1:] = (~free).float() * (~bare).float().view(-1, 1, 1, 1)
+    return torch.cat([objects, targets[:, 1:]], 1), weight
 
 
 def init_from_saliency(path=None) -> U2NetP:
@@ -135,22 +172,27 @@ def _close_up(opaque: torch.Tensor, rng: random.Random) -> tuple[int, int, int]:
 
 
 class _Scenes(torch.utils.data.Dataset):
-    """ADD samples as ``(image [3,S,S] in [0,1], targets [2,S,S])``: a random square window of
-    60-100% of the shorter side, or with probability ``zoom`` a close-up of one object
-    (:func:`_close_up`); flipped at random. The whole image when not augmenting."""
+    """ADD samples as ``(image [3,S,S] in [0,1], targets [2,S,S], background [3,S,S], bare)``: a
+    random square window of 60-100% of the shorter side, or with probability ``zoom`` a
+    close-up of one object (:func:`_close_up`); flipped at random; with probability ``bare``
+    the image is the clean background alone and the targets are zeros (``bare`` True). The
+    whole image when not augmenting."""
 
-    def __init__(self, root: Path, ids: list[str], size: int, augment: bool, seed: int = 0, zoom: float = 0.0):
+    def __init__(self, root: Path, ids: list[str], size: int, augment: bool, seed: int = 0, zoom: float = 0.0,
+                 bare: float = 0.0):
         self.root, self.ids, self.size, self.augment, self.seed, self.zoom = root, ids, size, augment, seed, zoom
+        self.bare = bare
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int):
         sample = next(iter_samples(self.root, ids=[self.ids[i]]))
-        image = sample.composite[0]
+        image, background = sample.composite[0], sample.stack.background[0]
         alphas = torch.stack([layer.rgba[0, 3:4] for layer in sample.stack.layers]) if sample.stack.layers \
             else torch.zeros(0, 1, *image.shape[-2:])
         h, w = image.shape[-2:]
+        bare = False
         if self.augment:
             rng = random.Random(hash((self.seed, self.ids[i], time.time_ns())))
             side = round(min(h, w) * rng.uniform(0.6, 1.0))
@@ -158,28 +200,33 @@ class _Scenes(torch.utils.data.Dataset):
             if len(alphas) and rng.random() < self.zoom:
                 y0, x0, side = _close_up(alphas[rng.randrange(len(alphas))][0] >= 0.5, rng)
             image = image[:, y0:y0 + side, x0:x0 + side]
+            background = background[:, y0:y0 + side, x0:x0 + side]
             alphas = alphas[..., y0:y0 + side, x0:x0 + side]
             if rng.random() < 0.5:
-                image, alphas = image.flip(-1), alphas.flip(-1)
+                image, background, alphas = image.flip(-1), background.flip(-1), alphas.flip(-1)
+            if rng.random() < self.bare:
+                image, alphas, bare = background, alphas[:0], True
         image = lanczos_resize(image[None], (self.size, self.size))[0]
+        background = lanczos_resize(background[None], (self.size, self.size))[0]
         # shrinking averages; a close-up is enlarged, where averaging would be blocky
         mode = "area" if alphas.shape[-1] >= self.size else "bilinear"
         alphas = F.interpolate(alphas, size=(self.size, self.size), mode=mode) if len(alphas) else \
             torch.zeros(0, 1, self.size, self.size)
-        return image, proposal_targets(alphas)
+        return image, proposal_targets(alphas), background, bare
 
 
 def losses(logits_fused: torch.Tensor, logits_sides: torch.Tensor, targets: torch.Tensor,
-           edge_weight: float = 4.0) -> dict[str, torch.Tensor]:
+           edge_weight: float = 4.0, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """U²-Net's deep supervision on both channels: binary cross-entropy of the fused map and of
     each of the six side maps; edge pixels weigh ``edge_weight`` times (they are few).
 
     Args:
         logits_fused: ``[B,2,S,S]``; logits_sides: ``[B,12,S,S]`` (side k, channel c at 2k + c);
-        targets: ``[B,2,S,S]`` from :func:`proposal_targets`.
+        targets: ``[B,2,S,S]`` from :func:`proposal_targets` or :func:`teacher_targets`;
+        weight: ``[B,2,S,S]`` per-pixel weights (0: not taught there), default 1.
     """
-    weight = torch.ones_like(targets)
-    weight[:, 1] += (edge_weight - 1) * targets[:, 1]
+    weight = torch.ones_like(targets) if weight is None else weight.clone()
+    weight[:, 1] *= 1 + (edge_weight - 1) * targets[:, 1]
     fused = F.binary_cross_entropy_with_logits(logits_fused, targets, weight=weight)
     sides = sum(F.binary_cross_entropy_with_logits(logits_sides[:, 2 * k:2 * k + 2], targets, weight=weight)
                 for k in range(6))
@@ -195,23 +242,33 @@ def _logits(model: U2NetP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def validate(model: U2NetP, loader, device) -> dict:
-    """Held-back scenes: the objects channel's IoU at 0.5, and the edge channel's precision and
-    recall at 0.5, pooled over all pixels."""
+def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None) -> dict:
+    """Held-back scenes: the objects channel's IoU at 0.5 against the placed objects, and the
+    edge channel's precision and recall at 0.5, pooled over all pixels; with a ``teacher``, also
+    the objects channel's IoU against the taught truth (the placed objects and the teacher's
+    map of the clean background, :func:`teacher_targets`), ``taught_iou``."""
     model.eval()
-    inter = union = tp = fp = fn = 0.0
-    for image, targets in loader:
+    inter = union = tp = fp = fn = taught_inter = taught_union = 0.0
+    for image, targets, background, _ in loader:
         image, targets = image.to(device), targets.to(device)
         pred = model(normalise(image), return_dict=False)[0] > 0.5
         truth = targets > 0.5
         inter += float((pred[:, 0] & truth[:, 0]).sum())
         union += float((pred[:, 0] | truth[:, 0]).sum())
+        if teacher is not None:
+            seen = teacher(normalise(background.to(device)), return_dict=False)[0]
+            taught = teacher_targets(targets, seen, torch.zeros(len(image), dtype=torch.bool, device=device))[0]
+            taught_inter += float((pred[:, 0] & (taught[:, 0] > 0.5)).sum())
+            taught_union += float((pred[:, 0] | (taught[:, 0] > 0.5)).sum())
         tp += float((pred[:, 1] & truth[:, 1]).sum())
         fp += float((pred[:, 1] & ~truth[:, 1]).sum())
         fn += float((~pred[:, 1] & truth[:, 1]).sum())
     model.train()
-    return {"objects_iou": round(inter / max(union, 1), 4), "edge_precision": round(tp / max(tp + fp, 1), 4),
-            "edge_recall": round(tp / max(tp + fn, 1), 4)}
+    scores = {"objects_iou": round(inter / max(union, 1), 4), "edge_precision": round(tp / max(tp + fp, 1), 4),
+              "edge_recall": round(tp / max(tp + fn, 1), 4)}
+    if teacher is not None:
+        scores["taught_iou"] = round(taught_inter / max(taught_union, 1), 4)
+    return scores
 
 
 def _split_ids(root: Path) -> tuple[list[str], list[str]]:
@@ -229,7 +286,9 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     ``config``: ``steps``, ``batch_size``, ``lr`` (AdamW, cosine), optionally ``size`` (320),
     ``edge_weight``, ``warmup_steps`` (100), ``zoom`` (the share of close-ups), ``reload_every``, ``log_every``, ``save_every``, ``val_every``,
     ``anneal_within_minutes`` (with ``minutes``: the schedule ends with the time), ``init_from``
-    (a saliency checkpoint, default the bundled ``u2netp``; or a proposer's, for a later stage)."""
+    (a saliency checkpoint, default the bundled ``u2netp``; or a proposer's, for a later stage),
+    ``teacher`` (true: the bundled saliency network teaches the photo's own objects, or a
+    checkpoint path) and ``bare`` (the share of clean backgrounds seen alone, with a teacher)."""
     root, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size, batch_size, steps = config.get("size", 320), config["batch_size"], config["steps"]
@@ -250,13 +309,17 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         torch.backends.cudnn.benchmark = True  # one input size throughout
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     optimizer, step = make_optimizer(model, config, state)
+    teacher = None
+    if config.get("teacher"):
+        source = None if config["teacher"] is True else config["teacher"]
+        teacher = load_saliency_model(source).to(device).eval().requires_grad_(False)
     train_ids, val_ids = _split_ids(root)
     val_loader = torch.utils.data.DataLoader(_Scenes(root, val_ids[:256], size, augment=False),
                                              batch_size=16, num_workers=workers)
     started = time.time()
     log(json.dumps({"samples": len(train_ids), "val": len(val_ids), "resume_step": step}))
     if step == 0:
-        log(json.dumps({"step": 0, "val": validate(model, val_loader, device)}))
+        log(json.dumps({"step": 0, "val": validate(model, val_loader, device, teacher)}))
 
     def batches():
         nonlocal train_ids
@@ -265,7 +328,8 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
             count = config.get("reload_every", 200) * batch_size
             picks = random.Random(len(train_ids) + step).choices(train_ids, k=count)
             loader = torch.utils.data.DataLoader(_Scenes(root, picks, size, augment=True, seed=step,
-                                                        zoom=config.get("zoom", 0.0)),
+                                                        zoom=config.get("zoom", 0.0),
+                                                        bare=config.get("bare", 0.0) if teacher else 0.0),
                                                  batch_size=batch_size, num_workers=workers,
                                                  drop_last=True, persistent_workers=False)
             yield from loader
@@ -275,14 +339,19 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         # warm-up by default: Adam's first steps move every weight by about lr, and the folded
         # (batch-norm-free) pretrained weights do not take that well
         lr = learning_rate(config, step, started, minutes, warmup_steps=100)
-        image, targets = next(stream)
+        image, targets, background, bare = next(stream)
         image, targets = image.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        parts = losses(*_logits(model, normalise(image)), targets, config.get("edge_weight", 4.0))
+        weight = None
+        if teacher is not None:
+            with torch.no_grad():
+                seen = teacher(normalise(background.to(device, non_blocking=True)), return_dict=False)[0]
+            targets, weight = teacher_targets(targets, seen, bare.to(device))
+        parts = losses(*_logits(model, normalise(image)), targets, config.get("edge_weight", 4.0), weight)
         optimise(model, optimizer, parts["total"], lr)
         step += 1
         if after_step(step, config, started, minutes, log, parts, lr,
                       save=partial(save_checkpoint, model, optimizer, step, out),
-                      validate=partial(validate, model, val_loader, device), samples=len(train_ids)):
+                      validate=partial(validate, model, val_loader, device, teacher), samples=len(train_ids)):
             break
     return latest
 

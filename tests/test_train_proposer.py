@@ -96,3 +96,40 @@ def test_a_missing_starting_checkpoint_is_a_one_line_error(tmp_path):
     data = write_scene_dataset(tmp_path / "data", 1, 32, 32, prefix="m")
     with pytest.raises(LiWiError, match="init_from"):
         fit(data, tmp_path / "run", {"init_from": str(tmp_path / "nowhere"), "steps": 1, "batch_size": 1, "lr": 1e-4})
+
+
+def test_the_teacher_marks_the_photos_own_objects_and_frees_their_rims():
+    from liwi_core.train_proposer import TEACHER_EDGE_FREE, teacher_targets
+
+    placed = _square(40, 60, 5, 30, 5, 30)
+    targets = proposal_targets(placed[None])[None].repeat(2, 1, 1, 1)
+    teacher = torch.zeros(2, 1, 40, 60)
+    teacher[:, :, 10:30, 40:55] = 0.8  # an object of the photo itself, right of the placed one
+    teacher[:, :, 10:20, 10:20] = 0.1  # the teacher doubts part of the placed object
+    bare = torch.tensor([False, True])
+    taught, weight = teacher_targets(targets, teacher, bare)
+    assert taught[0, 0, 15, 15] == 1  # a placed object stays an object whatever the teacher says
+    assert abs(float(taught[0, 0, 20, 45]) - 0.8) < 1e-6 and taught[0, 0, 35, 58] == 0
+    assert torch.equal(taught[:, 1], targets[:, 1])  # the rims of placed objects are as they were
+    assert weight[0, 0].min() == 1  # the objects channel is taught everywhere
+    assert weight[0, 1, 20, 45] == 0 and 0.8 > TEACHER_EDGE_FREE  # no rim truth on the photo's object
+    assert weight[0, 1, 5, 10] == 1 and weight[0, 1, 35, 58] == 1
+    assert weight[1, 1].max() == 0  # a bare background teaches no rims at all
+
+
+def test_fit_with_a_teacher_sees_bare_backgrounds_and_reports_the_taught_iou(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.train_proposer import _Scenes, fit
+
+    data = write_scene_dataset(tmp_path / "data", 3, 64, 80, prefix="t")
+    from liwi_core.dataset import sample_ids
+    scenes = _Scenes(data, sample_ids(data), 48, augment=True, bare=1.0)
+    image, targets, background, bare = scenes[0]
+    assert bare and torch.equal(image, background) and targets.sum() == 0
+    config = {"size": 64, "batch_size": 2, "steps": 2, "lr": 1e-4, "warmup_steps": 1, "teacher": True,
+              "bare": 0.5, "log_every": 1, "save_every": 1, "val_every": 100, "reload_every": 2}
+    lines: list[str] = []
+    fit(data, tmp_path / "run", config, log=lines.append)
+    val = [v for v in (json.loads(line).get("val") for line in lines) if isinstance(v, dict)]
+    assert val and all("taught_iou" in v and 0 <= v["taught_iou"] <= 1 for v in val)
