@@ -242,7 +242,7 @@ def _logits(model: U2NetP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None) -> dict:
+def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None, teacher_input: str = "background") -> dict:
     """Held-back scenes: the objects channel's IoU at 0.5 against the placed objects, and the
     edge channel's precision and recall at 0.5, pooled over all pixels; with a ``teacher``, also
     the objects channel's IoU against the taught truth (the placed objects and the teacher's
@@ -256,7 +256,8 @@ def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None) -> di
         inter += float((pred[:, 0] & truth[:, 0]).sum())
         union += float((pred[:, 0] | truth[:, 0]).sum())
         if teacher is not None:
-            seen = teacher(normalise(background.to(device)), return_dict=False)[0]
+            seen = teacher(normalise(image if teacher_input == "composite" else background.to(device)),
+                           return_dict=False)[0]
             taught = teacher_targets(targets, seen, torch.zeros(len(image), dtype=torch.bool, device=device))[0]
             taught_inter += float((pred[:, 0] & (taught[:, 0] > 0.5)).sum())
             taught_union += float((pred[:, 0] | (taught[:, 0] > 0.5)).sum())
@@ -288,7 +289,10 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     ``anneal_within_minutes`` (with ``minutes``: the schedule ends with the time), ``init_from``
     (a saliency checkpoint, default the bundled ``u2netp``; or a proposer's, for a later stage),
     ``teacher`` (true: the bundled saliency network teaches the photo's own objects, or a
-    checkpoint path) and ``bare`` (the share of clean backgrounds seen alone, with a teacher)."""
+    checkpoint path), ``teacher_input`` (``background``: the teacher looks at the clean
+    background; ``composite``: at the scene itself, so the proposer learns its map there and
+    the placed objects it misses) and ``bare`` (the share of clean backgrounds seen alone, with
+    a teacher)."""
     root, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size, batch_size, steps = config.get("size", 320), config["batch_size"], config["steps"]
@@ -319,7 +323,7 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     started = time.time()
     log(json.dumps({"samples": len(train_ids), "val": len(val_ids), "resume_step": step}))
     if step == 0:
-        log(json.dumps({"step": 0, "val": validate(model, val_loader, device, teacher)}))
+        log(json.dumps({"step": 0, "val": validate(model, val_loader, device, teacher, config.get("teacher_input", "background"))}))
 
     def batches():
         nonlocal train_ids
@@ -344,14 +348,17 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         weight = None
         if teacher is not None:
             with torch.no_grad():
-                seen = teacher(normalise(background.to(device, non_blocking=True)), return_dict=False)[0]
+                looked_at = image if config.get("teacher_input") == "composite" else \
+                    background.to(device, non_blocking=True)
+                seen = teacher(normalise(looked_at), return_dict=False)[0]
             targets, weight = teacher_targets(targets, seen, bare.to(device))
         parts = losses(*_logits(model, normalise(image)), targets, config.get("edge_weight", 4.0), weight)
         optimise(model, optimizer, parts["total"], lr)
         step += 1
         if after_step(step, config, started, minutes, log, parts, lr,
                       save=partial(save_checkpoint, model, optimizer, step, out),
-                      validate=partial(validate, model, val_loader, device, teacher), samples=len(train_ids)):
+                      validate=partial(validate, model, val_loader, device, teacher,
+                                       config.get("teacher_input", "background")), samples=len(train_ids)):
             break
     return latest
 

@@ -128,7 +128,7 @@ def test_fit_with_a_teacher_sees_bare_backgrounds_and_reports_the_taught_iou(tmp
     image, targets, background, bare = scenes[0]
     assert bare and torch.equal(image, background) and targets.sum() == 0
     config = {"size": 64, "batch_size": 2, "steps": 2, "lr": 1e-4, "warmup_steps": 1, "teacher": True,
-              "bare": 0.5, "log_every": 1, "save_every": 1, "val_every": 100, "reload_every": 2}
+              "bare": 0.5, "teacher_input": "composite", "log_every": 1, "save_every": 1, "val_every": 100, "reload_every": 2}
     lines: list[str] = []
     fit(data, tmp_path / "run", config, log=lines.append)
     val = [v for v in (json.loads(line).get("val") for line in lines) if isinstance(v, dict)]
