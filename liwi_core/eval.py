@@ -25,7 +25,8 @@ Per sample and engine (definitions in :mod:`liwi_core.metrics`):
   protocol, the background being the bottom layer (alpha 1) of both stacks;
 * prompted only, each predicted layer against the ground-truth layer its prompt came from
   (no DTW needed): ``prompt_alpha_iou``, ``prompt_rgb_l1``, ``shadow_l1`` (inside the
-  ground-truth shadow) and ``false_shadow`` (darkening where the truth has none, outside the
+  ground-truth shadow), ``shadow_l1_outside`` (the same outside the true object, the
+  learned-engine issue's definition) and ``false_shadow`` (darkening where the truth has none, outside the
   object, as a share of the true darkening). Predicted layers are paired by ``prompt_index``,
   or by position when a folder's layers have none and their count equals the ground truth's;
 * automatic only, each ground-truth layer matched to at most one predicted layer by alpha
@@ -59,7 +60,7 @@ from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
-                      recompose_psnr, rgb_l1, shadow_l1, stack_layers)
+                      recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers)
 
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
@@ -74,10 +75,10 @@ DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "r
 AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious"]  # automatic flavour only
 AUTO_MIN_IOU = 0.5
 METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1"] + AUTO_METRICS + [
-    "background_l1_hole", "shadow_l1", "false_shadow", "recompose_psnr", "seconds"]
+    "background_l1_hole", "shadow_l1", "shadow_l1_outside", "false_shadow", "recompose_psnr", "seconds"]
 TABLE = ["dtw_rgb_l1@0", "dtw_alpha_iou@0", "dtw_rgb_l1@5", "dtw_alpha_iou@5", "prompt_alpha_iou",
-         "prompt_rgb_l1"] + AUTO_METRICS + ["background_l1_hole", "shadow_l1", "false_shadow", "recompose_psnr",
-                                                  "seconds"]
+         "prompt_rgb_l1"] + AUTO_METRICS + ["background_l1_hole", "shadow_l1", "shadow_l1_outside",
+                                                  "false_shadow", "recompose_psnr", "seconds"]
 # "auto_spurious" contains "iou" too: name it out (missed and spurious counts: lower is better)
 HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m and m != "auto_spurious"} | {"recompose_psnr"}
 PSNR_CAP = 99.0
@@ -168,6 +169,7 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         index = {id(g): k for k, g in enumerate(gt.layers)}
         row["prompt_layers"] = [[index[id(g)], i, l] for (_, g), i, l in zip(pairs, ious, l1s)]
         row["shadow_l1"] = sum(shadow_l1(p.shadow, g.shadow) for p, g in pairs) / len(pairs)
+        row["shadow_l1_outside"] = sum(shadow_l1_outside(p.shadow, g.shadow, g.alpha) for p, g in pairs) / len(pairs)
         row["false_shadow"] = sum(false_shadow(p.shadow, g.shadow, g.alpha) for p, g in pairs) / len(pairs)
     if not prompted:
         pred_alphas, gt_alphas = [l.alpha for l in pred.layers], [l.alpha for l in gt.layers]

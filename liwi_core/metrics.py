@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "false_shadow", "recompose_psnr",
-           "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
+__all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "shadow_l1_outside", "false_shadow",
+           "recompose_psnr", "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
            "match_layers_by_alpha"]
 
 
@@ -80,6 +80,31 @@ def shadow_l1(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, threshold: flo
     if pred_shadow.shape[1] != gt_shadow.shape[1]:
         pred_shadow, gt_shadow = pred_shadow.mean(1, keepdim=True), gt_shadow.mean(1, keepdim=True)
     inside = (gt_shadow.mean(dim=1, keepdim=True) < threshold).expand_as(gt_shadow)
+    if not bool(inside.any()):
+        return 0.0
+    return float((pred_shadow - gt_shadow).abs()[inside].mean())
+
+
+def shadow_l1_outside(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, gt_alpha: torch.Tensor,
+                      threshold: float = 0.95) -> float:
+    """Shadow-map L1 where the true shadow darkens the scene, outside the object (the learned-
+    engine issue's and the independent evaluation's definition): mean of ``|pred - gt|`` over
+    the pixels where the ground-truth map (mean over channels) is below ``threshold`` and the
+    layer's true alpha is below 0.5, and over channels. :func:`shadow_l1` also counts the
+    pixels under the object, where its shadow is hidden by it.
+
+    Args:
+        pred_shadow, gt_shadow: ``[B,1|3,H,W]`` multiplicative maps (1 = no shadow). When the
+            channel counts differ both are reduced to their channel mean.
+        gt_alpha: ``[B,1,H,W]`` the layer's true alpha.
+        threshold: ground-truth value below which a pixel is in the shadow.
+
+    Returns:
+        Mean absolute error in [0, 1]; 0 when no true shadow lies outside the object.
+    """
+    if pred_shadow.shape[1] != gt_shadow.shape[1]:
+        pred_shadow, gt_shadow = pred_shadow.mean(1, keepdim=True), gt_shadow.mean(1, keepdim=True)
+    inside = ((gt_shadow.mean(dim=1, keepdim=True) < threshold) & (gt_alpha < 0.5)).expand_as(gt_shadow)
     if not bool(inside.any()):
         return 0.0
     return float((pred_shadow - gt_shadow).abs()[inside].mean())

@@ -7,7 +7,8 @@ from helpers import scene
 from liwi_core import Layer, LayerStack
 from liwi_core.metrics import (_max_weight_assignment, alpha_soft_iou, background_l1_in_hole, dtw_align, dtw_path,
                                group_top_layers, layer_cost, match_layers_by_alpha, match_stacks, merge_layers,
-                               recompose_psnr, rgb_l1, shadow_l1, false_shadow, stack_layers)
+                               recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, false_shadow,
+                               stack_layers)
 
 # --------------------------------------------------------------------------- per-layer metrics
 
@@ -278,3 +279,13 @@ def test_assignment_is_optimal_on_random_matrices():
         else:
             best = max(sum(w[p[j]][j] for j in range(m)) for p in itertools.permutations(range(n), m))
         assert abs(sum(w[r][c] for r, c in pairs) - best) < 1e-9
+
+
+def test_shadow_l1_outside_leaves_out_the_pixels_under_the_object():
+    gt = torch.tensor([[[[0.5, 0.5, 1.0]]]])
+    alpha = torch.tensor([[[[1.0, 0.0, 0.0]]]])  # the first shadow pixel lies under the object
+    pred = torch.tensor([[[[1.0, 0.7, 0.2]]]])
+    assert abs(shadow_l1(pred, gt) - 0.35) < 1e-6  # (0.5 + 0.2) / 2, under the object too
+    assert abs(shadow_l1_outside(pred, gt, alpha) - 0.2) < 1e-6  # only the uncovered one
+    assert abs(shadow_l1_outside(pred.expand(1, 3, 1, 3), gt, alpha) - 0.2) < 1e-6
+    assert shadow_l1_outside(pred, gt, torch.ones_like(alpha)) == 0.0  # all of it hidden
