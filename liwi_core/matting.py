@@ -27,6 +27,11 @@ from .filters import bounding_box, colour_edges, dilate, erode, guided_filter, p
 
 # saliency below / above which a rough mask's pixel is taken as probably background / object
 SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
+#: a timid mask of which at least this share is salient may reach its lost thin parts
+#: (:func:`_salient_reach`): what an opening by THIN_WIDTH of the mask's size removes, and pieces
+#: of which less than THIN_LEFT survives the erosion
+TIMID_SHARE = 0.9
+THIN_WIDTH, THIN_LEFT = 0.04, 0.3
 
 __all__ = ["refine_mask", "edge_alignment", "edge_offset", "offset_mask", "trimap_from_mask", "estimate_alpha",
            "solve_foreground"]
@@ -40,7 +45,7 @@ OTHERS_SHARE = 0.5
 
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
                 max_side: int = 640, saliency: torch.Tensor | None = None,
-                others: torch.Tensor | None = None) -> torch.Tensor:
+                others: torch.Tensor | None = None, timid: bool = False) -> torch.Tensor:
     """Binary object segmentation from a rough mask with OpenCV GrabCut.
 
     Args:
@@ -66,6 +71,11 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             prompt is more likely this object in front of (or behind) that one: it is left
             alone. Ignored too when they cover more than :data:`OTHERS_SHARE` of the box: then
             this object lies inside another's prompt (a box around both).
+        timid: the mask is drawn inside its object (the outline search found the edges
+            farther out). With ``saliency``, GrabCut may then also reach the thin, clearly
+            salient parts connected to the mask (:func:`_salient_reach`): a brush kept inside
+            an object loses its thin parts whole (a guitar's neck, a bird's legs), and the even
+            ring around the mask never reaches them.
 
     Returns:
         ``[1,1,H,W]`` float mask in [0,1], soft only from the upsampling of the
@@ -92,18 +102,23 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     margin = max(2, round(0.03 * max(sh, sw)))
     near = dilate(small_mask.float(), margin) > 0.5
     core = erode(small_mask.float(), margin) > 0.5
+    box = _is_box(small_mask)
+    sal = None
+    if saliency is not None:
+        sal = resize(saliency.float(), (sh, sw), mode="bilinear")[0, 0].numpy()
+        if timid and not box:
+            taken = None if others is None else (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy()
+            near |= torch.from_numpy(_salient_reach(small_mask[0, 0].numpy(), sal, taken))[None, None]
     gc = np.full((sh, sw), cv2.GC_BGD, np.uint8)
     gc[near[0, 0].numpy()] = cv2.GC_PR_BGD
     gc[small_mask[0, 0].numpy()] = cv2.GC_PR_FGD
     inner = erode(small_mask.float(), 2 * margin)[0, 0].numpy() > 0.5
-    box = _is_box(small_mask)
     claimed = np.zeros((sh, sw), bool)
     if others is not None and box:
         claimed = (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy() & small_mask[0, 0].numpy()
         if claimed.sum() > OTHERS_SHARE * small_mask.sum():
             claimed[:] = False
-    if saliency is not None:
-        sal = resize(saliency.float(), (sh, sw), mode="bilinear")[0, 0].numpy()
+    if sal is not None:
         inside, ring = small_mask[0, 0].numpy(), near[0, 0].numpy() & ~small_mask[0, 0].numpy()
         gc[inside & (sal < SALIENCY_LOW)] = cv2.GC_PR_BGD
         # an eroded mask grows back into salient pixels just outside it; a box already holds its
@@ -128,13 +143,44 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     seg = torch.from_numpy(((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32))[None, None]
     if float(seg.sum()) < 0.05 * float(small_mask.sum()):
         return binary  # GrabCut lost the object: trust the user's mask
-    if saliency is not None:
+    if sal is not None:
         # three cues that fail differently (the user's mask, GrabCut's colours, the network's
         # look): a pixel is the object where two of them say so
         own = small_mask[0, 0].numpy() & ~claimed
         votes = seg + torch.from_numpy(own.astype(np.float32))[None, None] + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
+
+
+def _salient_reach(mask: np.ndarray, sal: np.ndarray, taken: np.ndarray | None = None) -> np.ndarray:
+    """The thin parts a timid mask lost: clearly salient pixels (> :data:`SALIENCY_HIGH`) outside
+    ``mask`` and ``taken`` (other objects' prompts) that an opening by :data:`THIN_WIDTH` of the
+    mask's size (square root of its area) removes, or in a connected piece of which less than
+    :data:`THIN_LEFT` survives that erosion (a leg, a band along the edge, not a lit wall the
+    object stands against), connected to the mask through such pixels; none
+    unless at least :data:`TIMID_SHARE` of the mask is salient (> 0.5). ``[h,w]``: bool, float,
+    bool."""
+    import cv2
+
+    if not mask.any() or float((sal[mask] > 0.5).mean()) < TIMID_SHARE:
+        return np.zeros_like(mask)
+    beyond = (sal > SALIENCY_HIGH) & ~mask
+    if taken is not None:
+        beyond &= ~taken
+    r = max(1, round(THIN_WIDTH * float(mask.sum()) ** 0.5))
+    core = erode(torch.from_numpy(beyond.astype(np.float32))[None, None], r)
+    thin = beyond & ~(dilate(core, r)[0, 0].numpy() > 0.5)
+    # a piece that is thin as a whole (the band a brush left along a ragged edge) counts too,
+    # though parts of it are wider than the opening
+    core = core[0, 0].numpy() > 0.5
+    count, pieces = cv2.connectedComponents(beyond.astype(np.uint8), connectivity=8)
+    for i in range(1, count):
+        piece = pieces == i
+        if core[piece].sum() < THIN_LEFT * piece.sum():
+            thin |= piece
+    _, labels = cv2.connectedComponents((thin | mask).astype(np.uint8), connectivity=8)
+    touched = np.unique(labels[mask])
+    return np.isin(labels, touched[touched > 0]) & thin
 
 
 def _is_box(mask: torch.Tensor) -> bool:

@@ -289,6 +289,33 @@ def test_a_box_over_a_neighbour_leaves_it_to_its_own_prompt():
     assert torch.equal(refine_mask(image, box, others=around), alone)
 
 
+def test_a_timid_mask_reaches_the_thin_part_it_lost_but_not_a_wide_salient_neighbour():
+    from liwi_core.matting import refine_mask
+
+    yy, xx = torch.meshgrid(torch.arange(200.0), torch.arange(200.0), indexing="ij")
+    disc = ((yy - 100) ** 2 + (xx - 100) ** 2 <= 30 ** 2).float()
+    bar = torch.zeros(200, 200)
+    bar[98:102, 125:175] = 1  # a thin part, 4 px wide, far beyond the mask's ring
+    wall = torch.zeros(200, 200)
+    wall[60:140, 20:72] = 1  # a wide salient thing the object touches, as a lit wall
+    obj = ((disc + bar) > 0).float()
+    image = torch.full((1, 3, 200, 200), 0.5)
+    image = torch.where(obj > 0, torch.tensor([0.85, 0.2, 0.15]).view(1, 3, 1, 1), image)
+    image = torch.where((wall > 0) & (obj == 0), torch.tensor([0.8, 0.3, 0.2]).view(1, 3, 1, 1), image)
+    timid = ((yy - 100) ** 2 + (xx - 100) ** 2 <= 26 ** 2).float()[None, None]  # the brush kept inside
+    saliency = ((obj + wall) > 0).float()[None, None]
+    far_bar = bar.clone()
+    far_bar[:, :140] = 0
+    far_wall = wall.clone()
+    far_wall[:, 50:] = 0
+    plain = refine_mask(image, timid, saliency=saliency)[0, 0] > 0.5
+    told = refine_mask(image, timid, saliency=saliency, timid=True)[0, 0] > 0.5
+    assert float(plain[far_bar > 0].float().mean()) < 0.1  # the ring around the mask never gets there
+    assert float(told[far_bar > 0].float().mean()) > 0.9
+    assert not told[far_wall > 0].any() and not plain[far_wall > 0].any()
+    assert told[disc > 0].float().mean() > 0.95
+
+
 def test_each_prompt_is_peeled_knowing_the_others():
     from liwi_core.engines.base import StackBuilder
 

@@ -96,11 +96,12 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
-    outline = edge_outline(img, rough, search=move_outline) if settings.refine else None
+    outline, shift = outline_search(img, rough, search=move_outline) if settings.refine else (None, 0)
     kept = outline is not None
     snap = settings.refine and not kept
     guide = prompt_saliency(img, rough) if snap and settings.saliency_guide else None
-    seg = refine_mask(img, rough, saliency=guide, others=others) if snap else outline if kept else (rough > 0.5).float()
+    seg = refine_mask(img, rough, saliency=guide, others=others, timid=shift > 0) if snap else \
+        outline if kept else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
@@ -115,13 +116,21 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
 
 def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, search: bool = True
                  ) -> torch.Tensor | None:
+    """The outline of :func:`outline_search` alone."""
+    return outline_search(img, rough, max_side, search)[0]
+
+
+def outline_search(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, search: bool = True
+                   ) -> tuple[torch.Tensor | None, int]:
     """The object's outline from a rough mask ``[1,1,h,w]`` when the mask follows the image's
     edges: the mask itself when its outline scores at least :data:`EXACT_OUTLINE`
     (:func:`~liwi_core.matting.edge_alignment`), else the mask grown or shrunk by the offset
     whose outline scores best (:func:`~liwi_core.matting.edge_offset`, a loose or timid brush)
     when that one scores at least as much; ``None`` otherwise (boxes, blobs, masks off the
     edges). Measured on a copy at most ``max_side`` px; the offset is then scaled back.
-    ``search`` False: only the mask itself is tried."""
+    ``search`` False: only the mask itself is tried. Returns ``(outline, shift)``: ``shift``
+    the best offset found (px on the copy; > 0 outward: a timid brush), 0 when none was
+    searched."""
     h, w = img.shape[-2:]
     scale = min(1.0, max_side / max(h, w))
     small_img, small = img, (rough > 0.5).float()
@@ -130,15 +139,15 @@ def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, se
         small_img, small = resize(img, size, mode="area"), (resize(rough.float(), size, mode="area") > 0.5).float()
     edges = colour_edges(small_img)
     if edge_alignment(small_img, small, edges=edges) >= EXACT_OUTLINE:
-        return (rough > 0.5).float()
+        return (rough > 0.5).float(), 0
     if not search:
-        return None
+        return None, 0
     reach = min(OUTLINE_SEARCH_PX, round(OUTLINE_SEARCH_SHARE * float(small.sum()) ** 0.5))
     shift = edge_offset(small_img, small, reach, edges=edges)
     if shift == 0 or edge_alignment(small_img, offset_mask(small, shift), edges=edges) < EXACT_OUTLINE:
-        return None
+        return None, shift
     moved = offset_mask(rough, round(shift / scale))
-    return moved if float(moved.sum()) > 0 else None
+    return (moved if float(moved.sum()) > 0 else None), shift
 
 
 def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
