@@ -153,18 +153,18 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
 
 
 def _salient_reach(mask: np.ndarray, sal: np.ndarray, taken: np.ndarray | None = None) -> np.ndarray:
-    """The thin parts a timid mask lost: clearly salient pixels (> :data:`SALIENCY_HIGH`) outside
-    ``mask`` and ``taken`` (other objects' prompts) that an opening by :data:`THIN_WIDTH` of the
-    mask's size (square root of its area) removes, or in a connected piece of which less than
-    :data:`THIN_LEFT` survives that erosion (a leg, a band along the edge, not a lit wall the
-    object stands against), connected to the mask through such pixels; none
-    unless at least :data:`TIMID_SHARE` of the mask is salient (> 0.5). ``[h,w]``: bool, float,
-    bool."""
+    """The thin parts a timid mask lost: salient pixels (> 0.5; a thin part's map is often
+    faint, as a lander's legs) outside ``mask`` and ``taken`` (other objects' prompts) that an
+    opening by :data:`THIN_WIDTH` of the mask's size (square root of its area) removes, or in a
+    connected piece of which less than :data:`THIN_LEFT` survives that erosion (a leg, a band
+    along the edge, not a lit wall the object stands against), connected to the mask through
+    such pixels; none unless at least :data:`TIMID_SHARE` of the mask is salient (> 0.5).
+    ``[h,w]``: bool, float, bool."""
     import cv2
 
     if not mask.any() or float((sal[mask] > 0.5).mean()) < TIMID_SHARE:
         return np.zeros_like(mask)
-    beyond = (sal > SALIENCY_HIGH) & ~mask
+    beyond = (sal > 0.5) & ~mask
     if taken is not None:
         beyond &= ~taken
     r = max(1, round(THIN_WIDTH * float(mask.sum()) ** 0.5))
