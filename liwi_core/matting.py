@@ -72,9 +72,9 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             alone. Ignored too when they cover more than :data:`OTHERS_SHARE` of the box: then
             this object lies inside another's prompt (a box around both).
         timid: the mask is drawn inside its object (the outline search found the edges
-            farther out). With ``saliency``, GrabCut may then also reach the thin, clearly
-            salient parts connected to the mask (:func:`_salient_reach`): a brush kept inside
-            an object loses its thin parts whole (a guitar's neck, a bird's legs), and the even
+            farther out). With ``saliency``, GrabCut may then also reach the thin salient parts
+            connected to the mask (:func:`_salient_reach`): a brush kept inside an object loses
+            its thin parts whole (a lander's legs, the band along a ragged edge), and the even
             ring around the mask never reaches them.
 
     Returns:

@@ -26,7 +26,7 @@ from ..shadow import estimate_shadow
 from .base import Engine, Peeled, StackBuilder
 from .exact import explain_object
 
-__all__ = ["ClassicalEngine", "ClassicalSettings", "edge_outline"]
+__all__ = ["ClassicalEngine", "ClassicalSettings", "edge_outline", "outline_search"]
 
 #: a rough mask whose outline scores at least this (:func:`~liwi_core.matting.edge_alignment`:
 #: edge strength on the outline over the strongest ring around it) is kept as drawn. Chosen on
