@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "shadow_l1_outside", "false_shadow",
-           "recompose_psnr", "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align", "match_stacks",
-           "match_layers_by_alpha"]
+           "recompose_psnr", "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align",
+           "match_stacks", "match_layers_by_alpha"]
 
 
 def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor) -> float:
@@ -77,9 +77,18 @@ def shadow_l1(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, threshold: flo
     Returns:
         Mean absolute error in [0, 1]; 0 when there is no ground-truth shadow.
     """
+    return _shadow_l1(pred_shadow, gt_shadow, threshold)
+
+
+def _shadow_l1(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, threshold: float,
+               gt_alpha: torch.Tensor | None = None) -> float:
+    """:func:`shadow_l1`, and with ``gt_alpha`` :func:`shadow_l1_outside`."""
     if pred_shadow.shape[1] != gt_shadow.shape[1]:
         pred_shadow, gt_shadow = pred_shadow.mean(1, keepdim=True), gt_shadow.mean(1, keepdim=True)
-    inside = (gt_shadow.mean(dim=1, keepdim=True) < threshold).expand_as(gt_shadow)
+    inside = gt_shadow.mean(dim=1, keepdim=True) < threshold
+    if gt_alpha is not None:
+        inside &= gt_alpha < 0.5
+    inside = inside.expand_as(gt_shadow)
     if not bool(inside.any()):
         return 0.0
     return float((pred_shadow - gt_shadow).abs()[inside].mean())
@@ -102,12 +111,7 @@ def shadow_l1_outside(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, gt_alp
     Returns:
         Mean absolute error in [0, 1]; 0 when no true shadow lies outside the object.
     """
-    if pred_shadow.shape[1] != gt_shadow.shape[1]:
-        pred_shadow, gt_shadow = pred_shadow.mean(1, keepdim=True), gt_shadow.mean(1, keepdim=True)
-    inside = ((gt_shadow.mean(dim=1, keepdim=True) < threshold) & (gt_alpha < 0.5)).expand_as(gt_shadow)
-    if not bool(inside.any()):
-        return 0.0
-    return float((pred_shadow - gt_shadow).abs()[inside].mean())
+    return _shadow_l1(pred_shadow, gt_shadow, threshold, gt_alpha)
 
 
 def false_shadow(pred_shadow: torch.Tensor, gt_shadow: torch.Tensor, gt_alpha: torch.Tensor,
