@@ -34,10 +34,12 @@ from torch import nn
 from .filters import dilate, luminance
 from .model import conv_block, unet_features
 
-__all__ = ["INPUT_CHANNELS", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
+__all__ = ["INPUT_CHANNELS", "SALIENCY_CHANNEL", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
 
 # image 3, prompt 1, classical alpha 1, classical shadow (grey) 1, classical background 3, saliency 1
 INPUT_CHANNELS = 10
+#: where :func:`refiner_inputs` puts the saliency map (the last channel)
+SALIENCY_CHANNEL = 9
 #: the refiner's default working size (longest side of an object's region, px)
 WORKING_SIZE = 256
 _EPS = 1e-4

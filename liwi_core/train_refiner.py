@@ -169,6 +169,7 @@ def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard:
     are kept), written atomically; ``shard`` as :func:`make_examples` (by file). Returns how many
     examples ``out`` holds of this shard."""
     from .proposals import saliency_model as shared_saliency_model
+    from .refiner import SALIENCY_CHANNEL
     from .saliency import saliency_map
 
     index, count = _check_shard(shard)
@@ -186,7 +187,7 @@ def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard:
             example = torch.load(f, weights_only=True)
             inputs = example["inputs"].clone()
             image = inputs[None, 0:3].float() / 255
-            inputs[-1] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
+            inputs[SALIENCY_CHANNEL] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
             _save_atomic({**example, "inputs": inputs, "saliency_size": saliency_size}, target)
     return len(files)
 

@@ -324,3 +324,14 @@ def test_training_batches_pad_crop_and_flip_like_the_examples():
     flips = {bool(torch.equal(_batch([{"inputs": inputs, "truth": truth}], 24, random.Random(s))[0][0, :, :20],
                               inputs.flip(-1).float() / 255)) for s in range(8)}
     assert flips == {True, False}
+
+
+def test_the_saliency_channel_is_where_refiner_inputs_puts_the_map():
+    from liwi_core.refiner import INPUT_CHANNELS, SALIENCY_CHANNEL, refiner_inputs
+
+    planes = [torch.zeros(1, c, 4, 4) for c in (3, 1, 1, 1, 3)]
+    saliency = torch.full((1, 1, 4, 4), 0.7)
+    inputs = refiner_inputs(*planes, saliency)
+    assert inputs.shape[1] == INPUT_CHANNELS
+    assert torch.equal(inputs[:, SALIENCY_CHANNEL:SALIENCY_CHANNEL + 1], saliency)
+    assert float(inputs.sum()) == float(saliency.sum())  # nothing else carries it
