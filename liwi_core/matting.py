@@ -103,19 +103,19 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     near = dilate(small_mask.float(), margin) > 0.5
     core = erode(small_mask.float(), margin) > 0.5
     box = _is_box(small_mask)
+    taken = None if others is None else (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy()
     sal = None
     if saliency is not None:
         sal = resize(saliency.float(), (sh, sw), mode="bilinear")[0, 0].numpy()
         if timid and not box:
-            taken = None if others is None else (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy()
             near |= torch.from_numpy(_salient_reach(small_mask[0, 0].numpy(), sal, taken))[None, None]
     gc = np.full((sh, sw), cv2.GC_BGD, np.uint8)
     gc[near[0, 0].numpy()] = cv2.GC_PR_BGD
     gc[small_mask[0, 0].numpy()] = cv2.GC_PR_FGD
     inner = erode(small_mask.float(), 2 * margin)[0, 0].numpy() > 0.5
     claimed = np.zeros((sh, sw), bool)
-    if others is not None and box:
-        claimed = (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy() & small_mask[0, 0].numpy()
+    if taken is not None and box:
+        claimed = taken & small_mask[0, 0].numpy()
         if claimed.sum() > OTHERS_SHARE * small_mask.sum():
             claimed[:] = False
     if sal is not None:
