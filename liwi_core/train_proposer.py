@@ -176,12 +176,13 @@ class _Scenes(torch.utils.data.Dataset):
     random square window of 60-100% of the shorter side, or with probability ``zoom`` a
     close-up of one object (:func:`_close_up`); flipped at random; with probability ``bare``
     the image is the clean background alone and the targets are zeros (``bare`` True). The
-    whole image when not augmenting."""
+    whole image when not augmenting. ``background`` False: no background is returned (an empty
+    tensor in its place), when no teacher looks at it."""
 
     def __init__(self, root: Path, ids: list[str], size: int, augment: bool, seed: int = 0, zoom: float = 0.0,
-                 bare: float = 0.0):
+                 bare: float = 0.0, background: bool = False):
         self.root, self.ids, self.size, self.augment, self.seed, self.zoom = root, ids, size, augment, seed, zoom
-        self.bare = bare
+        self.bare, self.background = bare, background
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -207,7 +208,8 @@ class _Scenes(torch.utils.data.Dataset):
             if rng.random() < self.bare:
                 image, alphas, bare = background, alphas[:0], True
         image = lanczos_resize(image[None], (self.size, self.size))[0]
-        background = lanczos_resize(background[None], (self.size, self.size))[0]
+        background = lanczos_resize(background[None], (self.size, self.size))[0] if self.background else \
+            torch.empty(0)
         # shrinking averages; a close-up is enlarged, where averaging would be blocky
         mode = "area" if alphas.shape[-1] >= self.size else "bilinear"
         alphas = F.interpolate(alphas, size=(self.size, self.size), mode=mode) if len(alphas) else \
@@ -242,7 +244,17 @@ def _logits(model: U2NetP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None, teacher_input: str = "background") -> dict:
+def _teacher_map(teacher: U2NetP, image: torch.Tensor, background: torch.Tensor,
+                 teacher_input: str) -> torch.Tensor:
+    """The teacher's map ``[B,1,S,S]`` of the scene (``teacher_input`` ``composite``: ``image``)
+    or of its clean ``background`` (moved to ``image``'s device)."""
+    looked_at = image if teacher_input == "composite" else background.to(image.device, non_blocking=True)
+    return teacher(normalise(looked_at), return_dict=False)[0]
+
+
+@torch.no_grad()
+def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None,
+             teacher_input: str = "background") -> dict:
     """Held-back scenes: the objects channel's IoU at 0.5 against the placed objects, and the
     edge channel's precision and recall at 0.5, pooled over all pixels; with a ``teacher``, also
     the objects channel's IoU against the taught truth (the placed objects and the teacher's
@@ -256,8 +268,7 @@ def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None, teach
         inter += float((pred[:, 0] & truth[:, 0]).sum())
         union += float((pred[:, 0] | truth[:, 0]).sum())
         if teacher is not None:
-            seen = teacher(normalise(image if teacher_input == "composite" else background.to(device)),
-                           return_dict=False)[0]
+            seen = _teacher_map(teacher, image, background, teacher_input)
             taught = teacher_targets(targets, seen, torch.zeros(len(image), dtype=torch.bool, device=device))[0]
             taught_inter += float((pred[:, 0] & (taught[:, 0] > 0.5)).sum())
             taught_union += float((pred[:, 0] | (taught[:, 0] > 0.5)).sum())
@@ -317,13 +328,17 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     if config.get("teacher"):
         source = None if config["teacher"] is True else config["teacher"]
         teacher = load_saliency_model(source).to(device).eval().requires_grad_(False)
+    teacher_input = config.get("teacher_input", "background")
+    needs_background = teacher is not None and teacher_input == "background"
     train_ids, val_ids = _split_ids(root)
-    val_loader = torch.utils.data.DataLoader(_Scenes(root, val_ids[:256], size, augment=False),
+    val_loader = torch.utils.data.DataLoader(_Scenes(root, val_ids[:256], size, augment=False,
+                                                     background=needs_background),
                                              batch_size=16, num_workers=workers)
+    check = partial(validate, model, val_loader, device, teacher, teacher_input)
     started = time.time()
     log(json.dumps({"samples": len(train_ids), "val": len(val_ids), "resume_step": step}))
     if step == 0:
-        log(json.dumps({"step": 0, "val": validate(model, val_loader, device, teacher, config.get("teacher_input", "background"))}))
+        log(json.dumps({"step": 0, "val": check()}))
 
     def batches():
         nonlocal train_ids
@@ -333,7 +348,8 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
             picks = random.Random(len(train_ids) + step).choices(train_ids, k=count)
             loader = torch.utils.data.DataLoader(_Scenes(root, picks, size, augment=True, seed=step,
                                                         zoom=config.get("zoom", 0.0),
-                                                        bare=config.get("bare", 0.0) if teacher else 0.0),
+                                                        bare=config.get("bare", 0.0) if teacher else 0.0,
+                                                        background=needs_background),
                                                  batch_size=batch_size, num_workers=workers,
                                                  drop_last=True, persistent_workers=False)
             yield from loader
@@ -347,18 +363,14 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         image, targets = image.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         weight = None
         if teacher is not None:
-            with torch.no_grad():
-                looked_at = image if config.get("teacher_input") == "composite" else \
-                    background.to(device, non_blocking=True)
-                seen = teacher(normalise(looked_at), return_dict=False)[0]
+            seen = _teacher_map(teacher, image, background, teacher_input)
             targets, weight = teacher_targets(targets, seen, bare.to(device))
         parts = losses(*_logits(model, normalise(image)), targets, config.get("edge_weight", 4.0), weight)
         optimise(model, optimizer, parts["total"], lr)
         step += 1
         if after_step(step, config, started, minutes, log, parts, lr,
                       save=partial(save_checkpoint, model, optimizer, step, out),
-                      validate=partial(validate, model, val_loader, device, teacher,
-                                       config.get("teacher_input", "background")), samples=len(train_ids)):
+                      validate=check, samples=len(train_ids)):
             break
     return latest
 

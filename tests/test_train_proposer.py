@@ -124,12 +124,15 @@ def test_fit_with_a_teacher_sees_bare_backgrounds_and_reports_the_taught_iou(tmp
 
     data = write_scene_dataset(tmp_path / "data", 3, 64, 80, prefix="t")
     from liwi_core.dataset import sample_ids
-    scenes = _Scenes(data, sample_ids(data), 48, augment=True, bare=1.0)
+    scenes = _Scenes(data, sample_ids(data), 48, augment=True, bare=1.0, background=True)
     image, targets, background, bare = scenes[0]
     assert bare and torch.equal(image, background) and targets.sum() == 0
-    config = {"size": 64, "batch_size": 2, "steps": 2, "lr": 1e-4, "warmup_steps": 1, "teacher": True,
-              "bare": 0.5, "teacher_input": "composite", "log_every": 1, "save_every": 1, "val_every": 100, "reload_every": 2}
-    lines: list[str] = []
-    fit(data, tmp_path / "run", config, log=lines.append)
-    val = [v for v in (json.loads(line).get("val") for line in lines) if isinstance(v, dict)]
-    assert val and all("taught_iou" in v and 0 <= v["taught_iou"] <= 1 for v in val)
+    assert _Scenes(data, sample_ids(data), 48, augment=False)[0][2].numel() == 0  # no teacher, no background
+    for looked_at in ("background", "composite"):
+        config = {"size": 64, "batch_size": 2, "steps": 2, "lr": 1e-4, "warmup_steps": 1, "teacher": True,
+                  "bare": 0.5, "teacher_input": looked_at, "log_every": 1, "save_every": 1, "val_every": 100,
+                  "reload_every": 2}
+        lines: list[str] = []
+        fit(data, tmp_path / looked_at, config, log=lines.append)
+        val = [v for v in (json.loads(line).get("val") for line in lines) if isinstance(v, dict)]
+        assert val and all("taught_iou" in v and 0 <= v["taught_iou"] <= 1 for v in val)
