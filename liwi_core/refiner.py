@@ -34,12 +34,24 @@ from torch import nn
 from .filters import dilate, luminance
 from .model import conv_block, unet_features
 
-__all__ = ["INPUT_CHANNELS", "SALIENCY_CHANNEL", "LiWiRefiner", "RefinerOutput", "apply_corrections", "refiner_inputs"]
+__all__ = ["INPUT_CHANNELS", "INPUT_PLANES", "SALIENCY_CHANNEL", "LiWiRefiner", "RefinerOutput", "apply_corrections",
+           "input_plane", "refiner_inputs"]
 
-# image 3, prompt 1, classical alpha 1, classical shadow (grey) 1, classical background 3, saliency 1
-INPUT_CHANNELS = 10
+#: what :func:`refiner_inputs` stacks, in order, with each plane's channel count
+INPUT_PLANES = (("image", 3), ("prompt", 1), ("alpha", 1), ("shadow", 1), ("background", 3), ("saliency", 1))
+_PLANE_SLICES = {}
+for _name, _width in INPUT_PLANES:
+    _start = sum(s.stop - s.start for s in _PLANE_SLICES.values())
+    _PLANE_SLICES[_name] = slice(_start, _start + _width)
+INPUT_CHANNELS = sum(width for _, width in INPUT_PLANES)
 #: where :func:`refiner_inputs` puts the saliency map (the last channel)
-SALIENCY_CHANNEL = 9
+SALIENCY_CHANNEL = _PLANE_SLICES["saliency"].start
+
+
+def input_plane(inputs: torch.Tensor, name: str) -> torch.Tensor:
+    """One plane of :func:`refiner_inputs`' stack by its name in :data:`INPUT_PLANES`:
+    ``[B,C,H,W]`` in, ``[B,width,H,W]`` out (a view)."""
+    return inputs[:, _PLANE_SLICES[name]]
 #: the refiner's default working size (longest side of an object's region, px)
 WORKING_SIZE = 256
 _EPS = 1e-4
@@ -109,9 +121,9 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
 
 
 def correction_support(inputs: torch.Tensor, reach: float) -> torch.Tensor:
-    """``[B,1,H,W]``, 1 within ``reach`` (fraction of the longest side) of the prompt (channel 3 of
-    :func:`refiner_inputs`) or the classical alpha (channel 4), 0 beyond; all 0 for ``reach`` 0."""
-    seed = ((inputs[:, 3:4] > 0.5) | (inputs[:, 4:5] > 0)).to(inputs.dtype)
+    """``[B,1,H,W]``, 1 within ``reach`` (fraction of the longest side) of the prompt or the
+    classical alpha (planes of :func:`refiner_inputs`), 0 beyond; all 0 for ``reach`` 0."""
+    seed = ((input_plane(inputs, "prompt") > 0.5) | (input_plane(inputs, "alpha") > 0)).to(inputs.dtype)
     if reach <= 0:
         return torch.zeros_like(seed)
     return dilate(seed, max(1, round(reach * max(inputs.shape[-2:]))))
@@ -121,9 +133,11 @@ def refiner_inputs(image: torch.Tensor, prompt: torch.Tensor, alpha: torch.Tenso
                    background: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
     """Stack what the refiner sees, ``[B, INPUT_CHANNELS, H, W]``; all inputs ``[B,C,H,W]`` in [0,1]
     on one grid: image (3), prompt (1), classical alpha (1), classical shadow map (1 or 3, made
-    grey), classical background (3), saliency (1)."""
+    grey), classical background (3), saliency (1): :data:`INPUT_PLANES`."""
     grey = shadow if shadow.shape[1] == 1 else luminance(shadow)
-    return torch.cat([image, prompt, alpha, grey, background, saliency], dim=1).clamp(0, 1)
+    planes = {"image": image, "prompt": prompt, "alpha": alpha, "shadow": grey, "background": background,
+              "saliency": saliency}
+    return torch.cat([planes[name] for name, _ in INPUT_PLANES], dim=1).clamp(0, 1)
 
 
 def _keep_where_zero(delta: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:

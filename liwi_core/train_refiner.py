@@ -169,7 +169,7 @@ def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard:
     are kept), written atomically; ``shard`` as :func:`make_examples` (by file). Returns how many
     examples ``out`` holds of this shard."""
     from .proposals import saliency_model as shared_saliency_model
-    from .refiner import SALIENCY_CHANNEL
+    from .refiner import SALIENCY_CHANNEL, input_plane
     from .saliency import saliency_map
 
     index, count = _check_shard(shard)
@@ -186,7 +186,7 @@ def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard:
                 continue
             example = torch.load(f, weights_only=True)
             inputs = example["inputs"].clone()
-            image = inputs[None, 0:3].float() / 255
+            image = input_plane(inputs[None], "image").float() / 255
             inputs[SALIENCY_CHANNEL] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
             _save_atomic({**example, "inputs": inputs, "saliency_size": saliency_size}, target)
     return len(files)
@@ -204,9 +204,9 @@ def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corre
     * ``background``: L1 of the background under the object (where the refined or true alpha
       is above 0), the rest of the background being the image with the shadow divided out.
     """
-    from .refiner import apply_corrections
+    from .refiner import apply_corrections, input_plane
 
-    image, alpha_c, shadow_c, clean_c = inputs[:, 0:3], inputs[:, 4:5], inputs[:, 5:6], inputs[:, 6:9]
+    image, alpha_c, shadow_c, clean_c = (input_plane(inputs, name) for name in ("image", "alpha", "shadow", "background"))
     alpha_t, shadow_t, below_t = truth[:, 0:1], truth[:, 1:2], truth[:, 2:5]
     alpha, shadow, fill = apply_corrections(alpha_c, shadow_c, clean_c, corrections, exact_zero=False)
     n = valid.sum().clamp_min(1)

@@ -335,3 +335,13 @@ def test_the_saliency_channel_is_where_refiner_inputs_puts_the_map():
     assert inputs.shape[1] == INPUT_CHANNELS
     assert torch.equal(inputs[:, SALIENCY_CHANNEL:SALIENCY_CHANNEL + 1], saliency)
     assert float(inputs.sum()) == float(saliency.sum())  # nothing else carries it
+
+
+def test_each_named_plane_reads_back_what_refiner_inputs_stacked():
+    from liwi_core.refiner import INPUT_PLANES, input_plane, refiner_inputs
+
+    values = {name: torch.full((1, width, 4, 4), (k + 1) / 10) for k, (name, width) in enumerate(INPUT_PLANES)}
+    inputs = refiner_inputs(values["image"], values["prompt"], values["alpha"], values["shadow"],
+                            values["background"], values["saliency"])
+    for name, plane in values.items():
+        assert torch.equal(input_plane(inputs, name), plane), name

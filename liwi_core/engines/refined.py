@@ -175,7 +175,7 @@ class RefinedEngine(Engine):
 
     def _peel_one(self, image: torch.Tensor, mask: torch.Tensor, move_outline: bool = True,
                   others: torch.Tensor | None = None):
-        from ..refiner import SALIENCY_CHANNEL, apply_corrections
+        from ..refiner import apply_corrections, input_plane
 
         # the colours are solved again once corrected: carrying them outward now would be wasted
         region, img, rough, (fg, alpha, shadow, clean) = peel_region(image, mask, self.settings.classical(),
@@ -184,7 +184,7 @@ class RefinedEngine(Engine):
                                  self.refiner.config.working_size, self.refiner.config.saliency_size)
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
         corrections.shadow = spare_other_objects(corrections.shadow, alpha,
-                                                 inputs[:, SALIENCY_CHANNEL:SALIENCY_CHANNEL + 1])
+                                                 input_plane(inputs, "saliency"))
         if not bool((alpha <= 0).any()):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
