@@ -102,12 +102,31 @@ def _shard_key(sample_id: str) -> int:
     return int(number) if number.isdigit() else zlib.crc32(sample_id.encode())
 
 
+def object_prompts(sample, rng: random.Random):
+    """Each object of an ADD ``sample``, front first, with a prompt of a random kind (exact or one
+    of the sample's degraded ones): ``(depth, kind, prompt, image, below, layer)``, ``image`` being
+    what is left once the objects in front are peeled off with their true layers (as the engine
+    peels, front to back) and ``below`` that without this object. Empty prompts are skipped."""
+    from .layers import LayerStack
+
+    layers = sample.stack.layers
+    for depth, k in enumerate(reversed(range(len(layers)))):
+        layer = layers[k]
+        # a dataset made elsewhere may carry only some of ADD's prompt kinds
+        kind = rng.choice([c for c in PROMPT_KINDS if c == "exact" or c in sample.prompts[k]])
+        prompt = (layer.alpha > 0.5).float() if kind == "exact" else sample.prompts[k][kind]
+        if float(prompt.sum()) == 0:
+            continue
+        image = LayerStack(background=sample.stack.background, layers=layers[:k + 1], hole=sample.stack.hole).composite()
+        below = LayerStack(background=sample.stack.background, layers=layers[:k], hole=sample.stack.hole).composite()
+        yield depth, kind, prompt, image, below, layer
+
+
 def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool,
                    shard: tuple[int, int] = (0, 1), saliency_size: int = SALIENCY_SIZE) -> int:
     from .dataset import iter_samples, sample_ids
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings, refiner_example
-    from .layers import LayerStack
     from .proposals import saliency_model as shared_saliency_model
     from .refiner import WORKING_SIZE
 
@@ -124,21 +143,7 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
     while True:
         ids = [i for i in mine() if i not in done][: None if limit is None else max(0, limit - len(done))]
         for sample in iter_samples(data, ids=ids) if ids else ():
-            rng = random.Random(f"{seed}:{sample.id}")
-            layers = sample.stack.layers
-            # every object of the sample, front first, on what is left once the ones in front of
-            # it are peeled off with their true layers (as the engine peels, front to back)
-            for depth, k in enumerate(reversed(range(len(layers)))):
-                layer = layers[k]
-                # a dataset made elsewhere may carry only some of ADD's prompt kinds
-                kind = rng.choice([c for c in PROMPT_KINDS if c == "exact" or c in sample.prompts[k]])
-                prompt = (layer.alpha > 0.5).float() if kind == "exact" else sample.prompts[k][kind]
-                if float(prompt.sum()) == 0:
-                    continue
-                image = LayerStack(background=sample.stack.background, layers=layers[:k + 1],
-                                   hole=sample.stack.hole).composite()
-                below = LayerStack(background=sample.stack.background, layers=layers[:k],
-                                   hole=sample.stack.hole).composite()
+            for depth, kind, prompt, image, below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
                 (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean) = peel_region(image, prompt, classical)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
                 inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, WORKING_SIZE,
