@@ -144,7 +144,7 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
         ids = [i for i in mine() if i not in done][: None if limit is None else max(0, limit - len(done))]
         for sample in iter_samples(data, ids=ids) if ids else ():
             for depth, kind, prompt, image, below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
-                (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean) = peel_region(image, prompt, classical)
+                (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean), _ = peel_region(image, prompt, classical)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
                 inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, WORKING_SIZE,
                                          saliency_size)

@@ -34,9 +34,17 @@ def _median(times: list[float]) -> float:
 
 
 def _engine(name: str | None):
+    """``create(name)``; ``NAME:KEY=VALUE`` sets one of the engine's settings (a JSON value, e.g.
+    ``refined:refine_edges=false``)."""
     from liwi_core.engines import create
 
-    return None if name is None else create(name)
+    if name is None:
+        return None
+    engine, _, setting = name.partition(":")
+    if not setting:
+        return create(engine)
+    key, _, value = setting.partition("=")
+    return create(engine, **{key: json.loads(value)})
 
 
 def run_large(threads: int, engine: str | None = None) -> dict:
@@ -164,13 +172,12 @@ def time_ratio(engines: list[str], sizes: list[int], threads: int, repeats: int)
     import torch
 
     from liwi_core.decompose import decompose
-    from liwi_core.engines import create
     from liwi_core.synthetic import scene
 
     if len(engines) != 2:
         raise SystemExit(f"--ratio takes two engines, e.g. classical,refined (got {','.join(engines)})")
     torch.set_num_threads(threads)
-    chosen = [create(name) for name in engines]
+    chosen = [_engine(name) for name in engines]
     print(f"| size | {engines[0]} (s, median of {repeats}) | {engines[1]} (s, median of {repeats}) | ratio of medians "
           "| ratio per pair (min-max) |")
     print("|---|---|---|---|---|")
@@ -197,14 +204,14 @@ def time_automatic(threads: int, repeats: int, engines: list[str] | None = None)
     import torch
 
     from liwi_core.decompose import decompose
-    from liwi_core.engines import DEFAULT_ENGINE, create
+    from liwi_core.engines import DEFAULT_ENGINE
     from liwi_core.filters import resize
     from liwi_core.imageio import load_image
     from liwi_core.proposals import find_objects
 
     torch.set_num_threads(threads)
     names = engines or [DEFAULT_ENGINE]
-    chosen = [create(name) for name in names]
+    chosen = [_engine(name) for name in names]
     columns = " | ".join(f"{name}: whole decomposition (s, median of {repeats})" for name in names)
     print(f"| photo (1024x1024) | objects | finding (s) | {columns} |")
     print("|---|---|---|" + "---|" * len(names))

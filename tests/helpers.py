@@ -23,3 +23,20 @@ def write_scene_dataset(root, count: int, h: int, w: int, prefix: str = "s"):
         prompts = [{"dilated": dilate((alpha > 0.5).float(), 3), "box": rough}]
         write_sample(root, Sample(f"{prefix}{seed}", stack.composite(), stack, prompts, {"seed": seed}))
     return root
+
+
+def check_bundled_weights(folder, model, licence: str = "GNU General Public License, version 3") -> None:
+    """A bundled checkpoint folder: its four files, a safetensors file (not a pickle), trained
+    weights (``model.head`` left its zero start), a model card naming its sources and the
+    reserved photos, and its licence."""
+    import json
+
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["LICENSE", "MODEL_CARD.md", "config.json", "diffusion_pytorch_model.safetensors"]
+    with open(folder / "diffusion_pytorch_model.safetensors", "rb") as fh:
+        header = int.from_bytes(fh.read(8), "little")
+        assert json.loads(fh.read(header))
+    assert float(model.head.weight.detach().abs().max()) > 0
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "tuxpaint-stamps-default" in card and "gcompris-qt-data" in card and "example_images" in card
+    assert licence in (folder / "LICENSE").read_text()

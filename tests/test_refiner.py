@@ -12,6 +12,8 @@ pytest.importorskip("diffusers")
 from liwi_core.decompose import decompose
 from liwi_core.engines import create
 from liwi_core.errors import LiWiError
+from liwi_core.filters import dilate, erode
+from liwi_core.metrics import recompose_psnr
 from liwi_core.refiner import (
     INPUT_CHANNELS,
     LiWiRefiner,
@@ -33,13 +35,49 @@ def photo():
 
 
 def test_untrained_refiner_is_the_classical_engine_bit_for_bit(photo):
+    from liwi_core.edge_refiner import EdgeRefiner
+
     image, rough = photo
     classical = decompose(image, rough, create("classical", shadow_reach=0.75))
-    refined = decompose(image, rough, create("refined", refiner=_tiny()))
-    assert torch.equal(classical.background, refined.background)
-    assert torch.equal(classical.hole, refined.hole)
-    for a, b in zip(classical.layers, refined.layers, strict=True):
-        assert torch.equal(a.rgba, b.rgba) and torch.equal(a.shadow, b.shadow)
+    for untrained in (create("refined", refiner=_tiny(), edge_refiner=EdgeRefiner()),
+                      create("refined", refiner=_tiny(), refine_edges=False)):
+        refined = decompose(image, rough, untrained)
+        assert torch.equal(classical.background, refined.background)
+        assert torch.equal(classical.hole, refined.hole)
+        for a, b in zip(classical.layers, refined.layers, strict=True):
+            assert torch.equal(a.rgba, b.rgba) and torch.equal(a.shadow, b.shadow)
+
+
+def test_a_mask_kept_as_drawn_keeps_its_edge():
+    """An outline already on the object's edges is not moved by the edge refiner (any edge refiner)."""
+    from liwi_core.edge_refiner import EdgeRefiner
+
+    image, _, alpha, _, _ = scene()
+    exact = (alpha > 0.5).float()
+    noisy = EdgeRefiner()
+    torch.nn.init.normal_(noisy.head.weight, std=0.5)
+    torch.nn.init.constant_(noisy.head.bias, 1.0)
+    plain = decompose(image, exact, create("refined", refine_edges=False))
+    edged = decompose(image, exact, create("refined", edge_refiner=noisy))
+    assert torch.equal(plain.layers[0].rgba, edged.layers[0].rgba)
+    # the same refiner does move a rough mask's edge
+    rough = dilate(exact, 6)
+    assert not torch.equal(decompose(image, rough, create("refined", refine_edges=False)).layers[0].rgba,
+                           decompose(image, rough, create("refined", edge_refiner=noisy)).layers[0].rgba)
+
+
+def test_the_bundled_edge_refiner_moves_only_the_edge_and_stays_lossless(photo):
+    image, rough = photo
+    plain = decompose(image, rough, create("refined", refine_edges=False))
+    edged = decompose(image, rough, create("refined"))
+    assert edged.meta["settings"]["edge_refiner"]["band"] >= 1 and plain.meta["settings"]["edge_refiner"] is None
+    a, b = plain.layers[0].rgba[:, 3:4], edged.layers[0].rgba[:, 3:4]
+    moved = (a - b).abs() > 1e-6
+    assert bool(moved.any())
+    solid = (a > 0.5).float()
+    reach = edged.meta["settings"]["edge_refiner"]["band"] + 1  # the colour solve may lift a pixel next to it
+    assert not bool((moved & ((erode(solid, reach) > 0.5) | (dilate(solid, reach) < 0.5))).any())
+    assert recompose_psnr(edged.composite(), image) > 45
 
 
 def test_a_trained_refiner_changes_the_layers_and_stays_lossless(photo):
@@ -167,19 +205,11 @@ def test_examples_then_fit_then_resume(tmp_path):
 
 
 def test_the_bundled_refiner_loads_and_has_its_card_and_licence():
+    from helpers import check_bundled_weights
     from liwi_core.engines.refined import DEFAULT_REFINER, load_refiner
 
-    names = sorted(p.name for p in DEFAULT_REFINER.iterdir())
-    assert names == ["LICENSE", "MODEL_CARD.md", "config.json", "diffusion_pytorch_model.safetensors"]
-    with open(DEFAULT_REFINER / "diffusion_pytorch_model.safetensors", "rb") as fh:
-        header = int.from_bytes(fh.read(8), "little")
-        assert json.loads(fh.read(header))  # a safetensors header, not a pickle
-    refiner = load_refiner()
-    assert float(refiner.head.weight.abs().max()) > 0  # trained: not the zero start
-    card = (DEFAULT_REFINER / "MODEL_CARD.md").read_text()
-    assert "tuxpaint-stamps-default" in card and "gcompris-qt-data" in card and "example_images" in card
     # trained on GPL-3+ photographs since stage 7: the weights' licence follows them
-    assert "GNU General Public License, version 3" in (DEFAULT_REFINER / "LICENSE").read_text()
+    check_bundled_weights(DEFAULT_REFINER, load_refiner())
 
 
 def test_shadow_is_continued_under_the_opaque_object_not_imprinted():

@@ -93,6 +93,11 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     ``move_outline`` False: a mask off the edges is not searched for an even offset onto them
     (automatic mode's proposals follow a smooth map, not a brush). ``others``: the other objects'
     prompts on the region, for GrabCut (:func:`~liwi_core.matting.refine_mask`)."""
+    return _estimate(img, rough, settings, move_outline, others)[:2]
+
+
+def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, others):
+    """:func:`estimate_layers`, and whether the mask was kept as drawn (its outline on the edges)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
@@ -111,7 +116,7 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     alpha = estimate_alpha(img, trimap, seg)
     reach = round(settings.shadow_reach * max(_box_size(rough), 1))
     shadow = estimate_shadow(img, alpha, reach, settings.shadow_threshold, settings.shadow_channels)
-    return alpha, shadow
+    return alpha, shadow, kept and shift == 0
 
 
 def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, search: bool = True
@@ -197,9 +202,10 @@ def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSett
                 others: torch.Tensor | None = None, extend: bool = True):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
-    Returns ``(region, img, rough, (fg, alpha, shadow, clean))``: the region, the image and the
-    mask cut to it, and the layers on it (:func:`~liwi_core.engines.exact.explain_object`).
-    The refined engine and its training examples start from this same answer.
+    Returns ``(region, img, rough, (fg, alpha, shadow, clean), drawn)``: the region, the image
+    and the mask cut to it, the layers on it (:func:`~liwi_core.engines.exact.explain_object`),
+    and whether the mask was kept as drawn (its outline already on the object's edges, neither
+    snapped nor moved). The refined engine and its training examples start from this same answer.
     ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`; ``extend``:
     as :func:`~liwi_core.engines.exact.explain_object`.
     """
@@ -207,8 +213,8 @@ def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSett
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
     near = None if others is None else others[..., ry0:ry1, rx0:rx1]
-    return region, img, rough, explain_object(img, *estimate_layers(img, rough, settings, move_outline, near),
-                                              fill=None, extend=extend)
+    alpha, shadow, drawn = _estimate(img, rough, settings, move_outline, near)
+    return region, img, rough, explain_object(img, alpha, shadow, fill=None, extend=extend), drawn
 
 
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
@@ -218,7 +224,7 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
     ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
     """
-    region, _, _, layers = peel_region(image, mask, settings, move_outline, others)
+    region, _, _, layers, _ = peel_region(image, mask, settings, move_outline, others)
     return paste_region(image, region, *layers)
 
 

@@ -1,0 +1,83 @@
+"""The edge refiner: a full-resolution correction of an alpha's edge."""
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from liwi_core.edge_refiner import (
+    EdgeRefiner,
+    edge_band,
+    fit,
+    make_examples,
+    refine_edges,
+)
+
+
+def _disc(size: int = 96, radius: float = 30.0) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    return ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= radius ** 2).float()[None, None]
+
+
+def _noisy(model: EdgeRefiner) -> EdgeRefiner:
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    torch.nn.init.constant_(model.head.bias, 1.0)
+    return model
+
+
+def test_an_untrained_edge_refiner_changes_nothing():
+    alpha = _disc() * 0.9
+    image = torch.rand(1, 3, 96, 96)
+    assert torch.equal(refine_edges(EdgeRefiner(), image, alpha), alpha)
+
+
+def test_corrections_stay_in_the_band_around_the_edge():
+    alpha = _disc()
+    image = torch.rand(1, 3, 96, 96)
+    out = refine_edges(_noisy(EdgeRefiner(band=2)), image, alpha)
+    moved = out != alpha
+    assert bool(moved.any())
+    assert bool((edge_band(alpha, 2)[moved] == 1).all())
+    assert torch.equal(out[..., 40:56, 40:56], alpha[..., 40:56, 40:56])  # the interior
+    assert torch.equal(out[..., :8, :], alpha[..., :8, :])  # far outside
+
+
+def test_tiles_give_the_whole_image_answer():
+    """The network runs on the edge's tiles with their halo: the same as running it on the whole image."""
+    model = _noisy(EdgeRefiner())
+    alpha, image = _disc(), torch.rand(1, 3, 96, 96)
+    assert torch.allclose(refine_edges(model, image, alpha, tile=16), refine_edges(model, image, alpha, tile=512),
+                          atol=1e-5)
+
+
+def test_examples_then_fit_then_resume(tmp_path):
+    from helpers import write_scene_dataset
+
+    data = write_scene_dataset(tmp_path / "data", 3, 64, 80, prefix="e")
+    assert make_examples(data, tmp_path / "examples") == 3
+    example = torch.load(min((tmp_path / "examples").glob("*.pt")), weights_only=True)
+    assert example["image"].shape[0] == 3 and example["alpha"].shape[0] == example["truth"].shape[0] == 1
+    assert example["image"].shape[-2:] == example["truth"].shape[-2:] and example["image"].dtype == torch.uint8
+    assert make_examples(data, tmp_path / "examples") == 3  # done ones are kept
+    config = {"channels": 4, "dilations": [1, 2], "band": 2, "batch_size": 4, "patch": 24, "steps": 4, "lr": 0.01,
+              "log_every": 1, "save_every": 2, "val_every": 2}
+    lines = []
+    fit(tmp_path / "examples", tmp_path / "run", {**config, "steps": 2}, log=lines.append)
+    fit(tmp_path / "examples", tmp_path / "run", config, log=lines.append)
+    assert '"resume_step": 2' in "".join(lines)
+    assert any('"step": 4' in line for line in lines)
+    trained = EdgeRefiner.from_pretrained(tmp_path / "run" / "checkpoint-latest")
+    assert float(trained.head.weight.abs().max()) > 0
+    assert json.loads((tmp_path / "run" / "checkpoint-latest" / "config.json").read_text())["band"] == 2
+
+
+def test_the_bundled_edge_refiner_loads_and_has_its_card_and_licence():
+    from helpers import check_bundled_weights
+
+    from liwi_core.engines.refined import DEFAULT_EDGE_REFINER, load_edge_refiner
+
+    check_bundled_weights(DEFAULT_EDGE_REFINER, load_edge_refiner())
