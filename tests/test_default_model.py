@@ -50,3 +50,13 @@ def test_automatic_mode_finds_the_one_clear_object(model):
     assert stack.layers, "automatic mode found nothing"
     assert soft_iou(stack.layers[-1].alpha, alpha) > 0.7  # the front-most layer found is the disc
     assert psnr(stack.composite(), image) >= 45
+
+
+def test_every_bundled_weights_folder_is_packaged():
+    """A pip install carries each folder under liwi_core/weights (the default engine needs them)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    packaged = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["liwi_core"])
+    folders = {f"weights/{p.name}/*" for p in (root / "liwi_core" / "weights").iterdir() if p.is_dir()}
+    assert folders <= packaged
