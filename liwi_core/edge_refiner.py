@@ -54,12 +54,15 @@ class EdgeRefiner(ModelMixin, ConfigMixin):
         dilations: one 3x3 convolution per entry, with that dilation (the receptive field is
             ``1 + 2 * sum(dilations)`` pixels).
         band: half-width in pixels of the band the correction may touch.
+        sees_prompt: the user's rough mask is a fifth input (where it lies beyond or inside the
+            edge says which way the edge may have to move).
     """
 
     @register_to_config
-    def __init__(self, channels: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 2, 1), band: int = 3):
+    def __init__(self, channels: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 2, 1), band: int = 3,
+                 sees_prompt: bool = False):
         super().__init__()
-        layers, cin = [], 4
+        layers, cin = [], 5 if sees_prompt else 4
         for d in dilations:
             layers += [nn.Conv2d(cin, channels, 3, padding=d, dilation=d), nn.SiLU()]
             cin = channels
@@ -73,8 +76,10 @@ class EdgeRefiner(ModelMixin, ConfigMixin):
         """How far (px) the network looks from a pixel."""
         return sum(self.config.dilations)
 
-    def forward(self, image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([image, alpha], dim=1) * 2 - 1
+    def forward(self, image: torch.Tensor, alpha: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """``prompt`` ``[B,1,H,W]``: the rough mask, for a network that sees it (else ignored)."""
+        planes = [image, alpha] + ([prompt] if self.config.sees_prompt else [])
+        x = torch.cat(planes, dim=1) * 2 - 1
         return self.head(self.body(x)) * edge_band(alpha, self.config.band)
 
 
@@ -84,10 +89,14 @@ def _apply(alpha: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def refine_edges(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, tile: int = 128) -> torch.Tensor:
-    """``alpha`` ``[1,1,H,W]`` with its edge corrected by ``model`` on ``image`` ``[1,3,H,W]``; the
-    network runs only on the tiles that hold part of the edge band (with their halo), so the cost
-    follows the edge's length, not the photo's size. Unchanged outside the band."""
+def refine_edges(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, prompt: torch.Tensor | None = None,
+                 tile: int = 128) -> torch.Tensor:
+    """``alpha`` ``[1,1,H,W]`` with its edge corrected by ``model`` on ``image`` ``[1,3,H,W]`` (and the
+    rough ``prompt`` ``[1,1,H,W]``, for a model that sees it); the network runs only on the tiles
+    that hold part of the edge band (with their halo), so the cost follows the edge's length,
+    not the photo's size. Unchanged outside the band."""
+    if model.config.sees_prompt and prompt is None:
+        raise LiWiError("this edge refiner needs the rough mask (prompt)")
     band = edge_band(alpha, model.config.band)
     if not bool(band.any()):
         return alpha
@@ -100,7 +109,9 @@ def refine_edges(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, t
         y0, x0 = ty * tile, tx * tile
         y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
         cy0, cx0, cy1, cx1 = max(0, y0 - halo), max(0, x0 - halo), min(h, y1 + halo), min(w, x1 + halo)
-        out = model(image[..., cy0:cy1, cx0:cx1].to(param), alpha[..., cy0:cy1, cx0:cx1].to(param)).to(alpha)
+        window = (Ellipsis, slice(cy0, cy1), slice(cx0, cx1))
+        out = model(image[window].to(param), alpha[window].to(param),
+                    None if prompt is None else prompt[window].to(param)).to(alpha)
         correction[..., y0:y1, x0:x1] = out[..., y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
     return _apply(alpha, correction)
 
@@ -129,9 +140,10 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
     ids = [i for i in sample_ids(data) if _shard_key(i) % shard[1] == shard[0] and i not in done]
     for sample in iter_samples(data, ids=ids[:limit]) if ids else ():
         for depth, _kind, prompt, image, _below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
-            (ry0, ry1, rx0, rx1), img, _rough, (_, alpha, _, _), _ = peel_region(image, prompt, classical)
+            (ry0, ry1, rx0, rx1), img, rough, (_, alpha, _, _), _ = peel_region(image, prompt, classical)
             truth = layer.alpha[..., ry0:ry1, rx0:rx1]
-            _save_atomic({"image": _u8(img[0]), "alpha": _u8(alpha[0]), "truth": _u8(truth[0])},
+            _save_atomic({"image": _u8(img[0]), "alpha": _u8(alpha[0]), "truth": _u8(truth[0]),
+                          "prompt": _u8(rough[0])},
                               out / f"{sample.id}_o{depth}.pt")
     return len(list(out.glob("*_o*.pt")))
 
@@ -146,8 +158,8 @@ def _crop(plane: torch.Tensor, cy: int, cx: int, size: int) -> torch.Tensor:
 
 def _patches(examples: list[dict], size: int, count: int, band: int, rng: random.Random):
     """``count`` patches ``size`` squared centred on random edge-band pixels, flipped at random:
-    ``(image, alpha, truth)`` float ``[count,C,size,size]``."""
-    images, alphas, truths = [], [], []
+    ``(image, alpha, truth, prompt)`` float ``[count,C,size,size]``."""
+    images, alphas, truths, prompts = [], [], [], []
     while len(images) < count:
         ex = rng.choice(examples)
         if "_ring" not in ex:  # the band's pixels, found once per example
@@ -157,19 +169,22 @@ def _patches(examples: list[dict], size: int, count: int, band: int, rng: random
             continue
         cy, cx = ring[rng.randrange(len(ring))].tolist()
         parts = [_crop(ex[key], cy, cx, size) for key in ("image", "alpha", "truth")]
+        # examples made before the prompt was kept have none (for a network that does not see it)
+        parts.append(_crop(ex["prompt"], cy, cx, size) if "prompt" in ex else torch.zeros_like(parts[1]))
         if rng.random() < 0.5:
             parts = [p.flip(-1) for p in parts]
         if rng.random() < 0.5:
             parts = [p.transpose(-1, -2) for p in parts]
-        for lst, p in zip((images, alphas, truths), parts):
+        for lst, p in zip((images, alphas, truths, prompts), parts):
             lst.append(p)
-    return torch.stack(images), torch.stack(alphas), torch.stack(truths)
+    return torch.stack(images), torch.stack(alphas), torch.stack(truths), torch.stack(prompts)
 
 
-def losses(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, truth: torch.Tensor) -> dict:
+def losses(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, truth: torch.Tensor,
+           prompt: torch.Tensor) -> dict:
     """In the edge band: L1 of the corrected alpha to the truth, plus 1 - soft IoU (Σ min / Σ max)
     over the band; the untouched classical alpha's L1 beside them for comparison."""
-    correction = model(image, alpha)
+    correction = model(image, alpha, prompt)
     a = torch.sigmoid(torch.logit(alpha.clamp(_EPS, 1 - _EPS)) + correction)
     band = edge_band(alpha, model.config.band)
     n = band.sum().clamp_min(1)
@@ -182,7 +197,8 @@ def losses(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, truth: 
 def fit(examples, out, config: dict, minutes: float | None = None, log=print) -> Path:
     """Train (or resume) an :class:`EdgeRefiner` on the examples folder; returns the checkpoint
     folder. ``config``: ``steps``, ``batch_size``, ``patch``, ``lr`` (cosine), the model's
-    ``channels`` / ``dilations`` / ``band``, ``log_every``, ``save_every``, ``val_every``."""
+    ``channels`` / ``dilations`` / ``band`` / ``sees_prompt``, ``log_every``, ``save_every``,
+    ``val_every``."""
     from .fitting import (
         after_step,
         is_held_back,
@@ -203,7 +219,10 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
     if loaded:
         model, state = loaded
     else:
-        model, state = EdgeRefiner(**{k: config[k] for k in ("channels", "dilations", "band") if k in config}), None
+        shape = {k: config[k] for k in ("channels", "dilations", "band", "sees_prompt") if k in config}
+        model, state = EdgeRefiner(**shape), None
+    if model.config.sees_prompt and not all("prompt" in ex for ex in train + val):
+        raise LiWiError(f"the examples in '{examples}' keep no prompt, which this edge refiner sees: make them again")
     optimizer, step = make_optimizer(model, config, state)
     rng = random.Random(step)
     val_batch = _patches(val or train, config["patch"], 256, model.config.band, random.Random(0))

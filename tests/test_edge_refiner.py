@@ -54,6 +54,19 @@ def test_tiles_give_the_whole_image_answer():
                           atol=1e-5)
 
 
+def test_a_network_that_sees_the_prompt_needs_it_and_reads_it():
+    from liwi_core.errors import LiWiError
+
+    model = _noisy(EdgeRefiner(sees_prompt=True))
+    alpha, image = _disc(), torch.rand(1, 3, 96, 96)
+    with pytest.raises(LiWiError, match="prompt"):
+        refine_edges(model, image, alpha)
+    loose, tight = _disc(radius=36.0), _disc(radius=24.0)
+    assert not torch.equal(refine_edges(model, image, alpha, loose), refine_edges(model, image, alpha, tight))
+    assert torch.allclose(refine_edges(model, image, alpha, loose, tile=16),
+                          refine_edges(model, image, alpha, loose, tile=512), atol=1e-5)
+
+
 def test_examples_then_fit_then_resume(tmp_path):
     from helpers import write_scene_dataset
 
@@ -61,7 +74,8 @@ def test_examples_then_fit_then_resume(tmp_path):
     assert make_examples(data, tmp_path / "examples") == 3
     example = torch.load(min((tmp_path / "examples").glob("*.pt")), weights_only=True)
     assert example["image"].shape[0] == 3 and example["alpha"].shape[0] == example["truth"].shape[0] == 1
-    assert example["image"].shape[-2:] == example["truth"].shape[-2:] and example["image"].dtype == torch.uint8
+    assert example["image"].shape[-2:] == example["truth"].shape[-2:] == example["prompt"].shape[-2:]
+    assert example["image"].dtype == torch.uint8
     assert make_examples(data, tmp_path / "examples") == 3  # done ones are kept
     config = {"channels": 4, "dilations": [1, 2], "band": 2, "batch_size": 4, "patch": 24, "steps": 4, "lr": 0.01,
               "log_every": 1, "save_every": 2, "val_every": 2}
@@ -73,6 +87,9 @@ def test_examples_then_fit_then_resume(tmp_path):
     trained = EdgeRefiner.from_pretrained(tmp_path / "run" / "checkpoint-latest")
     assert float(trained.head.weight.abs().max()) > 0
     assert json.loads((tmp_path / "run" / "checkpoint-latest" / "config.json").read_text())["band"] == 2
+    # one that sees the prompt trains on the same examples
+    fit(tmp_path / "examples", tmp_path / "run2", {**config, "sees_prompt": True, "steps": 2}, log=lines.append)
+    assert EdgeRefiner.from_pretrained(tmp_path / "run2" / "checkpoint-latest").config.sees_prompt
 
 
 def test_the_bundled_edge_refiner_loads_and_has_its_card_and_licence():
