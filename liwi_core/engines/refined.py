@@ -5,9 +5,10 @@ For each object, front to back: the classical estimate on its region of interest
 :class:`~liwi_core.refiner.LiWiRefiner` sees that answer with the image, the prompt and
 U²-Net small's saliency at its working size and predicts corrections of alpha (logit),
 shadow (log) and the background under the object; the corrections are brought to full
-resolution, applied (:func:`~liwi_core.refiner.apply_corrections`) and the colours solved
-exactly again, so the stack recomposes to the input. A refiner that predicts zero gives
-the classical stack bit for bit.
+resolution and applied (:func:`~liwi_core.refiner.apply_corrections`); the edge refiner
+(:mod:`liwi_core.edge_refiner`) then moves the alpha's edge at full resolution, unless the
+mask was kept as drawn; the colours are solved exactly again, so the stack recomposes to the
+input. A refiner and an edge refiner that predict zero give the classical stack bit for bit.
 """
 
 from __future__ import annotations
