@@ -33,11 +33,9 @@ from torch import nn
 
 from .errors import LiWiError
 from .filters import dilate, erode
+from .refiner import correct_alpha
 
 __all__ = ["EdgeRefiner", "edge_band", "fit", "make_examples", "refine_edges"]
-
-_EPS = 1e-4
-
 
 def edge_band(alpha: torch.Tensor, band: int) -> torch.Tensor:
     """``[B,1,H,W]``: 1 within ``band`` pixels (a square) of ``alpha``'s 0.5 level, else 0."""
@@ -83,11 +81,6 @@ class EdgeRefiner(ModelMixin, ConfigMixin):
         return self.head(self.body(x)) * edge_band(alpha, self.config.band)
 
 
-def _apply(alpha: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
-    a = alpha.clamp(_EPS, 1 - _EPS)
-    return torch.where(correction == 0, alpha, torch.sigmoid(torch.logit(a) + correction))
-
-
 @torch.no_grad()
 def refine_edges(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, prompt: torch.Tensor | None = None,
                  tile: int = 128) -> torch.Tensor:
@@ -113,14 +106,11 @@ def refine_edges(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, p
         out = model(image[window].to(param), alpha[window].to(param),
                     None if prompt is None else prompt[window].to(param)).to(alpha)
         correction[..., y0:y1, x0:x1] = out[..., y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
-    return _apply(alpha, correction)
+    # where nothing is corrected the alpha stays bit for bit (no round trip through the logit)
+    return torch.where(correction == 0, alpha, correct_alpha(alpha, correction))
 
 
 # --------------------------------------------------------------------------- training
-
-
-def _u8(t: torch.Tensor) -> torch.Tensor:
-    return (t.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
 def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), limit: int | None = None) -> int:
@@ -131,7 +121,7 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
     from .dataset import iter_samples, sample_ids
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings
-    from .train_refiner import _save_atomic, _shard_key, object_prompts
+    from .train_refiner import _q, _save_atomic, _shard_key, object_prompts
 
     classical = RefinedSettings().classical()
     out = Path(out)
@@ -142,9 +132,8 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
         for depth, _kind, prompt, image, _below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
             (ry0, ry1, rx0, rx1), img, rough, (_, alpha, _, _), _ = peel_region(image, prompt, classical)
             truth = layer.alpha[..., ry0:ry1, rx0:rx1]
-            _save_atomic({"image": _u8(img[0]), "alpha": _u8(alpha[0]), "truth": _u8(truth[0]),
-                          "prompt": _u8(rough[0])},
-                              out / f"{sample.id}_o{depth}.pt")
+            _save_atomic({"image": _q(img[0]), "alpha": _q(alpha[0]), "truth": _q(truth[0]), "prompt": _q(rough[0])},
+                         out / f"{sample.id}_o{depth}.pt")
     return len(list(out.glob("*_o*.pt")))
 
 
@@ -185,7 +174,7 @@ def losses(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, truth: 
     """In the edge band: L1 of the corrected alpha to the truth, plus 1 - soft IoU (Σ min / Σ max)
     over the band; the untouched classical alpha's L1 beside them for comparison."""
     correction = model(image, alpha, prompt)
-    a = torch.sigmoid(torch.logit(alpha.clamp(_EPS, 1 - _EPS)) + correction)
+    a = correct_alpha(alpha, correction)
     band = edge_band(alpha, model.config.band)
     n = band.sum().clamp_min(1)
     l1 = ((a - truth).abs() * band).sum() / n

@@ -35,7 +35,7 @@ from .filters import dilate, luminance
 from .model import conv_block, unet_features
 
 __all__ = ["INPUT_CHANNELS", "INPUT_PLANES", "SALIENCY_CHANNEL", "LiWiRefiner", "RefinerOutput", "apply_corrections",
-           "input_plane", "refiner_inputs"]
+           "correct_alpha", "input_plane", "refiner_inputs"]
 
 #: what :func:`refiner_inputs` stacks, in order, with each plane's channel count
 INPUT_PLANES = (("image", 3), ("prompt", 1), ("alpha", 1), ("shadow", 1), ("background", 3), ("saliency", 1))
@@ -140,6 +140,12 @@ def refiner_inputs(image: torch.Tensor, prompt: torch.Tensor, alpha: torch.Tenso
     return torch.cat([planes[name] for name, _ in INPUT_PLANES], dim=1).clamp(0, 1)
 
 
+def correct_alpha(alpha: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+    """``alpha`` moved by a correction in logit space: ``sigmoid(logit(alpha) + correction)``, alpha
+    clamped away from 0 and 1 first (the refiner's and the edge refiner's corrections)."""
+    return torch.sigmoid(torch.logit(alpha.clamp(_EPS, 1 - _EPS)) + correction)
+
+
 def _keep_where_zero(delta: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     return torch.where(delta == 0, old, new)
 
@@ -155,8 +161,7 @@ def apply_corrections(alpha: torch.Tensor, shadow: torch.Tensor, background: tor
     the classical engine exactly. Training turns it off: the selection has no gradient, and a
     zero-initialised refiner would never leave zero.
     """
-    a = alpha.clamp(_EPS, 1 - _EPS)
-    parts = ((alpha, torch.sigmoid(torch.logit(a) + corrections.alpha), corrections.alpha),
+    parts = ((alpha, correct_alpha(alpha, corrections.alpha), corrections.alpha),
              (shadow, (shadow.clamp_min(1e-3) * torch.exp(corrections.shadow)).clamp(0, 1), corrections.shadow),
              (background, (background + corrections.background).clamp(0, 1), corrections.background))
     if not exact_zero:
