@@ -235,6 +235,16 @@ def normalise(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - mean) / std
 
 
+def _weight_stamp(param: torch.Tensor) -> tuple:
+    """What changes when ``param`` is changed in place: its version counter; a tensor made under
+    ``torch.inference_mode`` (ComfyUI runs every node in it, so a model loaded by a node has
+    such weights) has none, and reading it raises, so its storage and two sums stand in."""
+    if param.is_inference():
+        data = param.detach().double()
+        return (param.data_ptr(), float(data.sum()), float(data.square().sum()))
+    return (param._version,)
+
+
 class _LastPass:
     """The network's output for the last input :func:`saliency_map` gave it, returned again for
     the same model, unchanged weights (their in-place version counters, which every optimiser
@@ -246,7 +256,7 @@ class _LastPass:
 
     @staticmethod
     def _key(model: nn.Module) -> tuple:
-        return (model.training,) + tuple(p._version for p in model.parameters())
+        return (model.training,) + tuple(_weight_stamp(p) for p in model.parameters())
 
     def get(self, model: nn.Module, sample: torch.Tensor) -> torch.Tensor | None:
         entry = self._entry

@@ -122,6 +122,24 @@ def test_the_last_pass_is_reused_only_for_the_same_input_and_weights():
     hook.remove()
 
 
+def test_the_last_pass_works_for_a_model_loaded_under_inference_mode():
+    # ComfyUI runs every node under torch.inference_mode, so a model a node loads has inference
+    # tensors for weights, which have no version counter (reading it raised in real ComfyUI)
+    image = load_image(EX / "chelsea.png")[:, :3]
+    with torch.inference_mode():
+        model = load_saliency_model()
+        assert next(model.parameters()).is_inference()
+        calls = []
+        hook = model.register_forward_hook(lambda *_: calls.append(1))
+        first = saliency_map(model, image, normalize=False)
+        again = saliency_map(model, image.clone(), normalize=False)
+        assert len(calls) == 1 and torch.equal(first, again)
+        next(model.parameters()).mul_(0.5)  # changed in place: never served stale
+        changed = saliency_map(model, image, normalize=False)
+        hook.remove()
+    assert len(calls) == 2 and not torch.equal(first, changed)
+
+
 def test_finding_objects_and_zooming_on_one_that_fills_the_frame_run_the_network_once():
     from liwi_core.engines.classical import prompt_saliency
     from liwi_core.filters import resize
