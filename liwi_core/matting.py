@@ -41,6 +41,8 @@ __all__ = ["refine_mask", "edge_alignment", "edge_offset", "offset_mask", "trima
 GRABCUT_PIXELS = 100_000
 #: other objects' prompts covering more of a mask than this say nothing against it (refine_mask)
 OTHERS_SHARE = 0.5
+#: alphas below this are 0 in the exact colour solve (:func:`solve_foreground`)
+MIN_ALPHA = 1.0 / 512
 
 
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
@@ -366,7 +368,7 @@ def _band_alpha(image, fg, bg, segmentation, unknown, radius, line_fit):
 
 
 def solve_foreground(image: torch.Tensor, alpha: torch.Tensor, below: torch.Tensor,
-                     min_alpha: float = 1.0 / 512) -> tuple[torch.Tensor, torch.Tensor]:
+                     min_alpha: float = MIN_ALPHA) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact straight foreground colour for ``image = alpha * F + (1 - alpha) * below``.
 
     Args:

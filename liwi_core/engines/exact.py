@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..filters import push_pull_fill
-from ..matting import solve_foreground
+from ..matting import MIN_ALPHA, solve_foreground
 
 __all__ = ["BACKGROUND_SPREAD", "SOFT_EDGE_ALPHA", "UNKNOWN_BACKGROUND", "explain_object", "extend_colours", "soft_edge_background"]
 
@@ -57,12 +57,16 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
     if fill is None:
         fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
     clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
-    fg, alpha = solve_foreground(image, alpha, clean * shadow)
+    estimate = alpha
+    fg, alpha = solve_foreground(image, estimate, clean * shadow)
     if split_edges:
-        split = soft_edge_background(image, fg, alpha, shadow, clean)
+        split = soft_edge_background(image, fg, estimate, shadow, clean)
         if split is not None:
+            # the first solve raised alpha wherever no colour explained the pixel over the
+            # inpainted guess; over the solved background most of that is unneeded, so the
+            # colours are solved again from the estimate, raising only what still is
             clean = split
-            fg, alpha = solve_foreground(image, alpha, clean * shadow)
+            fg, alpha = solve_foreground(image, estimate, clean * shadow)
     return (extend_colours(fg, alpha) if extend else fg), alpha, shadow, clean
 
 
@@ -90,7 +94,7 @@ def soft_edge_background(image: torch.Tensor, fg: torch.Tensor, alpha: torch.Ten
     Args:
         image: ``[1,3,H,W]`` the pixels to explain.
         fg: ``[1,3,H,W]`` the colour solved against ``clean`` (exact where alpha > 0).
-        alpha: ``[1,1,H,W]`` in [0,1] (already raised by the solve).
+        alpha: ``[1,1,H,W]`` in [0,1], the estimate (not raised by the first solve).
         shadow: ``[1,1|3,H,W]`` shadow map on the background.
         clean: ``[1,3,H,W]`` the background under the object (inpainted) and around it.
         opaque: the alpha from which a pixel's solved colour is the object's own.
@@ -100,6 +104,7 @@ def soft_edge_background(image: torch.Tensor, fg: torch.Tensor, alpha: torch.Ten
         ``[1,3,H,W]`` the background with its soft-edge pixels solved, or None when there is
         no soft edge or no opaque part to carry the colour from.
     """
+    alpha = torch.where(alpha < MIN_ALPHA, torch.zeros_like(alpha), alpha)  # as the solve takes it
     soft = (alpha > 0) & (alpha < 1)
     source = torch.where(alpha >= opaque, alpha, torch.zeros_like(alpha))
     if not bool(soft.any()) or not bool((source > 0).any()):
