@@ -33,7 +33,7 @@ SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
 TIMID_SHARE = 0.9
 THIN_WIDTH, THIN_LEFT = 0.04, 0.3
 
-__all__ = ["refine_mask", "edge_alignment", "edge_offset", "offset_mask", "trimap_from_mask", "estimate_alpha",
+__all__ = ["refine_mask", "is_box", "edge_alignment", "edge_offset", "offset_mask", "trimap_from_mask", "estimate_alpha",
            "solve_foreground"]
 
 
@@ -47,7 +47,8 @@ MIN_ALPHA = 1.0 / 512
 
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
                 max_side: int = 640, saliency: torch.Tensor | None = None,
-                others: torch.Tensor | None = None, timid: bool = False) -> torch.Tensor:
+                others: torch.Tensor | None = None, timid: bool = False,
+                drawn: torch.Tensor | None = None) -> torch.Tensor:
     """Binary object segmentation from a rough mask with OpenCV GrabCut.
 
     Args:
@@ -78,6 +79,12 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             connected to the mask (:func:`_salient_reach`): a brush kept inside an object loses
             its thin parts whole (a lander's legs, the band along a ragged edge), and the even
             ring around the mask never reaches them.
+        drawn: ``[1,1,H,W]``, the rough mask as the user drew it when ``mask`` is that mask
+            shrunk onto the object (a loose brush, :func:`~liwi_core.engines.classical.outline_search`),
+            or None. A brush is loose by different amounts along its outline, and an even shrink
+            cuts off where it was close (a rocket's nose): what the user painted is never sure
+            background, and counts as the mask's vote where the map is sure of it (above
+            :data:`SALIENCY_HIGH`), except in the holes the shrunk mask encloses.
 
     Returns:
         ``[1,1,H,W]`` float mask in [0,1], soft only from the upsampling of the
@@ -103,8 +110,10 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     # sure background well outside the rough mask, probable labels near its edge
     margin = max(2, round(0.03 * max(sh, sw)))
     near = dilate(small_mask.float(), margin) > 0.5
+    if drawn is not None:
+        near |= resize((drawn > 0.5).float(), (sh, sw)) > 0.5
     core = erode(small_mask.float(), margin) > 0.5
-    box = _is_box(small_mask)
+    box = is_box(small_mask)
     taken = None if others is None else (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy()
     sal = None
     if saliency is not None:
@@ -149,9 +158,24 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         # three cues that fail differently (the user's mask, GrabCut's colours, the network's
         # look): a pixel is the object where two of them say so
         own = small_mask[0, 0].numpy() & ~claimed
+        if drawn is not None:
+            # the user's vote also covers what they painted beyond the shrunk mask where the
+            # network is sure of it (the nose an even shrink cut off), except in the holes the
+            # shrunk mask encloses (a stethoscope's loops, which the loose brush filled)
+            painted = (resize((drawn > 0.5).float(), (sh, sw)) > 0.5)[0, 0].numpy()
+            own |= painted & ~claimed & ~_holes(small_mask[0, 0].numpy()) & (sal > SALIENCY_HIGH)
         votes = seg + torch.from_numpy(own.astype(np.float32))[None, None] + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """The pixels outside the bool ``[h,w]`` ``mask`` that it encloses (not 4-connected to the frame)."""
+    import cv2
+
+    _, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    frame = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return ~mask & ~np.isin(labels, frame)
 
 
 def _salient_reach(mask: np.ndarray, sal: np.ndarray, taken: np.ndarray | None = None) -> np.ndarray:
@@ -185,7 +209,7 @@ def _salient_reach(mask: np.ndarray, sal: np.ndarray, taken: np.ndarray | None =
     return np.isin(labels, touched[touched > 0]) & thin
 
 
-def _is_box(mask: torch.Tensor) -> bool:
+def is_box(mask: torch.Tensor) -> bool:
     """A rectangle: the binary mask ``[1,1,H,W]`` fills at least 97% of its bounding box."""
     box = bounding_box(mask.float())
     if box is None:

@@ -273,6 +273,38 @@ def test_a_third_colour_in_the_edge_band_keeps_the_segmentation_alpha():
     assert torch.allclose(checked[..., 30, :], unchecked[..., 30, :], atol=1e-4)
 
 
+def test_a_shrunk_loose_brush_keeps_what_was_painted_close_but_not_the_holes_it_filled():
+    """A loose brush shrunk evenly onto its object (``refine_mask(drawn=...)``) cuts off where it
+    was close (a rocket's nose): what was painted there still votes for the object where the
+    map is sure of it; a hole the shrunk mask encloses (a loop the brush filled) does not."""
+    from liwi_core.filters import erode
+    from liwi_core.matting import refine_mask
+
+    g = torch.Generator().manual_seed(2)
+    yy, xx = torch.meshgrid(torch.arange(140.0), torch.arange(140.0), indexing="ij")
+    sky = torch.tensor([0.2, 0.3, 0.7]).view(1, 3, 1, 1) + 0.03 * torch.randn(1, 3, 140, 140, generator=g)
+    # a white rocket with a round nose; the brush is close at the nose, loose along the body
+    body = ((((xx - 70).abs() <= 10) & (yy >= 30) & (yy <= 125)) | (((yy - 30) ** 2 + (xx - 70) ** 2) <= 100))
+    body = body.float()[None, None]
+    image = (body * 0.9 + (1 - body) * sky).clamp(0, 1)
+    brush = ((((xx - 70).abs() <= 19) & (yy >= 30) & (yy <= 132)) | (((yy - 30) ** 2 + (xx - 70) ** 2) <= 19 ** 2))
+    brush = (brush & (yy >= 20)).float()[None, None]
+    shrunk = erode(brush, 9)
+    tip = body * (yy < 30).float()
+    def kept(seg, part):
+        return float((seg * part).sum() / part.sum())
+    assert kept(refine_mask(image, shrunk, saliency=body), tip) < 0.5
+    seg = refine_mask(image, shrunk, saliency=body, drawn=brush)
+    assert kept(seg, tip) > 0.95 and float((seg * (1 - body)).sum()) == 0
+    # a loop: the brush filled its hole, the network fills it too; the shrunk mask encloses it
+    r = ((yy - 70) ** 2 + (xx - 70) ** 2).sqrt()
+    loop = ((r >= 25) & (r <= 33)).float()[None, None]
+    image = (loop * 0.9 + (1 - loop) * sky).clamp(0, 1)
+    seg = refine_mask(image, ((r >= 23) & (r <= 35)).float()[None, None], saliency=(r <= 35).float()[None, None],
+                      drawn=(r <= 41).float()[None, None])
+    assert kept(seg, (r < 22).float()[None, None]) < 0.05 and kept(seg, loop) > 0.95
+
+
 def test_a_box_does_not_grow_into_the_salient_object_it_cuts():
     """An eroded mask grows back into salient pixels just outside it; a box already holds its
     object, so salient pixels across its edge (another object it cuts) are not grown into."""

@@ -234,6 +234,34 @@ def test_an_evenly_loose_or_timid_mask_is_moved_onto_the_outline(monkeypatch):
     assert classical.edge_outline(image, wavy) is None
 
 
+def test_a_plainly_loose_or_timid_brush_starts_the_cut_from_its_moved_outline(monkeypatch):
+    # an outline that fails the exact test even shrunk (textured ground, a thin object) still
+    # tells how loose the brush is: GrabCut starts from the shrunk mask, so the margin around
+    # the object (a stethoscope's loops) is not handed to it as probable object
+    from liwi_core.engines import classical
+    from liwi_core.filters import dilate, erode
+    image, disc = _textured_disc()
+    monkeypatch.setattr(classical, "EXACT_OUTLINE", 100.0)  # nothing is kept as drawn
+    box = torch.zeros_like(disc)
+    box[..., 25:135, 25:135] = 1
+    loose = dilate(disc, 7)
+    outline, shift, start = classical.outline_search(image, loose)
+    assert outline is None and shift == -7 and torch.equal(start, disc)
+    # a timid brush: the cut starts from the whole object, not the part the brush covered
+    outline, shift, start = classical.outline_search(image, erode(disc, 5))
+    assert outline is None and shift == 5 and float((start - disc).abs().mean()) < 0.002
+    for rough in (disc, box):  # a drawn outline gains nothing shrunk; a box is no brush
+        outline, shift, start = classical.outline_search(image, rough)
+        assert outline is None and torch.equal(start, rough)
+    seen = []
+    original = classical.refine_mask
+    monkeypatch.setattr(classical, "refine_mask", lambda img, m, **k: seen.append(m) or original(img, m, **k))
+    settings = classical.ClassicalSettings(saliency_guide=False)
+    alpha, _ = classical.estimate_layers(image, loose, settings)
+    assert len(seen) == 1 and torch.equal(seen[0], disc)
+    assert float(((alpha > 0.5).float() - disc).abs().mean()) < 0.01
+
+
 def test_a_moved_outline_leaves_a_blurred_edge_room():
     # the synthetic scene's disc has a blurred edge and its rough mask is the disc grown evenly
     import liwi_core.engines.classical as classical
