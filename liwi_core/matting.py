@@ -10,7 +10,9 @@ Pipeline for one object (all ``[1,C,H,W]`` on a region of interest):
    are propagated from the sure regions (push-pull), and alpha is the projection of
    the pixel on the line between them (the colour-line model of closed-form matting);
    where the two colours are too close to tell, a guided filter of the segmentation
-   takes over. Hair and soft edges come out soft.
+   takes over. That alpha starts a closed-form matting solve (:func:`closed_form_alpha`,
+   Levin et al. 2008), which fits each 3x3 window's colours together. Hair and soft
+   edges come out soft.
 4. :func:`solve_foreground` - given alpha and what lies below, the foreground colour is
    solved exactly from ``I = a F + (1 - a) X``; alpha is raised just enough where needed
    so ``F`` stays in [0, 1]. The layer then recomposes to the input.
@@ -43,6 +45,8 @@ GRABCUT_PIXELS = 100_000
 OTHERS_SHARE = 0.5
 #: alphas below this are 0 in the exact colour solve (:func:`solve_foreground`)
 MIN_ALPHA = 1.0 / 512
+#: the window covariance's regulariser of closed-form matting (:func:`closed_form_alpha`)
+CLOSED_FORM_EPSILON = 1e-7
 
 
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
@@ -334,7 +338,8 @@ def trimap_from_mask(segmentation: torch.Tensor, band: int) -> torch.Tensor:
 
 
 def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torch.Tensor,
-                   smooth_radius: int = 2, tile: int = 512, line_fit: float | None = 0.05) -> torch.Tensor:
+                   smooth_radius: int = 2, tile: int = 512, line_fit: float | None = 0.05,
+                   method: str = "closed-form") -> torch.Tensor:
     """Soft alpha ``[1,1,H,W]`` in [0,1] inside the trimap's unknown band.
 
     Args:
@@ -347,7 +352,11 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
         line_fit: how far (RGB distance) a pixel may lie off the line between its object and
             background colours before the colour-line alpha gives way to the segmentation's
             (Gaussian falloff of this width); None: distance not checked.
+        method: ``"closed-form"``: the colour-line alpha is the start of a closed-form matting
+            solve (:func:`closed_form_alpha`); ``"colour-line"``: it is the answer.
     """
+    if method not in ("closed-form", "colour-line"):
+        raise ValueError(f"unknown matting method {method!r}: 'closed-form' or 'colour-line'")
     sure_fg = (trimap > 0.75).float()
     sure_bg = (trimap < 0.25).float()
     unknown = 1.0 - sure_fg - sure_bg
@@ -370,6 +379,81 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
                      slice(x - x0, x - x0 + core[3].stop - x))
             alpha[core] = _band_alpha(image[ctx], fg[ctx], bg[ctx], segmentation[ctx], unknown[ctx], r,
                                       line_fit)[inner]
+    return closed_form_alpha(image, trimap, alpha) if method == "closed-form" else alpha
+
+
+def closed_form_alpha(image: torch.Tensor, trimap: torch.Tensor, initial: torch.Tensor | None = None,
+                      epsilon: float = CLOSED_FORM_EPSILON, tile: int = 256, max_iterations: int = 2000
+                      ) -> torch.Tensor:
+    """Alpha in the trimap's unknown band by closed-form matting (Levin, Lischinski and Weiss,
+    "A Closed-Form Solution to Natural Image Matting", 2008): in every 3x3 window alpha is an
+    affine function of the colour, which leaves the quadratic cost ``a^T L a`` with the matting
+    Laplacian ``L``; the unknown pixels minimise it with the sure ones fixed (a sparse
+    symmetric system, solved by conjugate gradients from ``initial``).
+
+    A window's colours are fitted together, so the object's and the background's textures
+    enter the solve; the colour-line alpha (:func:`estimate_alpha`'s own) looks at each pixel
+    against two propagated colours only.
+
+    Args:
+        image: ``[1,3,H,W]`` RGB in [0,1].
+        trimap: ``[1,1,H,W]`` from :func:`trimap_from_mask` (1 sure object, 0 sure background,
+            0.5 unknown).
+        initial: ``[1,1,H,W]`` where the solve starts (e.g. the colour-line alpha); the trimap
+            where None.
+        epsilon: regulariser of each window's colour covariance (larger: smoother alpha).
+        tile: the band is solved tile by tile (with a margin of context), which bounds the
+            system's size on large photos.
+        max_iterations: conjugate-gradient iterations per tile at most.
+
+    Returns:
+        ``[1,1,H,W]`` in [0,1]: the sure pixels as the trimap says, the unknown ones solved.
+    """
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import cg
+
+    unknown = (trimap > 0.25) & (trimap < 0.75)
+    start = (trimap > 0.75).float() if initial is None else initial.float()
+    alpha = torch.where(unknown, start, (trimap > 0.75).float())
+    if not bool(unknown.any()):
+        return alpha
+    h, w = trimap.shape[-2:]
+    margin = 8
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    for y in range(0, h, tile):
+        for x in range(0, w, tile):
+            if not bool(unknown[..., y:y + tile, x:x + tile].any()):
+                continue
+            y0, y1, x0, x1 = max(0, y - margin), min(h, y + tile + margin), max(0, x - margin), min(w, x + tile + margin)
+            img = image[0, :3, y0:y1, x0:x1].permute(1, 2, 0).double().numpy()
+            unk = unknown[0, 0, y0:y1, x0:x1].numpy()
+            th, tw = unk.shape
+            # every window that touches an unknown pixel, the frame's edge left out
+            centres = dilate(torch.from_numpy(unk.astype(np.float32))[None, None], 1)[0, 0].numpy() > 0.5
+            centres[[0, -1]] = False
+            centres[:, [0, -1]] = False
+            cy, cx = np.nonzero(centres)
+            if len(cy) == 0:
+                continue
+            index = np.stack([(cy + dy) * tw + (cx + dx) for dy, dx in offsets], 1)
+            window = img.reshape(-1, 3)[index]
+            centred = window - window.mean(1, keepdims=True)
+            cov = np.einsum("nki,nkj->nij", centred, centred) / 9 + (epsilon / 9) * np.eye(3)
+            affinity = np.einsum("nki,nij,nlj->nkl", centred, np.linalg.inv(cov), centred)
+            values = np.eye(9)[None] - (1 + affinity) / 9
+            rows = np.broadcast_to(index[:, :, None], values.shape).ravel()
+            cols = np.broadcast_to(index[:, None, :], values.shape).ravel()
+            laplacian = sparse.csr_matrix((values.ravel(), (rows, cols)), shape=(th * tw, th * tw))
+            free = np.flatnonzero(unk.ravel())
+            fixed = np.setdiff1d(np.unique(index), free)
+            tile_alpha = alpha[0, 0, y0:y1, x0:x1].double().numpy().ravel()
+            rhs = -(laplacian[free][:, fixed] @ tile_alpha[fixed])
+            solved, _ = cg(laplacian[free][:, free], rhs, x0=tile_alpha[free], rtol=1e-5, maxiter=max_iterations)
+            tile_alpha[free] = np.clip(solved, 0.0, 1.0)
+            core = tile_alpha.reshape(th, tw)[y - y0:y - y0 + min(tile, h - y), x - x0:x - x0 + min(tile, w - x)]
+            keep = unknown[0, 0, y:y + tile, x:x + tile]
+            alpha[0, 0, y:y + tile, x:x + tile] = torch.where(keep, torch.from_numpy(core).float(),
+                                                               alpha[0, 0, y:y + tile, x:x + tile])
     return alpha
 
 
