@@ -47,6 +47,12 @@ OTHERS_SHARE = 0.5
 MIN_ALPHA = 1.0 / 512
 #: the window covariance's regulariser of closed-form matting (:func:`closed_form_alpha`)
 CLOSED_FORM_EPSILON = 1e-7
+#: conjugate-gradient iterations of closed-form matting from the colour-line alpha: stopping
+#: early keeps the solve near its start where the window model is unsure, and bounds its time on
+#: large photos. Per-layer alpha IoU on the tuning sets (classical): 15 / 30 / 50 / 100 / 2000
+#: iterations 0.9390 / 0.9386 / 0.9377 / 0.9371 / 0.9369 (photos), 0.9536 / 0.9532 / - / - /
+#: 0.9519 (wallpapers); the colour line alone 0.9333 / 0.9487
+CLOSED_FORM_ITERATIONS = 15
 
 
 def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
@@ -383,8 +389,8 @@ def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torc
 
 
 def closed_form_alpha(image: torch.Tensor, trimap: torch.Tensor, initial: torch.Tensor | None = None,
-                      epsilon: float = CLOSED_FORM_EPSILON, tile: int = 256, max_iterations: int = 2000
-                      ) -> torch.Tensor:
+                      epsilon: float = CLOSED_FORM_EPSILON, tile: int = 256,
+                      max_iterations: int = CLOSED_FORM_ITERATIONS) -> torch.Tensor:
     """Alpha in the trimap's unknown band by closed-form matting (Levin, Lischinski and Weiss,
     "A Closed-Form Solution to Natural Image Matting", 2008): in every 3x3 window alpha is an
     affine function of the colour, which leaves the quadratic cost ``a^T L a`` with the matting
@@ -404,7 +410,8 @@ def closed_form_alpha(image: torch.Tensor, trimap: torch.Tensor, initial: torch.
         epsilon: regulariser of each window's colour covariance (larger: smoother alpha).
         tile: the band is solved tile by tile (with a margin of context), which bounds the
             system's size on large photos.
-        max_iterations: conjugate-gradient iterations per tile at most.
+        max_iterations: conjugate-gradient iterations per tile at most (:data:`CLOSED_FORM_ITERATIONS`;
+            the exact minimiser needs a few hundred).
 
     Returns:
         ``[1,1,H,W]`` in [0,1]: the sure pixels as the trimap says, the unknown ones solved.

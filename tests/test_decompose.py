@@ -272,14 +272,17 @@ def test_closed_form_matting_recovers_a_soft_edge_over_a_blotched_ground():
     seg = (alpha > 0.5).float()
     trimap = trimap_from_mask(seg, 5)
     band = trimap == 0.5
-    line = float((estimate_alpha(image, trimap, seg, method="colour-line") - alpha).abs()[band].mean())
-    closed = estimate_alpha(image, trimap, seg)  # the default
-    assert float((closed - alpha).abs()[band].mean()) < min(0.01, 0.25 * line)  # measured 0.005 against 0.043
+    start = estimate_alpha(image, trimap, seg, method="colour-line")
+    line = float((start - alpha).abs()[band].mean())
+    closed = estimate_alpha(image, trimap, seg)  # the default: a few iterations from the colour line
+    assert float((closed - alpha).abs()[band].mean()) < 0.4 * line  # measured 0.011 against 0.043
+    converged = closed_form_alpha(image, trimap, start, max_iterations=500)
+    assert float((converged - alpha).abs()[band].mean()) < min(0.01, 0.25 * line)  # measured 0.005
     # the sure pixels are the trimap's; tiles of any size give the same answer
     assert torch.equal(closed[trimap == 1], torch.ones_like(closed[trimap == 1]))
     assert torch.equal(closed[trimap == 0], torch.zeros_like(closed[trimap == 0]))
-    tiled = closed_form_alpha(image, trimap, estimate_alpha(image, trimap, seg, method="colour-line"), tile=40)
-    assert float((tiled - closed).abs().max()) < 0.02
+    tiled = closed_form_alpha(image, trimap, start, tile=40, max_iterations=500)
+    assert float((tiled - converged).abs().max()) < 0.02
 
 
 def test_a_third_colour_in_the_edge_band_keeps_the_segmentation_alpha():
