@@ -120,8 +120,9 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
     # sure background well outside the rough mask, probable labels near its edge
     margin = max(2, round(0.03 * max(sh, sw)))
     near = dilate(small_mask.float(), margin) > 0.5
-    if drawn is not None:
-        near |= resize((drawn > 0.5).float(), (sh, sw)) > 0.5
+    painted = None if drawn is None else resize((drawn > 0.5).float(), (sh, sw)) > 0.5
+    if painted is not None:
+        near |= painted
     core = erode(small_mask.float(), margin) > 0.5
     box = is_box(small_mask)
     taken = None if others is None else (resize(others.float(), (sh, sw)) > 0.5)[0, 0].numpy()
@@ -168,12 +169,11 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
         # three cues that fail differently (the user's mask, GrabCut's colours, the network's
         # look): a pixel is the object where two of them say so
         own = small_mask[0, 0].numpy() & ~claimed
-        if drawn is not None:
+        if painted is not None:
             # the user's vote also covers what they painted beyond the shrunk mask where the
             # network is sure of it (the nose an even shrink cut off), except in the holes the
             # shrunk mask encloses (a stethoscope's loops, which the loose brush filled)
-            painted = (resize((drawn > 0.5).float(), (sh, sw)) > 0.5)[0, 0].numpy()
-            own |= painted & ~claimed & ~_holes(small_mask[0, 0].numpy()) & (sal > SALIENCY_HIGH)
+            own |= painted[0, 0].numpy() & ~claimed & ~_holes(small_mask[0, 0].numpy()) & (sal > SALIENCY_HIGH)
         votes = seg + torch.from_numpy(own.astype(np.float32))[None, None] + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
@@ -416,7 +416,7 @@ def closed_form_alpha(image: torch.Tensor, trimap: torch.Tensor, initial: torch.
     Returns:
         ``[1,1,H,W]`` in [0,1]: the sure pixels as the trimap says, the unknown ones solved.
     """
-    import scipy.sparse as sparse
+    from scipy import sparse
     from scipy.sparse.linalg import cg
 
     unknown = (trimap > 0.25) & (trimap < 0.75)
@@ -454,8 +454,9 @@ def closed_form_alpha(image: torch.Tensor, trimap: torch.Tensor, initial: torch.
             free = np.flatnonzero(unk.ravel())
             fixed = np.setdiff1d(np.unique(index), free)
             tile_alpha = alpha[0, 0, y0:y1, x0:x1].double().numpy().ravel()
-            rhs = -(laplacian[free][:, fixed] @ tile_alpha[fixed])
-            solved, _ = cg(laplacian[free][:, free], rhs, x0=tile_alpha[free], rtol=1e-5, maxiter=max_iterations)
+            free_rows = laplacian[free]
+            rhs = -(free_rows[:, fixed] @ tile_alpha[fixed])
+            solved, _ = cg(free_rows[:, free], rhs, x0=tile_alpha[free], rtol=1e-5, maxiter=max_iterations)
             tile_alpha[free] = np.clip(solved, 0.0, 1.0)
             core = tile_alpha.reshape(th, tw)[y - y0:y - y0 + min(tile, h - y), x - x0:x - x0 + min(tile, w - x)]
             keep = unknown[0, 0, y:y + tile, x:x + tile]
