@@ -445,18 +445,24 @@ def closed_form_alpha(image: torch.Tensor, trimap: torch.Tensor, initial: torch.
             index = np.stack([(cy + dy) * tw + (cx + dx) for dy, dx in offsets], 1)
             window = img.reshape(-1, 3)[index]
             centred = window - window.mean(1, keepdims=True)
-            cov = np.einsum("nki,nkj->nij", centred, centred) / 9 + (epsilon / 9) * np.eye(3)
-            affinity = np.einsum("nki,nij,nlj->nkl", centred, np.linalg.inv(cov), centred)
+            cov = np.matmul(centred.transpose(0, 2, 1), centred) / 9 + (epsilon / 9) * np.eye(3)
+            affinity = np.matmul(np.matmul(centred, np.linalg.inv(cov)), centred.transpose(0, 2, 1))
             values = np.eye(9)[None] - (1 + affinity) / 9
-            rows = np.broadcast_to(index[:, :, None], values.shape).ravel()
-            cols = np.broadcast_to(index[:, None, :], values.shape).ravel()
-            laplacian = sparse.csr_matrix((values.ravel(), (rows, cols)), shape=(th * tw, th * tw))
-            free = np.flatnonzero(unk.ravel())
-            fixed = np.setdiff1d(np.unique(index), free)
+            # only the rows of the unknown pixels are needed: the entries between two of them form
+            # the system, those towards a sure pixel move to the right-hand side
             tile_alpha = alpha[0, 0, y0:y1, x0:x1].double().numpy().ravel()
-            free_rows = laplacian[free]
-            rhs = -(free_rows[:, fixed] @ tile_alpha[fixed])
-            solved, _ = cg(free_rows[:, free], rhs, x0=tile_alpha[free], rtol=1e-5, maxiter=max_iterations)
+            free = np.flatnonzero(unk.ravel())
+            position = np.full(th * tw, -1)
+            position[free] = np.arange(len(free))
+            rows = np.broadcast_to(position[index][:, :, None], values.shape)
+            cols = np.broadcast_to(position[index][:, None, :], values.shape)
+            towards_free = (rows >= 0) & (cols >= 0)
+            system = sparse.csr_matrix((values[towards_free], (rows[towards_free], cols[towards_free])),
+                                       shape=(len(free), len(free)))
+            towards_fixed = (rows >= 0) & (cols < 0)
+            fixed_alpha = tile_alpha[np.broadcast_to(index[:, None, :], values.shape)[towards_fixed]]
+            rhs = -np.bincount(rows[towards_fixed], weights=values[towards_fixed] * fixed_alpha, minlength=len(free))
+            solved, _ = cg(system, rhs, x0=tile_alpha[free], rtol=1e-5, maxiter=max_iterations)
             tile_alpha[free] = np.clip(solved, 0.0, 1.0)
             core = tile_alpha.reshape(th, tw)[y - y0:y - y0 + min(tile, h - y), x - x0:x - x0 + min(tile, w - x)]
             keep = unknown[0, 0, y:y + tile, x:x + tile]
