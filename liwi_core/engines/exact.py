@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..filters import push_pull_fill
+from ..filters import bounding_box, push_pull_fill
 from ..matting import MIN_ALPHA, solve_foreground
 
 __all__ = ["BACKGROUND_SPREAD", "SOFT_EDGE_ALPHA", "UNKNOWN_BACKGROUND", "explain_object", "extend_colours", "soft_edge_background"]
@@ -58,7 +58,7 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
     clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
     estimate = alpha
-    fg, alpha = solve_foreground(image, estimate, clean * shadow)
+    fg, alpha = _solve_where_estimated(image, estimate, clean * shadow)
     if split_edges:
         split = soft_edge_background(image, fg, estimate, shadow, clean)
         if split is not None:
@@ -66,8 +66,27 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
             # inpainted guess; over the solved background most of that is unneeded, so the
             # colours are solved again from the estimate, raising only what still is
             clean = split
-            fg, alpha = solve_foreground(image, estimate, clean * shadow)
+            fg, alpha = _solve_where_estimated(image, estimate, clean * shadow)
     return (extend_colours(fg, alpha) if extend else fg), alpha, shadow, clean
+
+
+def _solve_where_estimated(image: torch.Tensor, estimate: torch.Tensor, below: torch.Tensor):
+    """:func:`~liwi_core.matting.solve_foreground` on the box of the pixels where ``estimate`` > 0.
+
+    Beyond it every pixel is seen: ``below`` is the image with the shadow divided out and
+    multiplied back (the shadow floored at the pixel, so nothing is clamped), equal to the image
+    within float rounding, and the solve leaves alpha and colour 0 there. A region is the object's
+    box grown by its shadow reach, so on a large photo most of it lies beyond (a 6000x4000 photo
+    with a 2500x2000 object: a fifth of the pixels are solved).
+    """
+    box = bounding_box(estimate, 0.0)
+    if box is None:
+        return solve_foreground(image, estimate, below)
+    y0, y1, x0, x1 = box
+    window = (Ellipsis, slice(y0, y1), slice(x0, x1))
+    fg, alpha = torch.zeros_like(image), torch.zeros_like(estimate)
+    fg[window], alpha[window] = solve_foreground(image[window], estimate[window], below[window])
+    return fg, alpha
 
 
 def soft_edge_background(image: torch.Tensor, fg: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,
