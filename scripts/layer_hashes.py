@@ -38,7 +38,8 @@ def run_engines() -> dict:
     from liwi_core.imageio import load_image, load_mask
 
     torch.set_num_threads(2)
-    engines = {"classical": create("classical"), "baseline": create("baseline"), "learned": create("learned")}
+    engines = {"refined": create("refined"), "classical": create("classical"), "baseline": create("baseline"),
+               "learned": create("learned")}
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in PHOTOS:
@@ -47,6 +48,7 @@ def run_engines() -> dict:
             for engine_name, engine in engines.items():
                 out[f"{name}/{engine_name}"] = stack_digest(engine.decompose(image, mask))
             out[f"{name}/learned-automatic"] = stack_digest(engines["learned"].decompose(image, None))
+            out[f"{name}/refined-automatic"] = stack_digest(engines["refined"].decompose(image, None))
             save_layers_dir(engines["classical"].decompose(image, mask), Path(tmp) / name)
         folder = create("folder", path=tmp)
         for name in PHOTOS:
