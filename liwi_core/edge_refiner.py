@@ -113,14 +113,38 @@ def refine_edges(model: EdgeRefiner, image: torch.Tensor, alpha: torch.Tensor, p
 # --------------------------------------------------------------------------- training
 
 
-def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), limit: int | None = None) -> int:
+#: the blur (Gaussian sigma, px) of a softened example's object, drawn uniformly (:func:`soften_layer`)
+SOFT_SIGMA = (1.0, 3.0)
+
+
+def soften_layer(layer, sigma: float):
+    """``layer`` (:class:`~liwi_core.layers.Layer`) out of focus: its premultiplied colour and its
+    alpha blurred together by a Gaussian of ``sigma`` px, its shadow unchanged. The ADD cut-outs
+    have hard, anti-aliased edges; a network that only sees those learns to push every soft
+    band to 0 or 1, which crushes a defocused or moving object's edge."""
+    from .filters import gaussian_blur
+    from .layers import Layer
+
+    alpha = layer.alpha
+    premultiplied = gaussian_blur(torch.cat([layer.rgba[:, :3] * alpha, alpha], dim=1), sigma)
+    soft = premultiplied[:, 3:4].clamp(0, 1)
+    colour = torch.where(soft > 1e-4, premultiplied[:, :3] / soft.clamp_min(1e-4), torch.zeros_like(premultiplied[:, :3]))
+    return Layer(rgba=torch.cat([colour.clamp(0, 1), soft], dim=1), shadow=layer.shadow, name=layer.name,
+                 prompt_index=layer.prompt_index)
+
+
+def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), limit: int | None = None,
+                  soften: float = 0.0) -> int:
     """Full-size edge examples from the ADD dataset ``data`` in ``out`` (one ``.pt`` per object:
     8-bit ``image``, classical ``alpha`` and true ``truth`` on the object's region), skipping
-    samples done; ``shard`` ``(i, n)``: only the samples of shard i of n. Returns the examples
-    written and found."""
+    samples done; ``shard`` ``(i, n)``: only the samples of shard i of n; ``soften``: the share
+    of objects put out of focus first (:func:`soften_layer`, sigma drawn from
+    :data:`SOFT_SIGMA`), the scene composited again around them. Returns the examples written
+    and found."""
     from .dataset import iter_samples, sample_ids
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings
+    from .layers import LayerStack
     from .train_refiner import _q, _save_atomic, _shard_key, object_prompts
 
     classical = RefinedSettings().classical()
@@ -129,7 +153,14 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
     done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
     ids = [i for i in sample_ids(data) if _shard_key(i) % shard[1] == shard[0] and i not in done]
     for sample in iter_samples(data, ids=ids[:limit]) if ids else ():
-        for depth, _kind, prompt, image, _below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
+        rng = random.Random(f"{seed}:{sample.id}")
+        soft_rng = random.Random(f"{seed}:{sample.id}:soft")
+        for depth, _kind, prompt, image, _below, layer in object_prompts(sample, rng):
+            if soften > 0 and soft_rng.random() < soften:
+                layer = soften_layer(layer, soft_rng.uniform(*SOFT_SIGMA))
+                k = len(sample.stack.layers) - 1 - depth
+                image = LayerStack(background=sample.stack.background, layers=[*sample.stack.layers[:k], layer],
+                                   hole=sample.stack.hole).composite()
             (ry0, ry1, rx0, rx1), img, rough, (_, alpha, _, _), _ = peel_region(image, prompt, classical)
             truth = layer.alpha[..., ry0:ry1, rx0:rx1]
             _save_atomic({"image": _q(img[0]), "alpha": _q(alpha[0]), "truth": _q(truth[0]), "prompt": _q(rough[0])},
@@ -247,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--shard", default="0/1", help="I/N: only this shard of the samples (one process each)")
     ex.add_argument("--limit", type=int)
+    ex.add_argument("--soften", type=float, default=0.0,
+                    help="share of objects put out of focus first (soft edges the cut-outs lack)")
     ft = sub.add_parser("fit", help="train or resume an edge refiner")
     ft.add_argument("--examples", required=True)
     ft.add_argument("--out", required=True)
@@ -258,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             from .train_refiner import _check_shard
             i, n = (int(v) for v in args.shard.split("/"))
             _check_shard((i, n))
-            print(make_examples(args.data, args.out, args.seed, (i, n), args.limit), "examples")
+            print(make_examples(args.data, args.out, args.seed, (i, n), args.limit, args.soften), "examples")
         else:
             from .fitting import jsonl_logger
             config = json.loads(Path(args.config).read_text())

@@ -98,3 +98,23 @@ def test_the_bundled_edge_refiner_loads_and_has_its_card_and_licence():
     from liwi_core.engines.refined import DEFAULT_EDGE_REFINER, load_edge_refiner
 
     check_bundled_weights(DEFAULT_EDGE_REFINER, load_edge_refiner())
+
+
+def test_a_softened_layer_is_out_of_focus_with_its_colour_kept():
+    from liwi_core.edge_refiner import soften_layer
+    from liwi_core.layers import Layer
+
+    alpha = torch.zeros(1, 1, 64, 64)
+    alpha[..., 20:44, 20:44] = 1
+    colour = torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+    shadow = torch.full((1, 1, 64, 64), 0.7)
+    soft = soften_layer(Layer(rgba=torch.cat([colour, alpha], 1), shadow=shadow), 2.0)
+    rim = (soft.alpha > 0.05) & (soft.alpha < 0.95)
+    # a hard square edge becomes a ramp several pixels wide, its amount of object kept
+    assert int(rim.sum()) > 4 * 24 * 4
+    assert abs(float(soft.alpha.sum()) - float(alpha.sum())) < 1.0
+    # a flat colour stays that colour wherever the blurred object shows; the shadow is untouched
+    seen = soft.alpha > 0.01
+    assert torch.allclose(soft.rgba[:, :3][seen.expand(-1, 3, -1, -1)],
+                          colour[seen.expand(-1, 3, -1, -1)], atol=1e-4)
+    assert torch.equal(soft.shadow, shadow)
