@@ -5,6 +5,8 @@ it. Nothing in it comes from a system under test:
 
 * **objects**: the held-out Tux Paint photo cut-outs (:func:`liwi_core.heldout.split_objects`),
   their alpha is the PNG's own alpha channel (true alpha, no matting);
+  with ``defocus`` in the config (:data:`DEV_SOFT_SCENES`) each is put out of focus first
+  (:func:`~liwi_core.filters.defocus_rgba`), the soft edge the engines must then keep;
 * **backgrounds**: the bundled ``example_images`` photos (not their masks) and, when
   scikit-image is installed, its data photos (``motorcycle_left``, ``brick``, ``grass``,
   ``gravel``, ``camera``), random crops and scales at ``size`` x ``size``; some darkened (dark
@@ -42,12 +44,12 @@ from PIL import Image
 
 from .dataset import Sample, sample_ids, write_sample
 from .errors import LiWiError
-from .filters import bounding_box, dilate, erode, gaussian_blur, resize
+from .filters import bounding_box, defocus_rgba, dilate, erode, gaussian_blur, resize
 from .heldout import split_objects
 from .imageio import atomic_write_bytes
 from .layers import Layer, LayerStack, coverage, default_layer_name
 
-__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
+__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
            "heldout_objects", "make_scene", "build_heldout", "render_shadow", "scene_prompt"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +61,10 @@ DEV_SCENES = {"num": 60, "two_objects": 18, "seed": 7411, "size": 512, "split": 
 # (textured ground, cluttered scenes with their own subjects, as the held-out photos are);
 # the wallpapers of the first flatter an engine where the held-out set does not
 DEV_PHOTO_SCENES = {"num": 60, "two_objects": 18, "seed": 5077, "size": 512, "split": "training"}
+# the third: the second's scenes with every object out of focus (``defocus``: the Gaussian's sigma
+# drawn in this range, px), so the soft edge of a defocused, moving or furry object is measured;
+# the cut-outs' own edges are hard, and an engine that hardens every edge looks best on them
+DEV_SOFT_SCENES = {**DEV_PHOTO_SCENES, "defocus": [1.0, 3.0]}
 PREPARE_TUNING_COMMAND = "python training/prepare_debian_data.py --out data/sources --debs data/debs --tuning"
 SCENE_PROMPT_KINDS = ("exact", "dilated", "eroded", "blob", "box")
 SKIMAGE_PHOTOS = ("motorcycle_left.png", "brick.png", "grass.png", "gravel.png", "camera.png")
@@ -342,6 +348,10 @@ def make_scene(index: int, objects: list[Path], backgrounds: list[Path], cfg: di
                 break
         placed.append(rgba)
         boxes.append([int(round(x)), int(round(ground)) - h, int(round(x)) + w, int(round(ground))])
+    if cfg.get("defocus"):
+        # its own random stream: every other draw stays the sharp set's, scene for scene
+        soft = torch.Generator().manual_seed(seed * 100_003 + index + 7_919)
+        placed = [defocus_rgba(rgba, _u(soft, *cfg["defocus"])) for rgba in placed]
     # one light set per scene (both objects lit alike)
     lights = [_light(g)]
     if _u(g) < 0.25:  # a second light: a weaker shadow the other way
@@ -391,7 +401,8 @@ def build_dev_photos(out, objects_dir=None, photos_dir=None, progress: bool = Fa
                      cfg: dict = DEV_PHOTO_SCENES) -> Path:
     """Build the second tuning scenes (``cfg``, :data:`DEV_PHOTO_SCENES`) in ``out``: the training
     cut-outs on the tuning photos (default ``data/sources/tuning-photos``), real photos that no
-    training uses and that are not reserved for evaluation."""
+    training uses and that are not reserved for evaluation. With ``cfg`` :data:`DEV_SOFT_SCENES`,
+    the same scenes with every object out of focus."""
     folder = Path(photos_dir) if photos_dir is not None else ROOT / "data" / "sources" / "tuning-photos"
     photos = _images_in(folder)
     if not photos:

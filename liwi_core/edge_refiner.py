@@ -118,18 +118,14 @@ SOFT_SIGMA = (1.0, 3.0)
 
 
 def soften_layer(layer, sigma: float):
-    """``layer`` (:class:`~liwi_core.layers.Layer`) out of focus: its premultiplied colour and its
-    alpha blurred together by a Gaussian of ``sigma`` px, its shadow unchanged. The ADD cut-outs
-    have hard, anti-aliased edges; a network that only sees those learns to push every soft
-    band to 0 or 1, which crushes a defocused or moving object's edge."""
-    from .filters import gaussian_blur
+    """``layer`` (:class:`~liwi_core.layers.Layer`) out of focus (:func:`~liwi_core.filters.defocus_rgba`),
+    its shadow unchanged. The ADD cut-outs have hard, anti-aliased edges; a network that only
+    sees those learns to push every soft band to 0 or 1, which crushes a defocused or moving
+    object's edge."""
+    from .filters import defocus_rgba
     from .layers import Layer
 
-    alpha = layer.alpha
-    premultiplied = gaussian_blur(torch.cat([layer.rgba[:, :3] * alpha, alpha], dim=1), sigma)
-    soft = premultiplied[:, 3:4].clamp(0, 1)
-    colour = torch.where(soft > 1e-4, premultiplied[:, :3] / soft.clamp_min(1e-4), torch.zeros_like(premultiplied[:, :3]))
-    return Layer(rgba=torch.cat([colour.clamp(0, 1), soft], dim=1), shadow=layer.shadow, name=layer.name,
+    return Layer(rgba=defocus_rgba(layer.rgba, sigma), shadow=layer.shadow, name=layer.name,
                  prompt_index=layer.prompt_index)
 
 

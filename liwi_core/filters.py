@@ -16,6 +16,7 @@ __all__ = [
     "dilate",
     "erode",
     "gaussian_blur",
+    "defocus_rgba",
     "push_pull_fill",
     "resize",
     "aspect_mismatch",
@@ -148,6 +149,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, int(3.0 * sigma + 0.5))
     k = 2 * radius + 1
     return kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma), border_type=_border(x, radius), separable=True)
+
+
+def defocus_rgba(rgba: torch.Tensor, sigma: float) -> torch.Tensor:
+    """An RGBA layer ``[B,4,H,W]`` (straight colour, alpha last, in [0,1]) out of focus: its
+    premultiplied colour and its alpha blurred together by a Gaussian of ``sigma`` px (as a lens
+    spreads the light of the object's edge over the ground), the colour divided back out where
+    the blurred alpha is above 1e-4 and 0 beyond. Blurring the straight colour alone would
+    spread the colour of the transparent surround (often black) into the new soft edge."""
+    alpha = rgba[:, 3:4]
+    blurred = gaussian_blur(torch.cat([rgba[:, :3] * alpha, alpha], dim=1), sigma)
+    soft = blurred[:, 3:4].clamp(0, 1)
+    colour = torch.where(soft > 1e-4, blurred[:, :3] / soft.clamp_min(1e-4), torch.zeros_like(blurred[:, :3]))
+    return torch.cat([colour.clamp(0, 1), soft], dim=1)
 
 
 def colour_edges(image: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:

@@ -425,3 +425,29 @@ def test_photo_tuning_scenes_use_the_training_cutouts_on_the_tuning_photos(scene
     assert config["objects"] == [train] and not set(config["objects"]) & set(held)
     assert config["backgrounds"] == [p.name for p in backgrounds]
     assert len(list((out / "samples").iterdir())) == 3
+
+
+def test_soft_tuning_scenes_are_the_photo_scenes_out_of_focus(scenes, tmp_path):
+    """``defocus`` puts every object out of focus and changes nothing else: same objects, places,
+    backgrounds and prompt kinds; the alpha gains a soft edge; the stack still recomposes."""
+    from liwi_core.benchmark_scenes import DEV_PHOTO_SCENES, DEV_SOFT_SCENES, build_dev_photos
+
+    _, objects, backgrounds, _, _ = scenes
+    assert {k: v for k, v in DEV_SOFT_SCENES.items() if k != "defocus"} == DEV_PHOTO_SCENES
+    sharp_cfg = {**DEV_PHOTO_SCENES, "num": 2, "size": 96}
+    sharp = build_dev_photos(tmp_path / "sharp", objects, backgrounds[0].parent, cfg=sharp_cfg)
+    soft = build_dev_photos(tmp_path / "soft", objects, backgrounds[0].parent,
+                            cfg={**sharp_cfg, "defocus": DEV_SOFT_SCENES["defocus"]})
+    for a, b in zip(iter_samples(sharp), iter_samples(soft), strict=True):
+        assert a.id == b.id
+        for key in ("objects", "background", "boxes", "prompt_kinds"):
+            assert a.meta[key] == b.meta[key]
+        torch.testing.assert_close(a.stack.background, b.stack.background)
+        for la, lb in zip(a.stack.layers, b.stack.layers, strict=True):
+            assert _partial(lb.alpha) > 1.5 * _partial(la.alpha)
+        assert (b.stack.composite() - b.composite).abs().max() < 1 / 255
+
+
+def _partial(alpha: torch.Tensor) -> int:
+    """Pixels of a soft edge: alpha strictly between 0.02 and 0.98."""
+    return int(((alpha > 0.02) & (alpha < 0.98)).sum())
