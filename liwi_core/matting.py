@@ -24,8 +24,10 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .filters import bounding_box, colour_edges, dilate, erode, guided_filter, push_pull_fill, resize
+from .filters import (bounding_box, colour_edges, dilate, erode, gaussian_blur, guided_filter, luminance, push_pull_fill,
+                      resize)
 
 # saliency below / above which a rough mask's pixel is taken as probably background / object
 SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
@@ -35,7 +37,7 @@ SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
 TIMID_SHARE = 0.9
 THIN_WIDTH, THIN_LEFT = 0.04, 0.3
 
-__all__ = ["refine_mask", "is_box", "edge_alignment", "edge_offset", "offset_mask", "trimap_from_mask", "estimate_alpha",
+__all__ = ["refine_mask", "is_box", "edge_blur", "edge_alignment", "edge_offset", "offset_mask", "trimap_from_mask", "estimate_alpha",
            "solve_foreground"]
 
 
@@ -330,6 +332,52 @@ def edge_offset(image: torch.Tensor, mask: torch.Tensor, max_offset: int,
         if score > best_score:
             best, best_score = d, score
     return best
+
+
+def edge_blur(image: torch.Tensor, alpha: torch.Tensor, reblur: float = 1.0, presmooth: float = 1.0,
+              reach: int = 3, contrast: float = 0.5) -> float:
+    """How blurred the photo's edge is along an object's outline: a Gaussian's sigma in px.
+
+    The re-blur gradient ratio (defocus estimation after Zhuo and Sim, 2011): a step edge
+    blurred by sigma has, at the edge, gradients ``R = |grad I| / |grad (I * G_reblur)|`` =
+    ``sqrt(sigma^2 + reblur^2) / sigma``, so ``sigma = reblur / sqrt(R^2 - 1)``. Taken on the
+    luma smoothed by ``presmooth`` (then taken off: ``sqrt(sigma^2 - presmooth^2)``), each gradient
+    the largest within ``reach`` px (so the edge's peak is read even where the outline of
+    ``alpha``'s 0.5 level lies a few px off it, as an engine's first cut does), and the median
+    over the outline's pixels whose peak gradient is at least ``contrast`` times the outline's
+    upper quartile (where object and ground differ; relative, since a blurred edge's gradients
+    are all low). On the photo tuning scenes' objects (10th / 50th / 90th percentile): 0.0 /
+    0.34 / 0.60 on the true outline, 0.0 / 0.50 / 0.70 on it grown by 3 px; the same objects out
+    of focus by 1-3 px (benchmarks/dev-soft): 0.80 / 1.29 / 1.92, grown by 3 px 0.54 / 1.19 /
+    1.91. A synthetic step edge blurred by 1-3 px on grainy ground reads within a quarter of its
+    sigma (tested).
+
+    Args:
+        image: ``[1,3,H,W]`` in [0,1].
+        alpha: ``[1,1,H,W]`` in [0,1], the object's alpha (or mask) on the same grid.
+
+    Returns:
+        sigma in px; 0.0 when fewer than 20 outline pixels have the gradient to say.
+    """
+    solid = (alpha > 0.5).float()
+    outline = (dilate(solid, 1) - erode(solid, 1)) > 0.5
+    if int(outline.sum()) < 20:
+        return 0.0
+    # the luma smoothed first, which takes the grain and fine texture of the ground beside the edge
+    # out of the gradients far more than it softens the edge; its sigma is taken off at the end
+    grey = gaussian_blur(luminance(image.clamp(0, 1)), presmooth)
+
+    def peak_gradient(x: torch.Tensor) -> torch.Tensor:
+        gy, gx = x[..., 1:, :-1] - x[..., :-1, :-1], x[..., :-1, 1:] - x[..., :-1, :-1]
+        return F.max_pool2d(F.pad(torch.sqrt(gy * gy + gx * gx), (0, 1, 0, 1)), 2 * reach + 1, stride=1, padding=reach)
+
+    sharp = peak_gradient(grey)
+    keep = outline & (sharp >= max(1e-3, contrast * float(torch.quantile(sharp[outline], 0.75))))
+    if int(keep.sum()) < 20:
+        return 0.0
+    ratio = (sharp[keep] / peak_gradient(gaussian_blur(grey, reblur))[keep].clamp_min(1e-6)).clamp_min(1.0 + 1e-4)
+    seen = float((reblur / torch.sqrt(ratio * ratio - 1.0)).median())
+    return math.sqrt(max(seen * seen - presmooth * presmooth, 0.0))
 
 
 def trimap_from_mask(segmentation: torch.Tensor, band: int) -> torch.Tensor:

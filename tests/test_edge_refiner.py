@@ -118,3 +118,42 @@ def test_a_softened_layer_is_out_of_focus_with_its_colour_kept():
     assert torch.allclose(soft.rgba[:, :3][seen.expand(-1, 3, -1, -1)],
                           colour[seen.expand(-1, 3, -1, -1)], atol=1e-4)
     assert torch.equal(soft.shadow, shadow)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_edge_blur_reads_the_blur_of_an_edge(sigma):
+    from liwi_core.filters import gaussian_blur
+    from liwi_core.matting import edge_blur
+
+    disc = _disc(160, 50.0)
+    g = torch.Generator().manual_seed(0)
+    ground = 0.35 + 0.05 * torch.rand(1, 3, 160, 160, generator=g)
+    sharp = disc * torch.tensor([0.8, 0.6, 0.2]).view(1, 3, 1, 1) + (1 - disc) * ground
+    # the object out of focus, the ground sharp (a subject in front of the focal plane)
+    soft_disc = gaussian_blur(disc, sigma)
+    soft = gaussian_blur(sharp * disc, sigma) + (1 - soft_disc) * ground
+    assert edge_blur(sharp, disc) < 0.7
+    assert edge_blur(soft, soft_disc) == pytest.approx(sigma, rel=0.25)
+    assert edge_blur(sharp, torch.zeros_like(disc)) == 0.0
+
+
+def test_the_refined_engine_leaves_a_soft_edge_to_the_matting():
+    """The edge network was trained on hard edges and hardens soft ones: the refined engine hands
+    it an object only when the photo's edge is sharp (``MAX_EDGE_BLUR``)."""
+    from liwi_core.engines import create
+    from liwi_core.filters import dilate, gaussian_blur
+
+    disc = _disc(192, 56.0)
+    g = torch.Generator().manual_seed(1)
+    ground = 0.3 + 0.1 * torch.rand(1, 3, 192, 192, generator=g)
+    colour = torch.tensor([0.85, 0.55, 0.15]).view(1, 3, 1, 1)
+    rough = dilate(disc, 6)  # a loose brush: not kept as drawn
+    alphas = {}
+    for name, sigma in (("sharp", 0.0), ("soft", 2.5)):
+        alpha = gaussian_blur(disc, sigma) if sigma else disc
+        image = alpha * colour + (1 - alpha) * ground
+        with_net = create("refined").decompose(image, rough).layers[0].alpha
+        without = create("refined", refine_edges=False).decompose(image, rough).layers[0].alpha
+        alphas[name] = (with_net, without)
+    assert torch.equal(*alphas["soft"])
+    assert not torch.equal(*alphas["sharp"])

@@ -7,7 +7,9 @@ U²-Net small's saliency at its working size and predicts corrections of alpha (
 shadow (log) and the background under the object; the corrections are brought to full
 resolution and applied (:func:`~liwi_core.refiner.apply_corrections`); the edge refiner
 (:mod:`liwi_core.edge_refiner`) then moves the alpha's edge at full resolution, unless the
-mask was kept as drawn; the colours are solved exactly again, so the stack recomposes to the
+mask was kept as drawn or the photo's edge is soft (:func:`~liwi_core.matting.edge_blur` above
+:data:`~liwi_core.edge_refiner.MAX_EDGE_BLUR`: a defocused object, which the matting keeps
+soft); the colours are solved exactly again, so the stack recomposes to the
 input. A refiner and an edge refiner that predict zero give the classical stack bit for bit.
 """
 
@@ -21,7 +23,7 @@ import torch
 from ..checkpoints import load_pretrained
 from ..errors import LiWiError
 from ..filters import dilate, gaussian_blur, resize
-from ..matting import SALIENCY_HIGH
+from ..matting import SALIENCY_HIGH, edge_blur
 from ..options import check_settings, option, option_specs
 from ..shadow import OPAQUE, continue_under_object
 from .base import Engine, Peeled, StackBuilder
@@ -71,7 +73,7 @@ class RefinedSettings(ClassicalSettings):
                                                   "default: the bundled liwi-refiner.")
     refine_edges: bool = option(True, "Refined engine only: move each object's edge onto the photo's with the "
                                       "bundled full-resolution edge network (liwi-edge-refiner), after the refiner; "
-                                      "a mask kept as drawn keeps its edge.",
+                                      "a mask kept as drawn keeps its edge, and so does a soft (out-of-focus) one.",
                                 cli="--no-refine-edges")
 
     def classical(self) -> ClassicalSettings:
@@ -199,7 +201,7 @@ class RefinedEngine(Engine):
 
     def _peel_one(self, image: torch.Tensor, mask: torch.Tensor, move_outline: bool = True,
                   others: torch.Tensor | None = None):
-        from ..edge_refiner import refine_edges
+        from ..edge_refiner import MAX_EDGE_BLUR, refine_edges
         from ..refiner import apply_corrections, input_plane
 
         # the colours are solved again once corrected: carrying them outward now would be wasted
@@ -217,8 +219,9 @@ class RefinedEngine(Engine):
         new_alpha, new_shadow, new_clean = (apply_corrections(alpha, shadow, clean, corrections) if corrected
                                             else (alpha, shadow, clean))
         # a mask kept as drawn already lies on the object's edges: moving them could only lose
-        # (tuning scenes: exact prompts 0.957 -> 0.956 on the photos when it was moved too)
-        if self.edge_refiner is not None and not drawn:
+        # (tuning scenes: exact prompts 0.957 -> 0.956 on the photos when it was moved too);
+        # a soft edge is left to the matting, which keeps it soft
+        if self.edge_refiner is not None and not drawn and edge_blur(img, new_alpha) <= MAX_EDGE_BLUR:
             new_alpha = refine_edges(self.edge_refiner, img, new_alpha, rough)
         if corrected or not torch.equal(new_alpha, alpha):
             new_clean = keep_edge_below(new_alpha, shadow, clean, new_shadow, new_clean)
