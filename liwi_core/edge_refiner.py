@@ -137,6 +137,14 @@ def soften_layer(layer, sigma: float):
                  prompt_index=layer.prompt_index)
 
 
+def _softener(share: float, rng: random.Random):
+    """A layer transform for :func:`~liwi_core.train_refiner.object_prompts`: each layer put out of
+    focus with probability ``share`` (:func:`soften_layer`, sigma drawn from :data:`SOFT_SIGMA`)."""
+    def soften(layer):
+        return soften_layer(layer, rng.uniform(*SOFT_SIGMA)) if rng.random() < share else layer
+    return soften
+
+
 def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), limit: int | None = None,
                   soften: float = 0.0) -> int:
     """Full-size edge examples from the ADD dataset ``data`` in ``out`` (one ``.pt`` per object:
@@ -148,7 +156,6 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
     from .dataset import iter_samples, sample_ids
     from .engines.classical import peel_region
     from .engines.refined import RefinedSettings
-    from .layers import LayerStack
     from .train_refiner import _q, _save_atomic, _shard_key, object_prompts
 
     classical = RefinedSettings().classical()
@@ -157,14 +164,9 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
     done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
     ids = [i for i in sample_ids(data) if _shard_key(i) % shard[1] == shard[0] and i not in done]
     for sample in iter_samples(data, ids=ids[:limit]) if ids else ():
-        rng = random.Random(f"{seed}:{sample.id}")
-        soft_rng = random.Random(f"{seed}:{sample.id}:soft")
-        for depth, _kind, prompt, image, _below, layer in object_prompts(sample, rng):
-            if soften > 0 and soft_rng.random() < soften:
-                layer = soften_layer(layer, soft_rng.uniform(*SOFT_SIGMA))
-                k = len(sample.stack.layers) - 1 - depth
-                image = LayerStack(background=sample.stack.background, layers=[*sample.stack.layers[:k], layer],
-                                   hole=sample.stack.hole).composite()
+        softener = _softener(soften, random.Random(f"{seed}:{sample.id}:soft")) if soften > 0 else None
+        for depth, _kind, prompt, image, _below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}"),
+                                                                          softener):
             (ry0, ry1, rx0, rx1), img, rough, (_, alpha, _, _), _ = peel_region(image, prompt, classical)
             truth = layer.alpha[..., ry0:ry1, rx0:rx1]
             _save_atomic({"image": _q(img[0]), "alpha": _q(alpha[0]), "truth": _q(truth[0]), "prompt": _q(rough[0])},

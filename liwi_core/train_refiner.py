@@ -102,11 +102,13 @@ def _shard_key(sample_id: str) -> int:
     return int(number) if number.isdigit() else zlib.crc32(sample_id.encode())
 
 
-def object_prompts(sample, rng: random.Random):
+def object_prompts(sample, rng: random.Random, transform=None):
     """Each object of an ADD ``sample``, front first, with a prompt of a random kind (exact or one
     of the sample's degraded ones): ``(depth, kind, prompt, image, below, layer)``, ``image`` being
     what is left once the objects in front are peeled off with their true layers (as the engine
-    peels, front to back) and ``below`` that without this object. Empty prompts are skipped."""
+    peels, front to back) and ``below`` that without this object. Empty prompts are skipped.
+    ``transform``: a function of each object's layer, applied after its prompt is drawn (an edge
+    example's object put out of focus); ``layer`` and ``image`` are then the changed one's."""
     from .layers import LayerStack
 
     layers = sample.stack.layers
@@ -117,7 +119,10 @@ def object_prompts(sample, rng: random.Random):
         prompt = (layer.alpha > 0.5).float() if kind == "exact" else sample.prompts[k][kind]
         if float(prompt.sum()) == 0:
             continue
-        image = LayerStack(background=sample.stack.background, layers=layers[:k + 1], hole=sample.stack.hole).composite()
+        if transform is not None:
+            layer = transform(layer)
+        image = LayerStack(background=sample.stack.background, layers=[*layers[:k], layer],
+                           hole=sample.stack.hole).composite()
         below = LayerStack(background=sample.stack.background, layers=layers[:k], hole=sample.stack.hole).composite()
         yield depth, kind, prompt, image, below, layer
 
