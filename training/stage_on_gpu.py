@@ -1,12 +1,13 @@
-"""One refiner or proposer stage on a machine with many CPU cores and a GPU, in a fixed time.
+"""One refiner, proposer or segmenter stage on a machine with many CPU cores and a GPU, in a fixed time.
 
     python training/stage_on_gpu.py --images data/sources/backgrounds --objects data/train-objects \\
         --work runs/gpu-stage --config training/configs/refiner_stage6_gpu.json --minutes 8
     python training/stage_on_gpu.py --trainer proposer --images ... --objects ... \\
         --work runs/gpu-proposer --config training/configs/proposer_gpu.json --minutes 6
 
-With ``--trainer proposer`` there are no examples to build: the proposer
-(:mod:`liwi_core.train_proposer`) reads ADD's samples as they are written, with
+With ``--trainer proposer`` or ``--trainer segmenter`` there are no examples to build: the
+proposer (:mod:`liwi_core.train_proposer`) or the prompt segmenter
+(:mod:`liwi_core.train_segmenter`) reads ADD's samples as they are written, with
 ``--example-processes`` loader processes, once ``--min-examples`` samples exist.
 
 On 2 CPU cores the classical engine's answers (the refiner's examples) are what costs; a lent
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="make examples for this long on every core, then stop the makers and train on what was "
                         "made (refiner only); default: train while they make, from --min-examples on")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--trainer", choices=("refiner", "proposer"), default="refiner")
+    p.add_argument("--trainer", choices=("refiner", "proposer", "segmenter"), default="refiner")
     args = p.parse_args(argv)
 
     work = Path(args.work).resolve()
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                               "--size", "384", "--quiet"], work / f"add-{rank}.log",
                              {"RANK": str(rank), "WORLD_SIZE": str(args.add_processes)}))
     time.sleep(5)  # rank 0 writes the dataset's config first
-    if args.trainer == "proposer":
-        return _train_proposer(args, dataset, run, makers, makers_n, say)
+    if args.trainer in ("proposer", "segmenter"):
+        return _train_on_samples(args, dataset, run, makers, makers_n, say)
     for shard in range(makers_n):
         makers.append(_spawn(["-m", "liwi_core.train_refiner", "examples", "--data", str(dataset),
                               "--out", str(examples), "--seed", str(args.seed), "--wait",
@@ -125,15 +126,15 @@ def _stop(makers: list) -> None:
         m.wait()
 
 
-def _train_proposer(args, dataset: Path, run: Path, makers: list, workers: int, say) -> int:
+def _train_on_samples(args, dataset: Path, run: Path, makers: list, workers: int, say) -> int:
     samples = dataset / "samples"
     while not samples.is_dir() or len([p for p in samples.iterdir() if not p.name.startswith(".")]) < args.min_examples:
         if all(m.poll() is not None for m in makers):
             say("ADD stopped before enough samples were written; see the logs in " + str(dataset.parent))
             return 1
         time.sleep(3)
-    say(f"{len(list(samples.iterdir()))} samples; training the proposer on {args.device}")
-    code = subprocess.call([sys.executable, "-m", "liwi_core.train_proposer", "fit", "--data", str(dataset),
+    say(f"{len(list(samples.iterdir()))} samples; training the {args.trainer} on {args.device}")
+    code = subprocess.call([sys.executable, "-m", f"liwi_core.train_{args.trainer}", "fit", "--data", str(dataset),
                             "--out", str(run), "--config", args.config, "--minutes", str(args.minutes),
                             "--device", args.device, "--workers", str(workers)], cwd=ROOT,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})

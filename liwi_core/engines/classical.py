@@ -87,6 +87,10 @@ class ClassicalSettings:
                                         "before GrabCut: it trims a box's corners and grows an eroded mask back. "
                                         "Off: the mask and the colours alone (0.35 s less per object).",
                                   cli="--no-saliency-guide")
+    prompt_segmenter: bool = option(True, "With the saliency guide on: look with the bundled prompt segmenter "
+                                          "(liwi-segmenter, the salient-object network taught to follow a rough "
+                                          "mask) instead of the plain salient-object network, which marks whatever "
+                                          "stands out in the box.", cli="--no-prompt-segmenter")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +129,11 @@ def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, other
     outline, shift, start = outline_search(img, rough, search=move_outline) if settings.refine else (None, 0, rough)
     kept = outline is not None
     snap = settings.refine and not kept
-    guide = prompt_saliency(img, rough) if snap and settings.saliency_guide else None
+    guide = None
+    if snap and settings.saliency_guide:
+        from ..segmenter import shared_segmenter
+
+        guide = prompt_saliency(img, rough, segmenter=shared_segmenter() if settings.prompt_segmenter else None)
     seg = refine_mask(img, start, saliency=guide, others=others, timid=shift > 0,
                       drawn=rough if shift < 0 and start is not rough else None) if snap else \
         outline if kept else (rough > 0.5).float()
@@ -186,17 +194,21 @@ def outline_search(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, 
     return None, shift, moved if plain else rough
 
 
-def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
-    """The bundled salient-object network's map ``[1,1,h,w]`` of the rough mask's box grown by
-    ``margin`` of its size (0 elsewhere): zoomed onto the prompt, the object it marks is the
-    salient one, whatever else the photo holds. The network's own probability, not stretched."""
+def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25,
+                    segmenter=None) -> torch.Tensor:
+    """A salient-object map ``[1,1,h,w]`` of the rough mask's box grown by ``margin`` of its size
+    (:func:`~liwi_core.segmenter.prompt_window`; 0 elsewhere), the network's own probability, not
+    stretched: zoomed onto the prompt, the object it marks is the salient one, whatever else the
+    photo holds. By the bundled salient-object network, or by a prompt ``segmenter``
+    (:mod:`liwi_core.segmenter`), which also sees the mask and marks the object it points at."""
     from ..proposals import saliency_model
     from ..saliency import saliency_map
+    from ..segmenter import prompt_window, segment_prompt
 
-    h, w = img.shape[-2:]
-    y0, y1, x0, x1 = bounding_box(rough)
-    my, mx = round(margin * (y1 - y0)), round(margin * (x1 - x0))
-    y0, y1, x0, x1 = max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx)
+    if segmenter is not None:
+        return segment_prompt(segmenter, img, rough, margin)
+
+    y0, y1, x0, x1 = prompt_window(rough, margin)
     out = torch.zeros_like(rough[:, :1], dtype=torch.float32)
     with torch.no_grad():
         out[..., y0:y1, x0:x1] = saliency_map(saliency_model(), img[..., y0:y1, x0:x1], normalize=False)

@@ -1,0 +1,93 @@
+"""The prompt segmenter: its start from the saliency network, its window, its examples and training."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from liwi_core.saliency import U2NetP, load_saliency_model, saliency_map
+from liwi_core.segmenter import (
+    init_from_saliency,
+    prompt_window,
+    segment_prompt,
+    segmenter_inputs,
+)
+
+
+def _disc(h, w, cy, cx, r):
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r).float()[None, None]
+
+
+def test_an_untrained_segmenter_is_the_saliency_networks_zoomed_look():
+    image = torch.rand(1, 3, 120, 150, generator=torch.Generator().manual_seed(3))
+    rough = _disc(120, 150, 60, 70, 25)
+    seg = init_from_saliency()
+    assert seg.config.in_channels == 4
+    got = segment_prompt(seg, image, rough)
+    y0, y1, x0, x1 = prompt_window(rough)
+    assert (y0, y1, x0, x1) == (22, 99, 32, 109)  # the disc's box (rows 35-85, columns 45-95) grown by a quarter
+    want = saliency_map(load_saliency_model(), image[..., y0:y1, x0:x1], normalize=False)
+    assert torch.allclose(got[..., y0:y1, x0:x1], want, atol=1e-5)
+    outside = torch.ones_like(got, dtype=torch.bool)
+    outside[..., y0:y1, x0:x1] = False
+    assert got[outside].abs().max() == 0
+
+
+def test_the_prompt_channel_is_read_once_trained():
+    seg = init_from_saliency()
+    with torch.no_grad():
+        seg.stage1.rebnconvin.conv_s1.weight[:, 3] = 0.5
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    a = segment_prompt(seg, image, _disc(64, 64, 32, 32, 12))
+    b = segment_prompt(seg, image, _disc(64, 64, 32, 32, 12) * (torch.arange(64) < 32).float())
+    assert not torch.allclose(a, b)
+    x = segmenter_inputs(image, _disc(64, 64, 32, 32, 12), 32)
+    assert x.shape == (1, 4, 32, 32) and x[:, 3].min() == -1 and x[:, 3].max() == 1
+
+
+def test_an_example_is_one_object_in_its_window(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.dataset import iter_samples
+    from liwi_core.train_segmenter import prompt_example
+
+    data = write_scene_dataset(tmp_path / "data", 2, 64, 80, prefix="e")
+    sample = next(iter_samples(data))
+    for seed in range(6):
+        inputs, alpha, kind = prompt_example(sample, random.Random(seed), 48, flip=True)
+        assert inputs.shape == (4, 48, 48) and alpha.shape == (1, 48, 48)
+        assert 0 <= float(alpha.min()) and float(alpha.max()) <= 1 and float(alpha.max()) > 0.5
+        assert kind in ("exact", "eroded", "dilated", "blurred", "box", "scribble")
+        # the margin keeps a frame of background around the object's box
+        assert float(alpha[:, :, :2].max()) < 0.5 or float(alpha[:, :, -2:].max()) < 0.5
+
+
+def test_fit_writes_a_loadable_segmenter_and_resumes(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.errors import LiWiError
+    from liwi_core.segmenter import load_segmenter
+    from liwi_core.train_segmenter import fit
+
+    data = write_scene_dataset(tmp_path / "data", 3, 64, 80, prefix="s")
+    config = {"size": 64, "batch_size": 2, "steps": 3, "lr": 1e-4, "warmup_steps": 1, "log_every": 1,
+              "save_every": 1, "val_every": 100, "reload_every": 2}
+    lines: list[str] = []
+    fit(data, tmp_path / "run", {**config, "steps": 2}, log=lines.append)
+    state = torch.load(tmp_path / "run" / "checkpoint-latest" / "training_state.pt", weights_only=True)
+    assert state["step"] == 2
+    val = json.loads(lines[1])
+    assert val["step"] == 0 and 0 <= val["val"]["all"] <= 1
+    fit(data, tmp_path / "run", config, log=lines.append)
+    assert '"resume_step": 2' in "".join(lines)
+    model = load_segmenter(tmp_path / "run" / "checkpoint-latest")
+    assert isinstance(model, U2NetP) and model.config.in_channels == 4
+    # a later stage starts from a segmenter, never from a 3-channel saliency network
+    with pytest.raises(LiWiError, match="4 input channels"):
+        fit(data, tmp_path / "other", {**config, "init_from": "liwi_core/weights/u2netp"})
