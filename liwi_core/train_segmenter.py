@@ -26,6 +26,7 @@ import json
 import random
 import sys
 import time
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +35,9 @@ import torch.nn.functional as F
 
 from .dataset import iter_samples
 from .errors import LiWiError
+from .filters import bounding_box
 from .fitting import (
+    VAL_EVERY,
     after_step,
     jsonl_logger,
     learning_rate,
@@ -43,28 +46,34 @@ from .fitting import (
     optimise,
     save_checkpoint,
 )
-from .saliency import U2NetP
+from .saliency import U2NetP, lanczos_resize, normalise
 from .segmenter import init_from_saliency, prompt_window, segmenter_inputs
 from .train_proposer import _split_ids
 
 __all__ = ["fit", "losses", "main", "prompt_example"]
 
-#: prompt kinds validation reports, in this order
-KINDS = ("exact", "eroded", "dilated", "blurred", "box", "scribble")
+#: a photo whose largest salient region is smaller than this share of it gives no teacher example
+TEACHER_MIN_AREA = 0.02
+#: prompt kinds validation reports, in this order ("photo": the teacher examples on real photos)
+KINDS = ("exact", "eroded", "dilated", "blurred", "box", "scribble", "photo")
 
 
 def prompt_example(sample, rng: random.Random, size: int, margin: tuple[float, float] = (0.25, 0.25),
                    flip: bool = False):
     """One object of an ADD ``sample`` as the segmenter sees it: ``(inputs [4,S,S], alpha [1,S,S],
     kind)``, or None when the sample has no object with a prompt. ``margin``: the window's margin
-    is drawn uniformly from this range; ``flip``: flipped left-right with probability one half."""
+    is drawn uniformly from this range, on each side on its own when the range is not one value
+    (below 0: the window cuts the object, as a close-up's frame does); ``flip``: flipped left-right with probability one half."""
     from .train_refiner import object_prompts
 
     objects = list(object_prompts(sample, rng))
     if not objects:
         return None
     _, kind, prompt, image, _, layer = rng.choice(objects)
-    y0, y1, x0, x1 = prompt_window(prompt, rng.uniform(*margin))
+    if margin[0] == margin[1]:
+        y0, y1, x0, x1 = prompt_window(prompt, margin[0])
+    else:
+        y0, y1, x0, x1 = _window(prompt, [rng.uniform(*margin) for _ in range(4)])
     window = (..., slice(y0, y1), slice(x0, x1))
     inputs = segmenter_inputs(image[window], prompt[window].float(), size)[0]
     alpha = layer.alpha[window].float()
@@ -73,6 +82,111 @@ def prompt_example(sample, rng: random.Random, size: int, margin: tuple[float, f
     if flip and rng.random() < 0.5:
         inputs, alpha = inputs.flip(-1), alpha.flip(-1)
     return inputs, alpha, kind
+
+
+def teacher_example(photo: torch.Tensor, teacher: U2NetP, rng: random.Random, size: int,
+                    margin: tuple[float, float] = (-0.2, 0.4)):
+    """One example on a real photo ``[1,3,H,W]`` whose truth is the saliency network's own map of
+    the object: ``(image [3,S,S] uint8, prompt [1,S,S] uint8, target [1,S,S] uint8, kind)``, or None
+    when the network sees no object (less than :data:`TEACHER_MIN_AREA` of the photo).
+
+    ADD's scenes teach the segmenter to follow a prompt, but their objects are cut-outs pasted
+    on photos, and a network taught on them alone learns what a pasted edge looks like: on real
+    photos it left a cat's fur and an astronaut's face grey and kept the eyes. Zoomed on the
+    object a photo is about, the saliency network is right (that is why the engine looked
+    through it); so here the object is the largest region of its map of the whole photo, the
+    prompt that region exact, grown, shrunk, blurred or its box, the window drawn as for ADD's
+    examples (each side's margin from ``margin``: a close-up's frame cuts the object), and the
+    truth that region's map (its soft edge kept) on the window."""
+    import cv2
+
+    from .filters import dilate, erode, gaussian_blur
+    from .saliency import saliency_map
+
+    seen = saliency_map(teacher, photo, normalize=False)
+    whole = seen[0, 0] > 0.5
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(whole.numpy().astype("uint8"), connectivity=8)
+    if count < 2:
+        return None
+    best = 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())
+    if stats[best, cv2.CC_STAT_AREA] < TEACHER_MIN_AREA * whole.numel():
+        return None
+    region = torch.from_numpy(labels == best).float()[None, None]
+    reach = max(2, round(rng.uniform(0.03, 0.1) * float(region.sum()) ** 0.5))
+    kind = rng.choice(("exact", "dilated", "eroded", "blurred", "box"))
+    if kind == "dilated":
+        prompt = dilate(region, reach)
+    elif kind == "eroded":
+        prompt = erode(region, reach)
+    elif kind == "blurred":
+        prompt = (gaussian_blur(region, 2 * reach) > 0.5).float()
+    elif kind == "box":
+        y0, y1, x0, x1 = bounding_box(region)
+        prompt = torch.zeros_like(region)
+        prompt[..., y0:y1, x0:x1] = 1
+    else:
+        prompt = region
+    if float(prompt.sum()) == 0:
+        kind, prompt = "exact", region
+    y0, y1, x0, x1 = _window(prompt, [rng.uniform(*margin) for _ in range(4)])
+    image = photo[..., y0:y1, x0:x1]
+    # the map of that one region (its soft edge kept), not of the window: zoomed on a crop the
+    # network marks whatever is left in it (a tuft of fur), and a box's neighbour is not the object
+    own = seen * (dilate(region, max(2, reach // 2)) > 0.5)
+    target = lanczos_resize(own[..., y0:y1, x0:x1], (size, size)).clamp(0, 1)
+    small = lanczos_resize(image.float(), (size, size)).clamp(0, 1)
+    prompt = F.interpolate(prompt[..., y0:y1, x0:x1], size=(size, size), mode="area")
+
+    def to_bytes(t):
+        return (t[0] * 255).round().to(torch.uint8)
+
+    return to_bytes(small), to_bytes(prompt), to_bytes(target), kind
+
+
+def make_teacher_examples(photos, out, per_photo: int = 3, size: int = 320, seed: int = 0, max_side: int = 512,
+                          log=print) -> int:
+    """:func:`teacher_example` ``per_photo`` times for every photo in the folder ``photos``
+    (shrunk to at most ``max_side``), each written atomically to ``out/<photo>_<k>.pt``;
+    existing ones are kept (a rerun resumes). Returns how many exist."""
+    from .imageio import load_image
+    from .saliency import load_saliency_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = load_saliency_model()
+    files = sorted(f for f in Path(photos).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    for f in files:
+        if all((out / f"{f.stem}_{k}.pt").exists() for k in range(per_photo)):
+            continue
+        photo = load_image(f)[:, :3]
+        scale = min(1.0, max_side / max(photo.shape[-2:]))
+        if scale < 1:
+            photo = lanczos_resize(photo, (round(photo.shape[-2] * scale), round(photo.shape[-1] * scale))).clamp(0, 1)
+        for k in range(per_photo):
+            target = out / f"{f.stem}_{k}.pt"
+            example = teacher_example(photo, teacher, random.Random(f"{seed}/{f.name}/{k}"), size)
+            if example is None:
+                break
+            image, prompt, truth, kind = example
+            torch.save({"image": image, "prompt": prompt, "target": truth, "kind": kind}, target.with_suffix(".tmp"))
+            target.with_suffix(".tmp").replace(target)
+        log(f"{f.name}: done")
+    return len(list(out.glob("*.pt")))
+
+
+def _window(prompt: torch.Tensor, margins: list[float]) -> tuple[int, int, int, int]:
+    """:func:`~liwi_core.segmenter.prompt_window` with its own margin on each side (top, bottom,
+    left, right); a negative one cuts into the prompt's box, as the frame cuts an object that
+    fills a close-up photo (the window keeps at least 2 px)."""
+    h, w = prompt.shape[-2:]
+    y0, y1, x0, x1 = bounding_box(prompt)
+    bh, bw = y1 - y0, x1 - x0
+    top, bottom, left, right = (round(m * s) for m, s in zip(margins, (bh, bh, bw, bw)))
+    y0, y1 = max(0, y0 - top), min(h, y1 + bottom)
+    x0, x1 = max(0, x0 - left), min(w, x1 + right)
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        return prompt_window(prompt, 0.0)
+    return y0, y1, x0, x1
 
 
 class _Examples(torch.utils.data.Dataset):
@@ -95,6 +209,40 @@ class _Examples(torch.utils.data.Dataset):
         if example is None:  # no object: an empty window the collate step drops
             return torch.zeros(4, self.size, self.size), torch.zeros(1, self.size, self.size), ""
         return example
+
+
+def _teacher_held_back(path: Path) -> bool:
+    """Teacher examples of one photo in :data:`~liwi_core.fitting.VAL_EVERY` (by a stable hash of
+    the photo's name) are held back."""
+    return zlib.crc32(path.stem.rsplit("_", 1)[0].encode()) % VAL_EVERY == 0
+
+
+def teacher_files(folder) -> tuple[list[Path], list[Path]]:
+    """The finished teacher examples of ``folder`` (:func:`make_teacher_examples`), split into
+    ``(train, held back)``."""
+    files = sorted(Path(folder).glob("*.pt"))
+    held = [_teacher_held_back(f) for f in files]
+    return [f for f, h in zip(files, held) if not h], [f for f, h in zip(files, held) if h]
+
+
+class _TeacherExamples(torch.utils.data.Dataset):
+    """Teacher examples as ``(inputs [4,S,S], target [1,S,S], "photo")``, flipped at random when
+    augmenting."""
+
+    def __init__(self, files: list[Path], augment: bool):
+        self.files, self.augment = files, augment
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        example = torch.load(self.files[i], weights_only=True)
+        image = example["image"].float()[None] / 255
+        inputs = torch.cat([normalise(image)[0], example["prompt"].float() / 255 * 2 - 1])
+        target = example["target"].float() / 255
+        if self.augment and random.random() < 0.5:
+            inputs, target = inputs.flip(-1), target.flip(-1)
+        return inputs, target, "photo"
 
 
 def losses(logits_fused: torch.Tensor, logits_sides: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -137,9 +285,11 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     """Train (or resume) the segmenter on an ADD dataset; returns the checkpoint folder.
 
     ``config``: ``steps``, ``batch_size``, ``lr`` (AdamW, cosine after ``warmup_steps``, 100),
-    optionally ``size`` (320), ``margin`` ([low, high], default [0.15, 0.4]), ``reload_every``,
+    optionally ``size`` (320), ``margin`` ([low, high] per side, default [0.15, 0.4]), ``reload_every``,
     ``log_every``, ``save_every``, ``val_every``, ``val_samples`` (256), ``anneal_within_minutes``,
-    ``init_from`` (a segmenter folder; default: the bundled saliency network)."""
+    ``init_from`` (a segmenter folder; default: the bundled saliency network), ``teacher_examples``
+    (a folder from :func:`make_teacher_examples`, which may still be filling) and ``teacher_share``
+    (0.5: the share of each batch drawn from it)."""
     root, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size, batch_size, steps = config.get("size", 320), config["batch_size"], config["steps"]
@@ -160,8 +310,12 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     optimizer, step = make_optimizer(model, config, state)
     train_ids, val_ids = _split_ids(root)
-    val_loader = torch.utils.data.DataLoader(_Examples(root, val_ids[:config.get("val_samples", 256)], size, False),
-                                             batch_size=16, num_workers=workers)
+    val_set = _Examples(root, val_ids[:config.get("val_samples", 256)], size, False)
+    teacher = config.get("teacher_examples")
+    share = config.get("teacher_share", 0.5) if teacher else 0.0
+    if teacher:
+        val_set = torch.utils.data.ConcatDataset([val_set, _TeacherExamples(teacher_files(teacher)[1], False)])
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=16, num_workers=workers)
     check = partial(validate, model, val_loader, device)
     started = time.time()
     log(json.dumps({"samples": len(train_ids), "val": len(val_ids), "resume_step": step}))
@@ -173,10 +327,15 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         nonlocal train_ids
         while True:
             train_ids = _split_ids(root)[0]
-            picks = random.Random(len(train_ids) + step).choices(train_ids, k=config.get("reload_every", 200) *
-                                                                  batch_size)
-            loader = torch.utils.data.DataLoader(_Examples(root, picks, size, True, margin, seed=step),
-                                                 batch_size=batch_size, num_workers=workers, drop_last=True)
+            rng = random.Random(len(train_ids) + step)
+            count = config.get("reload_every", 200) * batch_size
+            photos = teacher_files(teacher)[0] if teacher else []
+            taught = round(share * count) if photos else 0
+            parts = [_Examples(root, rng.choices(train_ids, k=count - taught), size, True, margin, seed=step)]
+            if taught:
+                parts.append(_TeacherExamples(rng.choices(photos, k=taught), True))
+            loader = torch.utils.data.DataLoader(torch.utils.data.ConcatDataset(parts), batch_size=batch_size,
+                                                 shuffle=True, num_workers=workers, drop_last=True)
             yield from loader
 
     stream = batches()
@@ -208,7 +367,16 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
     f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
     f.add_argument("--workers", type=int, default=0, help="processes reading samples")
+    t = sub.add_parser("teach", help="write examples on real photos whose truth is the saliency network's zoomed look")
+    t.add_argument("--photos", required=True, help="folder of photos (never the evaluation photos)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--per-photo", type=int, default=3)
+    t.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.command == "teach":
+        print(make_teacher_examples(args.photos, args.out, args.per_photo, seed=args.seed,
+                                    log=lambda line: None), "examples")
+        return 0
     try:
         config = json.loads(Path(args.config).read_text())
         out = Path(args.out)

@@ -91,3 +91,66 @@ def test_fit_writes_a_loadable_segmenter_and_resumes(tmp_path):
     # a later stage starts from a segmenter, never from a 3-channel saliency network
     with pytest.raises(LiWiError, match="4 input channels"):
         fit(data, tmp_path / "other", {**config, "init_from": "liwi_core/weights/u2netp"})
+
+
+def test_a_window_with_negative_margins_cuts_into_the_prompts_box():
+    from liwi_core.train_segmenter import _window
+
+    prompt = torch.zeros(1, 1, 100, 100)
+    prompt[..., 20:60, 30:90] = 1
+    assert _window(prompt, [0.25, 0.25, 0.25, 0.25]) == (10, 70, 15, 100)  # clipped at the right
+    assert _window(prompt, [-0.25, 0.0, 0.0, -0.5]) == (30, 60, 30, 60)  # the frame cuts the object
+    assert _window(prompt, [-0.6, -0.6, 0.0, 0.0]) == (20, 60, 30, 90)  # nothing left: the box itself
+
+
+def _photo_with_a_disc(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    photo = 0.25 + 0.05 * torch.rand(1, 3, 160, 200, generator=g)
+    disc = _disc(160, 200, 80, 90, 40)
+    return photo * (1 - disc) + disc * torch.tensor([0.9, 0.5, 0.1]).view(1, 3, 1, 1)
+
+
+def test_teacher_examples_on_a_photo_follow_the_saliency_networks_object(tmp_path):
+    from liwi_core.train_segmenter import make_teacher_examples, teacher_example
+
+    teacher = load_saliency_model()
+    for seed in range(4):
+        example = teacher_example(_photo_with_a_disc(), teacher, random.Random(seed), 64)
+        assert example is not None
+        image, prompt, target, kind = example
+        assert image.dtype == torch.uint8 and image.shape == (3, 64, 64) and target.shape == prompt.shape == (1, 64, 64)
+        assert kind in ("exact", "dilated", "eroded", "blurred", "box")
+        # the truth is the disc: bright where the disc's orange is, dark on the grey ground
+        orange = (image[0].float() > 200) & (image[2].float() < 60)
+        assert target[0][orange].float().mean() > 200 and target[0][~orange].float().mean() < 80
+    flat = torch.full((1, 3, 96, 96), 0.5)
+    assert teacher_example(flat, teacher, random.Random(0), 64) is None  # nothing salient: no example
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from liwi_core.imageio import save_image
+
+    save_image(_photo_with_a_disc(), photos / "disc.png")
+    assert make_teacher_examples(photos, tmp_path / "taught", per_photo=2, size=64) == 2
+    assert make_teacher_examples(photos, tmp_path / "taught", per_photo=2, size=64) == 2  # a rerun keeps them
+
+
+def test_fit_mixes_teacher_examples_and_reports_them(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.imageio import save_image
+    from liwi_core.train_segmenter import fit, make_teacher_examples
+
+    data = write_scene_dataset(tmp_path / "data", 3, 64, 80, prefix="s")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a", "b", "c", "d", "e", "f"):
+        save_image(_photo_with_a_disc(ord(name)), photos / f"{name}.png")
+    taught = tmp_path / "taught"
+    make_teacher_examples(photos, taught, per_photo=1, size=64)
+    config = {"size": 64, "batch_size": 2, "steps": 2, "lr": 1e-4, "warmup_steps": 1, "log_every": 1,
+              "save_every": 1, "val_every": 100, "reload_every": 2, "teacher_examples": str(taught),
+              "teacher_share": 0.5, "margin": [-0.2, 0.4]}
+    lines: list[str] = []
+    fit(data, tmp_path / "run", config, log=lines.append)
+    vals = [json.loads(line)["val"] for line in lines if '"val": {' in line]
+    assert vals and all(0 <= v["all"] <= 1 for v in vals)
