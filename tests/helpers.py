@@ -25,10 +25,11 @@ def write_scene_dataset(root, count: int, h: int, w: int, prefix: str = "s"):
     return root
 
 
-def check_bundled_weights(folder, model, licence: str = "GNU General Public License, version 3") -> None:
+def check_bundled_weights(folder, model, licence: str = "GNU General Public License, version 3",
+                          trained=None) -> None:
     """A bundled checkpoint folder: its four files, a safetensors file (not a pickle), trained
-    weights (``model.head`` left its zero start), a model card naming its sources and the
-    reserved photos, and its licence."""
+    weights (``trained(model)``, default ``model.head.weight``, left its zero start), a model card
+    naming its sources and the reserved photos, and its licence."""
     import json
 
     names = sorted(p.name for p in folder.iterdir())
@@ -36,7 +37,8 @@ def check_bundled_weights(folder, model, licence: str = "GNU General Public Lice
     with open(folder / "diffusion_pytorch_model.safetensors", "rb") as fh:
         header = int.from_bytes(fh.read(8), "little")
         assert json.loads(fh.read(header))
-    assert float(model.head.weight.detach().abs().max()) > 0
+    weight = trained(model) if trained is not None else model.head.weight
+    assert float(weight.detach().abs().max()) > 0
     card = (folder / "MODEL_CARD.md").read_text()
     assert "tuxpaint-stamps-default" in card and "gcompris-qt-data" in card and "example_images" in card
     assert licence in (folder / "LICENSE").read_text()

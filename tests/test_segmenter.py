@@ -154,3 +154,18 @@ def test_fit_mixes_teacher_examples_and_reports_them(tmp_path):
     fit(data, tmp_path / "run", config, log=lines.append)
     vals = [json.loads(line)["val"] for line in lines if '"val": {' in line]
     assert vals and all(0 <= v["all"] <= 1 for v in vals)
+
+
+def test_the_engines_guide_is_where_both_networks_see_the_object():
+    from liwi_core.engines.classical import prompt_saliency
+
+    seg = init_from_saliency()
+    with torch.no_grad():  # a segmenter that has learnt to trust the prompt a little
+        seg.stage1.rebnconvin.conv_s1.weight[:, 3] = 0.2
+    image = torch.rand(1, 3, 96, 120, generator=torch.Generator().manual_seed(5))
+    rough = _disc(96, 120, 48, 60, 20)
+    plain = prompt_saliency(image, rough)
+    both = prompt_saliency(image, rough, segmenter=seg)
+    alone = segment_prompt(seg, image, rough)
+    assert torch.equal(both, torch.minimum(plain, alone))
+    assert not torch.equal(both, plain) and not torch.equal(both, alone)

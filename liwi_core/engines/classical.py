@@ -199,19 +199,25 @@ def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25
     """A salient-object map ``[1,1,h,w]`` of the rough mask's box grown by ``margin`` of its size
     (:func:`~liwi_core.segmenter.prompt_window`; 0 elsewhere), the network's own probability, not
     stretched: zoomed onto the prompt, the object it marks is the salient one, whatever else the
-    photo holds. By the bundled salient-object network, or by a prompt ``segmenter``
-    (:mod:`liwi_core.segmenter`), which also sees the mask and marks the object it points at."""
+    photo holds.
+
+    With a prompt ``segmenter`` (:mod:`liwi_core.segmenter`), which also sees the mask, the map is
+    the lower of its map and the salient-object network's: a pixel is the object's where both
+    say so. The segmenter drops what a box or a loose brush holds besides the object (a
+    neighbour the salient-object network marks too); the salient-object network, which has only
+    seen real photos, drops what the segmenter, taught mostly on cut-outs pasted on photos, takes
+    from a loose brush on a real one (a rocket's gantry).
+    """
     from ..proposals import saliency_model
     from ..saliency import saliency_map
     from ..segmenter import prompt_window, segment_prompt
-
-    if segmenter is not None:
-        return segment_prompt(segmenter, img, rough, margin)
 
     y0, y1, x0, x1 = prompt_window(rough, margin)
     out = torch.zeros_like(rough[:, :1], dtype=torch.float32)
     with torch.no_grad():
         out[..., y0:y1, x0:x1] = saliency_map(saliency_model(), img[..., y0:y1, x0:x1], normalize=False)
+    if segmenter is not None:
+        out = torch.minimum(out, segment_prompt(segmenter, img, rough, margin))
     return out
 
 
