@@ -15,10 +15,14 @@ def _widget_name(f, meta: dict) -> str:
 
 
 def settings_inputs(settings_type, only: tuple[str, ...] | None = None, prefix_tooltip: str = "") -> list:
-    """One widget per declared option (or those named in ``only``): its default, range, list labels
-    and help as the tooltip."""
+    """One widget per declared option (or those named in ``only``, in that order: widgets added
+    later go last, so saved workflows' positional values stay in place): its default, range,
+    list labels and help as the tooltip."""
     inputs = []
-    for f, meta in option_specs(settings_type, only):
+    specs = option_specs(settings_type, only)
+    if only is not None:
+        specs = sorted(specs, key=lambda spec: only.index(spec[0].name))
+    for f, meta in specs:
         name, default = _widget_name(f, meta), f.default
         tooltip = prefix_tooltip + meta["help"]
         if meta["labels"]:

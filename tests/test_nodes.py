@@ -208,9 +208,9 @@ def test_decompose_widgets_come_from_the_engine_settings(comfy):
     # widgets added later come after ``engine``: saved workflows' positional values stay in place
     assert [i.id for i in inputs] == ["image", "masks", "model", "order", "refine_masks", "edge_radius",
                                       "shadow_reach", "shadow_threshold", "shadow_channels", "max_objects", "engine",
-                                      "saliency_guide", "refine_edges"]
+                                      "saliency_guide", "refine_edges", "prompt_segmenter"]
     assert [i.default for i in inputs[4:9] + inputs[11:]] == widget_defaults(RefinedSettings) == [
-        True, 0, 0.75, 0.06, "grey", True, True]
+        True, 0, 0.75, 0.06, "grey", True, True, True]
     assert inputs[10].default == DEFAULT_ENGINE and inputs[10].options == ["refined", "classical"]
     by_id = {i.id: i for i in inputs}
     for f, meta in option_specs(RefinedSettings):

@@ -169,3 +169,14 @@ def test_the_engines_guide_is_where_both_networks_see_the_object():
     alone = segment_prompt(seg, image, rough)
     assert torch.equal(both, torch.minimum(plain, alone))
     assert not torch.equal(both, plain) and not torch.equal(both, alone)
+
+
+def test_the_bundled_segmenter_loads_and_has_its_card_and_licence():
+    from helpers import check_bundled_weights
+
+    from liwi_core.segmenter import DEFAULT_SEGMENTER, load_segmenter, shared_segmenter
+
+    model = load_segmenter()
+    assert model is not None and model.config.in_channels == 4 and shared_segmenter() is not None
+    check_bundled_weights(DEFAULT_SEGMENTER, model, trained=lambda m: m.stage1.rebnconvin.conv_s1.weight[:, 3])
+    assert "Apache License" in (DEFAULT_SEGMENTER / "LICENSE").read_text()

@@ -85,7 +85,7 @@ class RefinedSettings(ClassicalSettings):
 
 #: options added after the Decompose node's ``engine`` widget: workflows saved before them keep
 #: their widget values in place (saved widget values are positional)
-APPENDED_OPTIONS = ("saliency_guide", "refine_edges")
+APPENDED_OPTIONS = ("saliency_guide", "refine_edges", "prompt_segmenter")
 #: the options whose widgets come before ``engine``, in declaration order
 LEADING_OPTIONS = tuple(f.name for f, _ in option_specs(RefinedSettings) if f.name not in APPENDED_OPTIONS)
 
