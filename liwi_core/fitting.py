@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["VAL_EVERY", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_latest",
-           "make_optimizer", "optimise", "save_checkpoint"]
+__all__ = ["VAL_EVERY", "add_fit_parser", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_latest",
+           "make_optimizer", "optimise", "run_fit", "save_checkpoint"]
 
 #: one sample in VAL_EVERY (by its number) is held back for validation
 VAL_EVERY = 20
@@ -114,3 +114,37 @@ def jsonl_logger(out: Path) -> Callable[[str], None]:
         with open(out / "log.jsonl", "a") as fh:
             fh.write(line + "\n")
     return log
+
+
+def add_fit_parser(sub, what: str, default_config: str):
+    """The ``fit`` command of a trainer that reads an ADD dataset as it fills (the proposer, the
+    segmenter): ``--data --out --config --minutes --device --workers``; ``default_config`` is a
+    file name in ``training/configs``."""
+    f = sub.add_parser("fit", help=f"train or resume the {what} on an ADD dataset")
+    f.add_argument("--data", required=True, help="ADD dataset folder (it may still be filling)")
+    f.add_argument("--out", required=True)
+    f.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "training" / "configs" /
+                                           default_config))
+    f.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
+    f.add_argument("--workers", type=int, default=0, help="processes reading samples")
+    return f
+
+
+def run_fit(fit: Callable, args) -> int:
+    """Run ``fit(data, out, config, minutes, log, device=, workers=)`` for :func:`add_fit_parser`'s
+    arguments, logging to ``<out>/log.jsonl``; a :class:`~liwi_core.errors.LiWiError` is one line
+    on stderr and exit status 1."""
+    import sys
+
+    from .errors import LiWiError
+
+    try:
+        config = json.loads(Path(args.config).read_text())
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        print(fit(args.data, out, config, args.minutes, jsonl_logger(out), device=args.device, workers=args.workers))
+    except LiWiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

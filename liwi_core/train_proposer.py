@@ -46,13 +46,14 @@ from .dataset import iter_samples, sample_ids
 from .errors import LiWiError
 from .filters import bounding_box, erode
 from .fitting import (
+    add_fit_parser,
     after_step,
     is_held_back,
-    jsonl_logger,
     learning_rate,
     load_latest,
     make_optimizer,
     optimise,
+    run_fit,
     save_checkpoint,
 )
 from .saliency import U2NetP, lanczos_resize, load_saliency_model, normalise
@@ -378,24 +379,9 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m liwi_core.train_proposer", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fit", help="train or resume the proposer on an ADD dataset")
-    f.add_argument("--data", required=True, help="ADD dataset folder (it may still be filling)")
-    f.add_argument("--out", required=True)
-    f.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "training" / "configs" /
-                                           "proposer.json"))
-    f.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
-    f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
-    f.add_argument("--workers", type=int, default=0, help="processes reading samples")
+    add_fit_parser(sub, "proposer", "proposer.json")
     args = p.parse_args(argv)
-    try:
-        config = json.loads(Path(args.config).read_text())
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        print(fit(args.data, out, config, args.minutes, jsonl_logger(out), device=args.device, workers=args.workers))
-    except LiWiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_fit(fit, args)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,13 @@ from .errors import LiWiError
 from .filters import bounding_box
 from .fitting import (
     VAL_EVERY,
+    add_fit_parser,
     after_step,
-    jsonl_logger,
     learning_rate,
     load_latest,
     make_optimizer,
     optimise,
+    run_fit,
     save_checkpoint,
 )
 from .saliency import U2NetP, lanczos_resize, normalise
@@ -359,15 +360,8 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m liwi_core.train_segmenter", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fit", help="train or resume the prompt segmenter on an ADD dataset")
-    f.add_argument("--data", required=True, help="ADD dataset folder (it may still be filling)")
-    f.add_argument("--out", required=True)
-    f.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "training" / "configs" /
-                                           "segmenter.json"))
-    f.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
-    f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
-    f.add_argument("--workers", type=int, default=0, help="processes reading samples")
-    t = sub.add_parser("teach", help="write examples on real photos whose truth is the saliency network's zoomed look")
+    add_fit_parser(sub, "prompt segmenter", "segmenter.json")
+    t = sub.add_parser("teach", help="write examples on real photos whose truth is the saliency network's map of their main object")
     t.add_argument("--photos", required=True, help="folder of photos (never the evaluation photos)")
     t.add_argument("--out", required=True)
     t.add_argument("--per-photo", type=int, default=3)
@@ -377,15 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(make_teacher_examples(args.photos, args.out, args.per_photo, seed=args.seed,
                                     log=lambda line: None), "examples")
         return 0
-    try:
-        config = json.loads(Path(args.config).read_text())
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        print(fit(args.data, out, config, args.minutes, jsonl_logger(out), device=args.device, workers=args.workers))
-    except LiWiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_fit(fit, args)
 
 
 if __name__ == "__main__":

@@ -180,3 +180,25 @@ def test_the_bundled_segmenter_loads_and_has_its_card_and_licence():
     assert model is not None and model.config.in_channels == 4 and shared_segmenter() is not None
     check_bundled_weights(DEFAULT_SEGMENTER, model, trained=lambda m: m.stage1.rebnconvin.conv_s1.weight[:, 3])
     assert "Apache License" in (DEFAULT_SEGMENTER / "LICENSE").read_text()
+
+
+def test_the_command_line_fits_and_teaches_and_says_what_is_wrong(tmp_path, capsys):
+    from helpers import write_scene_dataset
+
+    from liwi_core.imageio import save_image
+    from liwi_core.train_segmenter import main
+
+    data = write_scene_dataset(tmp_path / "data", 2, 64, 80, prefix="c")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"size": 64, "batch_size": 2, "steps": 1, "lr": 1e-4, "val_every": 100}))
+    assert main(["fit", "--data", str(data), "--out", str(tmp_path / "run"), "--config", str(config)]) == 0
+    assert (tmp_path / "run" / "checkpoint-latest" / "config.json").is_file()
+    assert (tmp_path / "run" / "log.jsonl").is_file()
+    config.write_text(json.dumps({"steps": 1, "batch_size": 1, "lr": 1e-4, "init_from": str(tmp_path / "nowhere")}))
+    assert main(["fit", "--data", str(data), "--out", str(tmp_path / "other"), "--config", str(config)]) == 1
+    assert capsys.readouterr().err.startswith("error: init_from")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_image(_photo_with_a_disc(), photos / "disc.png")
+    assert main(["teach", "--photos", str(photos), "--out", str(tmp_path / "taught"), "--per-photo", "2"]) == 0
+    assert len(list((tmp_path / "taught").glob("*.pt"))) == 2
