@@ -1,8 +1,8 @@
 """What the trainers share: the learning-rate schedule, one optimiser step, the bookkeeping after
 it (log, atomic checkpoint, validation, the time limit) and the held-back split.
 
-Used by :mod:`liwi_core.train_refiner` and :mod:`liwi_core.train_proposer`; a checkpoint is a
-diffusers folder (``save_pretrained``) plus ``training_state.pt`` (optimiser and step), written
+Used by :mod:`liwi_core.train_refiner`, :mod:`liwi_core.train_proposer` and
+:mod:`liwi_core.train_segmenter`; a checkpoint is a diffusers folder (``save_pretrained``) plus ``training_state.pt`` (optimiser and step), written
 to ``<out>/checkpoint-latest`` atomically, so a rerun resumes from the last one.
 """
 
@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 __all__ = ["VAL_EVERY", "add_fit_parser", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_latest",
-           "make_optimizer", "optimise", "run_fit", "save_checkpoint"]
+           "make_optimizer", "optimise", "run_fit", "save_checkpoint",
+           "split_samples"]
 
 #: one sample in VAL_EVERY (by its number) is held back for validation
 VAL_EVERY = 20
@@ -30,6 +31,19 @@ def is_held_back(name: str) -> bool:
     by its sample's number, so the objects of one sample stay on one side."""
     number = Path(name).stem.split("_o")[0].rsplit("-", 1)[-1]
     return number.isdigit() and int(number) % VAL_EVERY == 0
+
+
+def split_samples(root) -> tuple[list[str], list[str]]:
+    """The finished samples of the ADD dataset ``root`` as ``(train, held back)`` ids
+    (:func:`is_held_back`); a dataset with none is a :class:`~liwi_core.errors.LiWiError`."""
+    from .dataset import sample_ids
+    from .errors import LiWiError
+
+    ids = sample_ids(root)
+    if not ids:
+        raise LiWiError(f"dataset '{root}' has no finished samples: run 'python -m liwi_core add' first")
+    held = [is_held_back(s) for s in ids]
+    return [s for s, h in zip(ids, held) if not h], [s for s, h in zip(ids, held) if h]
 
 
 def learning_rate(config: dict, step: int, started: float, minutes: float | None, warmup_steps: int = 0) -> float:

@@ -17,6 +17,7 @@ network), its map put back at the window's size and 0 outside it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -50,13 +51,22 @@ def init_from_saliency(path=None) -> U2NetP:
     return model.to(memory_format=torch.channels_last)
 
 
-def prompt_window(rough: torch.Tensor, margin: float = PROMPT_MARGIN) -> tuple[int, int, int, int]:
+def prompt_window(rough: torch.Tensor, margin: float | Sequence[float] = PROMPT_MARGIN) -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)``: the box of ``rough`` (``[1,1,H,W]``, not empty) grown by ``margin`` of
-    its height and width on each side, within the image."""
+    its height and width on each side, within the image. ``margin`` may also be four margins,
+    top, bottom, left and right (the trainer's windows); a negative one cuts into the box, as the
+    frame cuts an object that fills a close-up photo, and four that leave less than 2 px give
+    the box itself."""
     h, w = rough.shape[-2:]
     y0, y1, x0, x1 = bounding_box(rough)
-    my, mx = round(margin * (y1 - y0)), round(margin * (x1 - x0))
-    return max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx)
+    per_side = not isinstance(margin, (int, float))
+    top, bottom, left, right = margin if per_side else (margin,) * 4
+    bh, bw = y1 - y0, x1 - x0
+    window = (max(0, y0 - round(top * bh)), min(h, y1 + round(bottom * bh)),
+              max(0, x0 - round(left * bw)), min(w, x1 + round(right * bw)))
+    if per_side and (window[1] - window[0] < 2 or window[3] - window[2] < 2):
+        return y0, y1, x0, x1
+    return window
 
 
 def segmenter_inputs(image: torch.Tensor, rough: torch.Tensor, side: int) -> torch.Tensor:

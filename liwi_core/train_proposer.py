@@ -42,19 +42,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .dataset import iter_samples, sample_ids
+from .dataset import iter_samples
 from .errors import LiWiError
 from .filters import bounding_box, erode
 from .fitting import (
     add_fit_parser,
     after_step,
-    is_held_back,
     learning_rate,
     load_latest,
     make_optimizer,
     optimise,
     run_fit,
     save_checkpoint,
+    split_samples,
 )
 from .saliency import U2NetP, lanczos_resize, load_saliency_model, normalise
 
@@ -284,14 +284,6 @@ def validate(model: U2NetP, loader, device, teacher: U2NetP | None = None,
     return scores
 
 
-def _split_ids(root: Path) -> tuple[list[str], list[str]]:
-    ids = sample_ids(root)
-    if not ids:
-        raise LiWiError(f"dataset '{root}' has no finished samples: run 'python -m liwi_core add' first")
-    held = [is_held_back(s) for s in ids]
-    return [s for s, h in zip(ids, held) if not h], [s for s, h in zip(ids, held) if h]
-
-
 def fit(data, out, config: dict, minutes: float | None = None, log=print,
         device: str | torch.device = "cpu", workers: int = 0) -> Path:
     """Train (or resume) the proposer on an ADD dataset; returns the checkpoint folder.
@@ -331,7 +323,7 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         teacher = load_saliency_model(source).to(device).eval().requires_grad_(False)
     teacher_input = config.get("teacher_input", "background")
     needs_background = teacher is not None and teacher_input == "background"
-    train_ids, val_ids = _split_ids(root)
+    train_ids, val_ids = split_samples(root)
     val_loader = torch.utils.data.DataLoader(_Scenes(root, val_ids[:256], size, augment=False,
                                                      background=needs_background),
                                              batch_size=16, num_workers=workers)
@@ -344,7 +336,7 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     def batches():
         nonlocal train_ids
         while True:
-            train_ids = _split_ids(root)[0]
+            train_ids = split_samples(root)[0]
             count = config.get("reload_every", 200) * batch_size
             picks = random.Random(len(train_ids) + step).choices(train_ids, k=count)
             loader = torch.utils.data.DataLoader(_Scenes(root, picks, size, augment=True, seed=step,

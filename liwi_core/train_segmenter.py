@@ -46,10 +46,10 @@ from .fitting import (
     optimise,
     run_fit,
     save_checkpoint,
+    split_samples,
 )
 from .saliency import U2NetP, lanczos_resize, normalise
 from .segmenter import init_from_saliency, prompt_window, segmenter_inputs
-from .train_proposer import _split_ids
 
 __all__ = ["fit", "losses", "main", "prompt_example"]
 
@@ -71,10 +71,8 @@ def prompt_example(sample, rng: random.Random, size: int, margin: tuple[float, f
     if not objects:
         return None
     _, kind, prompt, image, _, layer = rng.choice(objects)
-    if margin[0] == margin[1]:
-        y0, y1, x0, x1 = prompt_window(prompt, margin[0])
-    else:
-        y0, y1, x0, x1 = _window(prompt, [rng.uniform(*margin) for _ in range(4)])
+    y0, y1, x0, x1 = prompt_window(prompt, margin[0] if margin[0] == margin[1] else
+                                   [rng.uniform(*margin) for _ in range(4)])
     window = (..., slice(y0, y1), slice(x0, x1))
     inputs = segmenter_inputs(image[window], prompt[window].float(), size)[0]
     alpha = layer.alpha[window].float()
@@ -129,7 +127,7 @@ def teacher_example(photo: torch.Tensor, teacher: U2NetP, rng: random.Random, si
         prompt = region
     if float(prompt.sum()) == 0:
         kind, prompt = "exact", region
-    y0, y1, x0, x1 = _window(prompt, [rng.uniform(*margin) for _ in range(4)])
+    y0, y1, x0, x1 = prompt_window(prompt, [rng.uniform(*margin) for _ in range(4)])
     image = photo[..., y0:y1, x0:x1]
     # the map of that one region (its soft edge kept), not of the window: zoomed on a crop the
     # network marks whatever is left in it (a tuft of fur), and a box's neighbour is not the object
@@ -173,21 +171,6 @@ def make_teacher_examples(photos, out, per_photo: int = 3, size: int = 320, seed
             target.with_suffix(".tmp").replace(target)
         log(f"{f.name}: done")
     return len(list(out.glob("*.pt")))
-
-
-def _window(prompt: torch.Tensor, margins: list[float]) -> tuple[int, int, int, int]:
-    """:func:`~liwi_core.segmenter.prompt_window` with its own margin on each side (top, bottom,
-    left, right); a negative one cuts into the prompt's box, as the frame cuts an object that
-    fills a close-up photo (the window keeps at least 2 px)."""
-    h, w = prompt.shape[-2:]
-    y0, y1, x0, x1 = bounding_box(prompt)
-    bh, bw = y1 - y0, x1 - x0
-    top, bottom, left, right = (round(m * s) for m, s in zip(margins, (bh, bh, bw, bw)))
-    y0, y1 = max(0, y0 - top), min(h, y1 + bottom)
-    x0, x1 = max(0, x0 - left), min(w, x1 + right)
-    if y1 - y0 < 2 or x1 - x0 < 2:
-        return prompt_window(prompt, 0.0)
-    return y0, y1, x0, x1
 
 
 class _Examples(torch.utils.data.Dataset):
@@ -310,7 +293,7 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     optimizer, step = make_optimizer(model, config, state)
-    train_ids, val_ids = _split_ids(root)
+    train_ids, val_ids = split_samples(root)
     val_set = _Examples(root, val_ids[:config.get("val_samples", 256)], size, False)
     teacher = config.get("teacher_examples")
     share = config.get("teacher_share", 0.5) if teacher else 0.0
@@ -327,7 +310,7 @@ def fit(data, out, config: dict, minutes: float | None = None, log=print,
     def batches():
         nonlocal train_ids
         while True:
-            train_ids = _split_ids(root)[0]
+            train_ids = split_samples(root)[0]
             rng = random.Random(len(train_ids) + step)
             count = config.get("reload_every", 200) * batch_size
             photos = teacher_files(teacher)[0] if teacher else []

@@ -94,13 +94,11 @@ def test_fit_writes_a_loadable_segmenter_and_resumes(tmp_path):
 
 
 def test_a_window_with_negative_margins_cuts_into_the_prompts_box():
-    from liwi_core.train_segmenter import _window
-
     prompt = torch.zeros(1, 1, 100, 100)
     prompt[..., 20:60, 30:90] = 1
-    assert _window(prompt, [0.25, 0.25, 0.25, 0.25]) == (10, 70, 15, 100)  # clipped at the right
-    assert _window(prompt, [-0.25, 0.0, 0.0, -0.5]) == (30, 60, 30, 60)  # the frame cuts the object
-    assert _window(prompt, [-0.6, -0.6, 0.0, 0.0]) == (20, 60, 30, 90)  # nothing left: the box itself
+    assert prompt_window(prompt, [0.25, 0.25, 0.25, 0.25]) == (10, 70, 15, 100)  # clipped at the right
+    assert prompt_window(prompt, [-0.25, 0.0, 0.0, -0.5]) == (30, 60, 30, 60)  # the frame cuts the object
+    assert prompt_window(prompt, [-0.6, -0.6, 0.0, 0.0]) == (20, 60, 30, 90)  # nothing left: the box itself
 
 
 def _photo_with_a_disc(seed=0):
