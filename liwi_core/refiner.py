@@ -34,18 +34,22 @@ from torch import nn
 from .filters import dilate, luminance
 from .model import conv_block, unet_features
 
-__all__ = ["INPUT_CHANNELS", "INPUT_PLANES", "SALIENCY_CHANNEL", "LiWiRefiner", "RefinerOutput", "apply_corrections",
+__all__ = ["CAST_CHANNEL", "INPUT_CHANNELS", "INPUT_PLANES", "SALIENCY_CHANNEL", "LiWiRefiner", "RefinerOutput", "apply_corrections",
            "correct_alpha", "input_plane", "refiner_inputs"]
 
 #: what :func:`refiner_inputs` stacks, in order, with each plane's channel count
-INPUT_PLANES = (("image", 3), ("prompt", 1), ("alpha", 1), ("shadow", 1), ("background", 3), ("saliency", 1))
+INPUT_PLANES = (("image", 3), ("prompt", 1), ("alpha", 1), ("shadow", 1), ("background", 3), ("saliency", 1),
+                ("cast", 1))
 _PLANE_SLICES = {}
 for _name, _width in INPUT_PLANES:
     _start = sum(s.stop - s.start for s in _PLANE_SLICES.values())
     _PLANE_SLICES[_name] = slice(_start, _start + _width)
 INPUT_CHANNELS = sum(width for _, width in INPUT_PLANES)
-#: where :func:`refiner_inputs` puts the saliency map (the last channel)
+#: where :func:`refiner_inputs` puts the saliency map
 SALIENCY_CHANNEL = _PLANE_SLICES["saliency"].start
+#: where it puts the fitted cast shadow (:func:`~liwi_core.shadow.fit_cast_shadow`), the last plane: a
+#: refiner without ``cast_shadow`` reads the planes before it
+CAST_CHANNEL = _PLANE_SLICES["cast"].start
 
 
 def input_plane(inputs: torch.Tensor, name: str) -> torch.Tensor:
@@ -90,14 +94,19 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
             at (:func:`~liwi_core.saliency.saliency_map`'s ``sample_size``); the network learns
             the maps of that size. Checkpoints saved before it existed were trained at rembg's
             320.
+        cast_shadow: the refiner also reads the cast shadow fitted to the classical alpha
+            (:func:`~liwi_core.shadow.fit_cast_shadow`, the last plane); without it, only the
+            planes before (checkpoints saved before it existed).
     """
 
     @register_to_config
     def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = WORKING_SIZE,
-                 shadow_reach: float = 0.75, alpha_support: float = 0.08, saliency_size: int = 320):
+                 shadow_reach: float = 0.75, alpha_support: float = 0.08, saliency_size: int = 320,
+                 cast_shadow: bool = False):
         super().__init__()
         chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]
-        self.enc = nn.ModuleList([conv_block(INPUT_CHANNELS, chans[0])] +
+        self.in_channels = INPUT_CHANNELS if cast_shadow else CAST_CHANNEL
+        self.enc = nn.ModuleList([conv_block(self.in_channels, chans[0])] +
                                  [conv_block(chans[i], chans[i + 1]) for i in range(depth)])
         self.dec = nn.ModuleList([conv_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
@@ -109,9 +118,13 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
         """Corrections for one object per batch item.
 
         Args:
-            inputs: ``[B, INPUT_CHANNELS, H, W]`` from :func:`refiner_inputs`, in [0,1].
+            inputs: ``[B, INPUT_CHANNELS, H, W]`` from :func:`refiner_inputs`, in [0,1] (without
+                ``cast_shadow``, the planes after :data:`CAST_CHANNEL` may be left out).
             return_dict: a :class:`RefinerOutput`, else a tuple ``(alpha, shadow, background)``.
         """
+        if inputs.shape[1] < self.in_channels:
+            raise ValueError(f"the refiner reads {self.in_channels} input planes, got {inputs.shape[1]}")
+        inputs = inputs[:, :self.in_channels]
         h, w = inputs.shape[-2:]
         m = 2 ** self.config.depth
         x = F.pad(inputs * 2 - 1, (0, (-w) % m, 0, (-h) % m), mode="replicate")
@@ -130,13 +143,14 @@ def correction_support(inputs: torch.Tensor, reach: float) -> torch.Tensor:
 
 
 def refiner_inputs(image: torch.Tensor, prompt: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor,
-                   background: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+                   background: torch.Tensor, saliency: torch.Tensor, cast: torch.Tensor | None = None) -> torch.Tensor:
     """Stack what the refiner sees, ``[B, INPUT_CHANNELS, H, W]``; all inputs ``[B,C,H,W]`` in [0,1]
     on one grid: image (3), prompt (1), classical alpha (1), classical shadow map (1 or 3, made
-    grey), classical background (3), saliency (1): :data:`INPUT_PLANES`."""
+    grey), classical background (3), saliency (1), the fitted cast shadow (1; None: no shadow, all
+    1): :data:`INPUT_PLANES`."""
     grey = shadow if shadow.shape[1] == 1 else luminance(shadow)
     planes = {"image": image, "prompt": prompt, "alpha": alpha, "shadow": grey, "background": background,
-              "saliency": saliency}
+              "saliency": saliency, "cast": torch.ones_like(alpha) if cast is None else cast}
     return torch.cat([planes[name] for name, _ in INPUT_PLANES], dim=1).clamp(0, 1)
 
 

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .filters import bounding_box, dilate, gaussian_blur, luminance, push_pull_fill, resize
+from .filters import (
+    bounding_box,
+    dilate,
+    gaussian_blur,
+    luminance,
+    push_pull_fill,
+    resize,
+)
 
-__all__ = ["OPAQUE", "estimate_shadow", "continue_under_object", "synthesize_cast_shadow", "smoothstep"]
+__all__ = ["CAST_ANGLES", "CAST_LENGTHS", "OPAQUE", "CastShadowFit", "continue_under_object", "estimate_shadow",
+           "fit_cast_shadow", "smoothstep", "synthesize_cast_shadow"]
 
 
 def _each_image(fn):
@@ -24,7 +33,7 @@ def _each_image(fn):
         b = max(a.shape[0] for a in args if isinstance(a, torch.Tensor))
         if b == 1:
             return fn(*args, **kwargs)
-        pick = lambda a, i: a[i:i + 1] if isinstance(a, torch.Tensor) and a.shape[0] == b else a  # noqa: E731
+        pick = lambda a, i: a[i:i + 1] if isinstance(a, torch.Tensor) and a.shape[0] == b else a
         return torch.cat([fn(*(pick(a, i) for a in args), **kwargs) for i in range(b)])
     return batched
 
@@ -162,32 +171,11 @@ def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: flo
         ``[B,3,H,W]`` shadow map in [0,1].
     """
     h, w = alpha.shape[-2:]
-    box = bounding_box(alpha)
     ones = torch.ones((1, 3, h, w), dtype=alpha.dtype, device=alpha.device)
-    if box is None or opacity <= 0 and contact <= 0:
+    if bounding_box(alpha) is None or opacity <= 0 and contact <= 0:
         return ones
-    top, base = box[0], box[1] - 1  # base: the contact row, the object's lowest row
-    height = max(1, base - top)
-    theta = math.radians(angle)
-    cx, cy = math.cos(theta), -math.sin(theta)
-    if abs(cy) < 0.15:  # keep some depth on the ground for sideways light
-        cy = -0.15 if cy <= 0 else 0.15
+    density, base, height = _cast_densities(alpha, [(angle, length)], softness)
     ys = torch.arange(h, dtype=alpha.dtype, device=alpha.device)
-    xs = torch.arange(w, dtype=alpha.dtype, device=alpha.device)
-    gv, gu = torch.meshgrid(ys, xs, indexing="ij")
-    # inverse projection: ground point (u, v) comes from object point (x, y) at height hh
-    hh = (gv - base) / (max(length, 1e-3) * cy)
-    src_x = gu - hh * length * cx
-    src_y = base - hh
-    grid = torch.stack([src_x / max(w - 1, 1) * 2 - 1, src_y / max(h - 1, 1) * 2 - 1], dim=-1)[None]
-    cast = F.grid_sample(alpha, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    cast = cast * (hh >= 0).to(alpha.dtype)
-    # softness grows with distance from the contact line: blend a few blur levels
-    far_sigma = max(0.5, softness * height)
-    t = (hh / height).clamp(0.0, 1.0)
-    levels = [cast] + [gaussian_blur(cast, far_sigma * f) for f in (0.33, 1.0)]
-    density = torch.where(t < 0.33, torch.lerp(levels[0], levels[1], t / 0.33),
-                          torch.lerp(levels[1], levels[2], ((t - 0.33) / 0.67).clamp(0, 1)))
     density = density * opacity
     if contact > 0:
         band = max(1, round(0.03 * height))
@@ -197,3 +185,147 @@ def synthesize_cast_shadow(alpha: torch.Tensor, angle: float = 60.0, length: flo
         density = 1.0 - (1.0 - density) * (1.0 - contact * foot.clamp(0, 1))
     strength = torch.tensor(tint, dtype=alpha.dtype, device=alpha.device).view(1, 3, 1, 1)
     return (1.0 - density.clamp(0, 1) * strength).clamp(0.0, 1.0)
+
+
+def _cast_densities(alpha: torch.Tensor, hypotheses, softness: float) -> tuple[torch.Tensor, int, int]:
+    """The projected silhouettes of :func:`synthesize_cast_shadow` (opacity 1, no contact shadow),
+    ``[N,1,H,W]`` in [0,1], one per ``(angle, length)`` of ``hypotheses``, for one object alpha
+    ``[1,1,H,W]`` that is not empty; with the object's contact row and height."""
+    h, w = alpha.shape[-2:]
+    top, bottom = bounding_box(alpha)[:2]
+    base = bottom - 1  # the contact row, the object's lowest row
+    height = max(1, base - top)
+    ys = torch.arange(h, dtype=alpha.dtype, device=alpha.device)
+    xs = torch.arange(w, dtype=alpha.dtype, device=alpha.device)
+    gv, gu = torch.meshgrid(ys, xs, indexing="ij")
+    # per hypothesis, the constants the one-light projection uses (Python floats, as one call would)
+    consts = []
+    for angle, length in hypotheses:
+        theta = math.radians(angle)
+        cx, cy = math.cos(theta), -math.sin(theta)
+        if abs(cy) < 0.15:  # keep some depth on the ground for sideways light
+            cy = -0.15 if cy <= 0 else 0.15
+        consts.append((max(length, 1e-3) * cy, length, cx))
+    depth_scale, lengths, cxs = (torch.tensor(c, dtype=alpha.dtype, device=alpha.device).view(-1, 1, 1)
+                                 for c in zip(*consts))
+    # inverse projection: ground point (u, v) comes from object point (x, y) at height hh
+    hh = (gv - base) / depth_scale
+    src_x = gu - hh * lengths * cxs
+    src_y = base - hh
+    grid = torch.stack([src_x / max(w - 1, 1) * 2 - 1, src_y / max(h - 1, 1) * 2 - 1], dim=-1)
+    hh = hh[:, None]
+    cast = F.grid_sample(alpha.expand(len(consts), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=True)
+    cast = cast * (hh >= 0).to(alpha.dtype)
+    # softness grows with distance from the contact line: blend a few blur levels
+    far_sigma = max(0.5, softness * height)
+    t = (hh / height).clamp(0.0, 1.0)
+    levels = [cast] + [gaussian_blur(cast, far_sigma * f) for f in (0.33, 1.0)]
+    density = torch.where(t < 0.33, torch.lerp(levels[0], levels[1], t / 0.33),
+                          torch.lerp(levels[1], levels[2], ((t - 0.33) / 0.67).clamp(0, 1)))
+    return density, base, height
+
+
+#: the light directions (degrees, as :func:`synthesize_cast_shadow`) :func:`fit_cast_shadow` tries first
+CAST_ANGLES = tuple(float(a) for a in range(0, 360, 15))
+#: the shadow lengths (fractions of the object's height) it tries first
+CAST_LENGTHS = (0.2, 0.35, 0.5, 0.75, 1.0, 1.4)
+
+
+@dataclass(frozen=True)
+class CastShadowFit:
+    """What :func:`fit_cast_shadow` found: ``shadow`` ``[1,1,H,W]`` (1 = no shadow; all 1 when no
+    silhouette darkens the image), the silhouette's ``angle`` and ``length``, its ``darkness``
+    (0-0.9) and the ``score`` it won with (0 when none darkens)."""
+
+    shadow: torch.Tensor
+    angle: float
+    length: float
+    darkness: float
+    score: float
+
+
+def _silhouette_scores(log_lum: torch.Tensor, log_chroma: torch.Tensor, density: torch.Tensor, obj: torch.Tensor,
+                       chroma_tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per silhouette (``density`` ``[N,1,h,w]``): the least-squares slope of log luminance on the
+    density over the silhouette and a 3-px ring around it (object excluded), and the score
+    ``t * max(0, 1 - chroma / chroma_tolerance)``: ``t`` the slope's t-statistic (darkening
+    positive), ``chroma`` the larger slope of the two log chromaticities over the luminance one.
+    Scores of silhouettes that lighten, or cover fewer than 12 pixels, are -inf."""
+    support = (density > 0.15) & ~obj
+    region = ((dilate(support.to(density.dtype), 3) > 0) & ~obj).to(density.dtype)
+    n = region.sum(dim=(1, 2, 3))
+
+    def centred(v: torch.Tensor) -> torch.Tensor:
+        return v - (v * region).sum(dim=(2, 3), keepdim=True) / n.clamp_min(1).view(-1, 1, 1, 1)
+
+    x = centred(density)
+    sxx = (region * x * x).sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    y = centred(log_lum.expand_as(density))
+    slope = (region * x * y).sum(dim=(1, 2, 3)) / sxx
+    residual = (region * (y - slope.view(-1, 1, 1, 1) * x) ** 2).sum(dim=(1, 2, 3)) / (n - 2).clamp_min(1)
+    t = -slope / (residual / sxx).sqrt().clamp_min(1e-6)
+    chroma = torch.stack([(region * x * centred(c.expand_as(density))).sum(dim=(1, 2, 3)) / sxx
+                          for c in log_chroma.split(1, dim=1)]).abs().amax(0) / slope.abs().clamp_min(1e-6)
+    score = t * (1 - chroma / chroma_tolerance).clamp_min(0)
+    valid = (support.sum(dim=(1, 2, 3)) >= 12) & (slope < 0)
+    return torch.where(valid, score, torch.full_like(score, -math.inf)), slope
+
+
+@torch.no_grad()
+def fit_cast_shadow(image: torch.Tensor, alpha: torch.Tensor, angles=CAST_ANGLES, lengths=CAST_LENGTHS,
+                    softness: float = 0.06, work_side: int = 64, chroma_tolerance: float = 0.5) -> CastShadowFit:
+    """The cast shadow of an object standing on the ground that best explains the image's darkening:
+    the object's silhouette projected onto the ground (:func:`synthesize_cast_shadow`) for each light
+    direction of ``angles`` and each length of ``lengths``, then around the best (±7.5 degrees,
+    0.8-1.25 times the length); each scored by how much darker the image is where it falls than
+    on the ring around it (log luminance regressed on the silhouette's density, the t-statistic of
+    the slope) and how grey that darkening is (a shadow dims all channels alike; a dark object
+    beside this one, taken for its shadow, differs in colour too): see :func:`_silhouette_scores`.
+
+    A pixel-by-pixel shadow test sees a faint shadow on a textured ground as texture; the whole
+    silhouette, tested at once, gathers the evidence of every pixel it covers. It finds the
+    shape, not its truth: a dark patch the right shape beside the object scores too, so the
+    refiner (:mod:`liwi_core.refiner`) gets it as one more input and learns when to believe it.
+
+    Args:
+        image: ``[1,3,H,W]`` in [0,1].
+        alpha: ``[1,1,H,W]`` the object's alpha in [0,1].
+        angles, lengths: the silhouettes tried first (:data:`CAST_ANGLES`, :data:`CAST_LENGTHS`).
+        softness: the silhouettes' blur at their far end (fraction of the object's height).
+        work_side: longest side the scores are computed at (the image and alpha area-resized).
+        chroma_tolerance: the colour change per unit of darkening at which a silhouette scores 0.
+
+    Returns:
+        :class:`CastShadowFit`; its shadow is ``1 - darkness * density`` at the input size, darkness
+        ``1 - exp(slope)`` clamped to 0.9.
+    """
+    h, w = alpha.shape[-2:]
+    none = CastShadowFit(torch.ones_like(alpha[:1, :1]), 0.0, 0.0, 0.0, 0.0)
+    if bounding_box((alpha > 0.5).to(alpha.dtype)) is None:
+        return none
+    scale = min(1.0, work_side / max(h, w))
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    small_alpha = resize(alpha[:1, :1], size, mode="area")
+    if bounding_box((small_alpha > 0.5).to(alpha.dtype)) is None:
+        return none
+    rgb = resize(image[:1, :3], size, mode="area").clamp_min(0.02)
+    log_lum = torch.log(luminance(rgb).clamp_min(0.02))
+    log_chroma = torch.log(rgb[:, 0::2] / rgb[:, 1:2])
+    obj = dilate((small_alpha > 0.3).to(alpha.dtype), 1) > 0
+
+    def best_of(hypotheses):
+        density = _cast_densities(small_alpha, hypotheses, softness)[0]
+        scores, slopes = _silhouette_scores(log_lum, log_chroma, density, obj, chroma_tolerance)
+        k = int(scores.argmax())
+        return float(scores[k]), hypotheses[k], float(slopes[k])
+
+    score, (angle, length), slope = best_of([(a, n) for a in angles for n in lengths])
+    if not math.isfinite(score) or score <= 0:
+        return none
+    finer = best_of([(angle + da, length * f) for da in (-7.5, 0.0, 7.5) for f in (0.8, 1.0, 1.25)])
+    if finer[0] > score:
+        score, (angle, length), slope = finer
+    darkness = min(0.9, 1.0 - math.exp(slope))
+    density = _cast_densities(alpha[:1, :1], [(angle, length)], softness)[0]
+    return CastShadowFit((1.0 - darkness * density).clamp(0, 1), angle % 360.0, length, darkness, score)

@@ -171,35 +171,60 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
                 return len(done)
 
 
-def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard: tuple[int, int] = (0, 1)) -> int:
-    """Copy the examples of folder ``examples`` into ``out`` with their saliency channel computed
-    again at ``saliency_size`` from their own image channels (the refiner's grid, as the engine
-    computes it); the classical answer and the truth are kept, so a refiner can be retrained for
-    another saliency size without running the classical engine again. Resumable (existing files
-    are kept), written atomically; ``shard`` as :func:`make_examples` (by file). Returns how many
-    examples ``out`` holds of this shard."""
-    from .proposals import saliency_model as shared_saliency_model
-    from .refiner import SALIENCY_CHANNEL, input_plane
-    from .saliency import saliency_map
-
+def _rewrite_examples(examples, out, shard: tuple[int, int], rewrite) -> int:
+    """Copy the examples of folder ``examples`` into ``out``, each passed through ``rewrite`` (example
+    dict -> example dict); resumable (existing files are kept), written atomically; ``shard`` as
+    :func:`make_examples` (by file: CRC of the name). Returns how many examples ``out`` holds of
+    this shard."""
     index, count = _check_shard(shard)
     files = [f for f in sorted(Path(examples).glob("*.pt")) if zlib.crc32(f.name.encode()) % count == index]
     if not files:
         raise LiWiError(f"no refiner examples in '{examples}'")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = shared_saliency_model()
     with torch.no_grad():
         for f in files:
             target = out / f.name
-            if target.exists():
-                continue
-            example = torch.load(f, weights_only=True)
-            inputs = example["inputs"].clone()
-            image = input_plane(inputs[None], "image").float() / 255
-            inputs[SALIENCY_CHANNEL] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
-            _save_atomic({**example, "inputs": inputs, "saliency_size": saliency_size}, target)
+            if not target.exists():
+                _save_atomic(rewrite(torch.load(f, weights_only=True)), target)
     return len(files)
+
+
+def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard: tuple[int, int] = (0, 1)) -> int:
+    """Copy the examples of folder ``examples`` into ``out`` with their saliency channel computed
+    again at ``saliency_size`` from their own image channels (the refiner's grid, as the engine
+    computes it); the classical answer and the truth are kept, so a refiner can be retrained for
+    another saliency size without running the classical engine again. As :func:`_rewrite_examples`."""
+    from .proposals import saliency_model as shared_saliency_model
+    from .refiner import SALIENCY_CHANNEL, input_plane
+    from .saliency import saliency_map
+
+    model = shared_saliency_model()
+
+    def rewrite(example: dict) -> dict:
+        inputs = example["inputs"].clone()
+        image = input_plane(inputs[None], "image").float() / 255
+        inputs[SALIENCY_CHANNEL] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
+        return {**example, "inputs": inputs, "saliency_size": saliency_size}
+
+    return _rewrite_examples(examples, out, shard, rewrite)
+
+
+def add_cast_planes(examples, out, shard: tuple[int, int] = (0, 1)) -> int:
+    """Copy the examples of folder ``examples`` into ``out`` with the cast-shadow plane
+    (:func:`~liwi_core.engines.refined.cast_plane`, fitted to their own image and classical alpha
+    planes, as the engine fits it) put in or replaced, so that a refiner can learn to read it
+    without running the classical engine again. As :func:`_rewrite_examples`."""
+    from .engines.refined import cast_plane
+    from .refiner import CAST_CHANNEL, input_plane
+
+    def rewrite(example: dict) -> dict:
+        inputs = example["inputs"][:CAST_CHANNEL]
+        planes = inputs[None].float() / 255
+        cast = cast_plane(input_plane(planes, "image"), input_plane(planes, "alpha"))
+        return {**example, "inputs": torch.cat([inputs, _q(cast[0])])}
+
+    return _rewrite_examples(examples, out, shard, rewrite)
 
 
 def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corrections,
@@ -296,6 +321,20 @@ def validate(model, val, size: int, device: str | torch.device = "cpu") -> dict:
     return {k: round(s / len(val), 5) for k, s in sums.items()}
 
 
+def with_cast_plane(model):
+    """A copy of a refiner without ``cast_shadow`` that also reads the cast-shadow plane, its
+    first convolution's weights for that plane zero: it answers exactly as ``model`` until trained."""
+    from .refiner import LiWiRefiner
+
+    wider = LiWiRefiner(**{**model.config, "cast_shadow": True})
+    state = model.state_dict()
+    first = "enc.0.0.weight"
+    weight = state[first]
+    state[first] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)
+    wider.load_state_dict(state)
+    return wider
+
+
 def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         device: str | torch.device = "cpu") -> Path:
     """Train (or resume) the refiner; returns the checkpoint folder. ``device``: where the steps
@@ -318,9 +357,12 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         model, state = resumed
     elif config.get("init_from"):  # a later stage: the weights of an earlier one, a fresh optimiser
         model = load_pretrained(config["init_from"], LiWiRefiner, "init_from checkpoint")
+        if config.get("cast_shadow") and not model.config.cast_shadow:
+            model = with_cast_plane(model)
         state = None
     else:
-        shape = {k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach") if k in config}
+        shape = {k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach", "cast_shadow")
+                 if k in config}
         if len(made_at) == 1:  # a new refiner learns the saliency of the examples it is given
             shape["saliency_size"] = next(iter(made_at))
         model = LiWiRefiner(**shape)
@@ -328,6 +370,10 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     for key in ("alpha_support", "saliency_size"):
         if key in config and model.config[key] != config[key]:
             model.register_to_config(**{key: config[key]})
+    planes = {int(ex["inputs"].shape[0]) for ex in (*train.values(), *val.values())}
+    if min(planes) < model.in_channels:
+        raise LiWiError(f"the refiner reads {model.in_channels} input planes, some examples in '{examples}' have "
+                        f"{min(planes)}: add the cast-shadow plane ('python -m liwi_core.train_refiner cast')")
     if made_at != {model.config.saliency_size}:
         raise LiWiError(f"the examples in '{examples}' have saliency computed at {sorted(made_at)} px, the refiner "
                         f"expects {model.config.saliency_size}: set \"saliency_size\" in the config or remake them "
@@ -373,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--saliency-size", type=int, default=SALIENCY_SIZE)
     r.add_argument("--shard", default="0/1", help="I/N: this process does the files I mod N (CRC of the name)")
+    c = sub.add_parser("cast", help="copy examples with the cast-shadow plane fitted to their image and alpha")
+    c.add_argument("--examples", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--shard", default="0/1", help="I/N: this process does the files I mod N (CRC of the name)")
     f = sub.add_parser("fit", help="train or resume the refiner")
     f.add_argument("--examples", required=True)
     f.add_argument("--out", required=True)
@@ -381,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--device", default="cpu", help="torch device of the training steps, e.g. cuda")
     args = p.parse_args(argv)
     try:
-        if args.command in ("examples", "saliency"):
+        if args.command in ("examples", "saliency", "cast"):
             try:
                 shard = tuple(int(n) for n in args.shard.split("/"))
                 if len(shard) != 2:
@@ -390,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise LiWiError(f"--shard '{args.shard}': expected I/N, e.g. 0/4") from None
             if args.command == "saliency":
                 print(recompute_saliency(args.examples, args.out, args.saliency_size, shard))
+            elif args.command == "cast":
+                print(add_cast_planes(args.examples, args.out, shard))
             else:
                 print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait,
                                     shard=shard, saliency_size=args.saliency_size))

@@ -15,7 +15,9 @@ from liwi_core.errors import LiWiError
 from liwi_core.filters import dilate, erode
 from liwi_core.metrics import recompose_psnr
 from liwi_core.refiner import (
+    CAST_CHANNEL,
     INPUT_CHANNELS,
+    SALIENCY_CHANNEL,
     LiWiRefiner,
     RefinerOutput,
     apply_corrections,
@@ -294,8 +296,9 @@ def test_examples_record_their_saliency_size_and_fit_refuses_a_mismatch(tmp_path
     old, new = (torch.load(tmp_path / d / name, weights_only=True) for d in ("at320", "at64"))
     assert (old["saliency_size"], new["saliency_size"]) == (320, 64)
     # only the saliency channel is made again, from the example's own image
-    assert torch.equal(old["inputs"][:-1], new["inputs"][:-1]) and torch.equal(old["truth"], new["truth"])
-    assert not torch.equal(old["inputs"][-1], new["inputs"][-1])
+    others = [k for k in range(INPUT_CHANNELS) if k != SALIENCY_CHANNEL]
+    assert torch.equal(old["inputs"][others], new["inputs"][others]) and torch.equal(old["truth"], new["truth"])
+    assert not torch.equal(old["inputs"][SALIENCY_CHANNEL], new["inputs"][SALIENCY_CHANNEL])
     config = {"base_channels": 4, "depth": 2, "working_size": 256, "batch_size": 2, "steps": 1, "lr": 0.01,
               "log_every": 1, "save_every": 1, "val_every": 100}
     fit(tmp_path / "at64", tmp_path / "run64", config, log=lambda _: None)
@@ -371,7 +374,7 @@ def test_the_saliency_channel_is_where_refiner_inputs_puts_the_map():
 
     planes = [torch.zeros(1, c, 4, 4) for c in (3, 1, 1, 1, 3)]
     saliency = torch.full((1, 1, 4, 4), 0.7)
-    inputs = refiner_inputs(*planes, saliency)
+    inputs = refiner_inputs(*planes, saliency, torch.zeros(1, 1, 4, 4))
     assert inputs.shape[1] == INPUT_CHANNELS
     assert torch.equal(inputs[:, SALIENCY_CHANNEL:SALIENCY_CHANNEL + 1], saliency)
     assert float(inputs.sum()) == float(saliency.sum())  # nothing else carries it
@@ -382,6 +385,44 @@ def test_each_named_plane_reads_back_what_refiner_inputs_stacked():
 
     values = {name: torch.full((1, width, 4, 4), (k + 1) / 10) for k, (name, width) in enumerate(INPUT_PLANES)}
     inputs = refiner_inputs(values["image"], values["prompt"], values["alpha"], values["shadow"],
-                            values["background"], values["saliency"])
+                            values["background"], values["saliency"], values["cast"])
     for name, plane in values.items():
         assert torch.equal(input_plane(inputs, name), plane), name
+    no_cast = refiner_inputs(values["image"], values["prompt"], values["alpha"], values["shadow"],
+                             values["background"], values["saliency"])
+    assert torch.equal(input_plane(no_cast, "cast"), torch.ones(1, 1, 4, 4))  # no fitted shadow: no darkening
+
+
+def test_a_refiner_given_the_cast_plane_answers_as_before_until_trained(tmp_path):
+    from helpers import write_scene_dataset
+
+    from liwi_core.engines.refined import load_refiner
+    from liwi_core.train_refiner import add_cast_planes, fit, make_examples, with_cast_plane
+
+    old = _tiny(saliency_size=256)
+    torch.nn.init.normal_(old.head.weight, std=0.1)
+    wider = with_cast_plane(old)
+    assert (old.in_channels, wider.in_channels) == (CAST_CHANNEL, INPUT_CHANNELS) and wider.config.cast_shadow
+    x = torch.rand(2, INPUT_CHANNELS, 24, 24)
+    for a, b in zip(old(x).to_tuple(), wider(x).to_tuple(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="reads 11 input planes, got 10"):
+        wider(x[:, :CAST_CHANNEL])
+    # examples made before the plane existed get it fitted to their own image and alpha
+    data = write_scene_dataset(tmp_path / "data", 2, 64, 80, prefix="c")
+    make_examples(data, tmp_path / "new")
+    for f in (tmp_path / "new").glob("*.pt"):
+        example = torch.load(f, weights_only=True)
+        torch.save({**example, "inputs": example["inputs"][:CAST_CHANNEL]}, tmp_path / "new" / f.name)
+    old.save_pretrained(tmp_path / "old")
+    config = {"batch_size": 2, "steps": 1, "lr": 0.01, "log_every": 1, "save_every": 1, "val_every": 100,
+              "init_from": str(tmp_path / "old"), "cast_shadow": True}
+    with pytest.raises(LiWiError, match="reads 11 input planes, some examples .* have 10"):
+        fit(tmp_path / "new", tmp_path / "run", config, log=lambda _: None)
+    assert add_cast_planes(tmp_path / "new", tmp_path / "cast") == 2
+    name = min((tmp_path / "new").glob("*.pt")).name
+    before, after = (torch.load(tmp_path / d / name, weights_only=True) for d in ("new", "cast"))
+    assert torch.equal(after["inputs"][:CAST_CHANNEL], before["inputs"]) and torch.equal(after["truth"], before["truth"])
+    assert after["inputs"].shape[0] == INPUT_CHANNELS
+    fit(tmp_path / "cast", tmp_path / "run", config, log=lambda _: None)
+    assert load_refiner(tmp_path / "run" / "checkpoint-latest").config.cast_shadow

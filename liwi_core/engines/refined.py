@@ -25,7 +25,7 @@ from ..errors import LiWiError
 from ..filters import dilate, gaussian_blur, resize
 from ..matting import SALIENCY_HIGH, edge_blur
 from ..options import check_settings, option, option_specs
-from ..shadow import OPAQUE, continue_under_object
+from ..shadow import OPAQUE, continue_under_object, fit_cast_shadow
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, paste_region, peel_region
 from .exact import explain_object, extend_colours
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_REFINER",
     "RefinedEngine",
     "RefinedSettings",
+    "cast_plane",
     "keep_edge_below",
     "load_edge_refiner",
     "load_refiner",
@@ -116,10 +117,11 @@ def working_grid(size: tuple[int, int], working_size: int) -> tuple[int, int]:
 
 
 def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size: int,
-                    saliency_size: int | None = None) -> torch.Tensor:
+                    saliency_size: int | None = None, cast_shadow: bool = True) -> torch.Tensor:
     """What the refiner sees for one object region (all ``[1,C,h,w]`` on the region's grid):
     the inputs of :func:`~liwi_core.refiner.refiner_inputs` at :func:`working_grid`, the saliency
-    computed at ``saliency_size`` (the refiner's config; None: the saliency model's). The training
+    computed at ``saliency_size`` (the refiner's config; None: the saliency model's), and with
+    ``cast_shadow`` the cast shadow fitted there (:func:`cast_plane`; else all 1). The training
     code builds its examples with this same function."""
     from ..refiner import refiner_inputs
     from ..saliency import saliency_map
@@ -128,7 +130,14 @@ def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_si
     small = resize(img, grid, mode="area")
     saliency = saliency_map(saliency_model, small, normalize=False, sample_size=saliency_size)
     planes = [resize(t, grid, mode="area") for t in (rough, alpha, shadow, clean)]
-    return refiner_inputs(small, *planes, saliency)
+    cast = cast_plane(small, planes[1]) if cast_shadow else None
+    return refiner_inputs(small, *planes, saliency, cast)
+
+
+def cast_plane(image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The refiner's cast-shadow plane ``[1,1,h,w]``: the shadow :func:`~liwi_core.shadow.fit_cast_shadow`
+    fits to the classical ``alpha`` on the refiner's grid (``image`` ``[1,3,h,w]``)."""
+    return fit_cast_shadow(image, alpha).shadow
 
 
 @torch.no_grad()
@@ -208,7 +217,8 @@ class RefinedEngine(Engine):
         region, img, rough, (fg, alpha, shadow, clean), drawn = peel_region(image, mask, self.settings.classical(),
                                                                             move_outline, others, extend=False)
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
-                                 self.refiner.config.working_size, self.refiner.config.saliency_size)
+                                 self.refiner.config.working_size, self.refiner.config.saliency_size,
+                                 self.refiner.config.get("cast_shadow", False))
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
         corrections.shadow = spare_other_objects(corrections.shadow, alpha,
                                                  input_plane(inputs, "saliency"))

@@ -1,0 +1,61 @@
+"""Shadow maps fitted to a photo: the projected silhouette that explains its darkening."""
+
+from __future__ import annotations
+
+import torch
+
+from liwi_core.filters import gaussian_blur
+from liwi_core.shadow import fit_cast_shadow, synthesize_cast_shadow
+
+
+def _ground(h: int = 192, w: int = 224) -> torch.Tensor:
+    """A textured grey-beige ground, the kind on which a per-pixel shadow test sees texture."""
+    noise = gaussian_blur(torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(5)), 1.5)
+    return (0.45 + 0.5 * (noise - 0.5)) * torch.tensor([1.0, 0.95, 0.85]).view(1, 3, 1, 1)
+
+
+def _standing_object(h: int = 192, w: int = 224) -> torch.Tensor:
+    alpha = torch.zeros(1, 1, h, w)
+    alpha[..., 50:130, 95:125] = 1.0
+    alpha[..., 40:60, 85:135] = 1.0  # a wider top: the silhouette is not a plain bar
+    return alpha
+
+
+def _photo(ground, alpha, shadow):
+    return alpha * torch.tensor([0.8, 0.2, 0.2]).view(1, 3, 1, 1) + (1 - alpha) * ground * shadow
+
+
+def test_the_fit_finds_a_grey_cast_shadow_on_a_textured_ground():
+    ground, alpha = _ground(), _standing_object()
+    for angle, length in ((40.0, 0.8), (150.0, 0.5), (250.0, 0.6)):
+        shadow = synthesize_cast_shadow(alpha, angle=angle, length=length, softness=0.05, opacity=0.45,
+                                        contact=0.0, tint=(1.0, 1.0, 1.0))
+        fit = fit_cast_shadow(_photo(ground, alpha, shadow), alpha)
+        off = abs((fit.angle - angle + 180) % 360 - 180)
+        assert off <= 15 and 0.7 <= fit.length / length <= 1.4, (angle, length, fit)
+        assert abs(fit.darkness - 0.45) < 0.12 and fit.score > 10
+        assert fit.shadow.shape == alpha.shape and float(fit.shadow.min()) < 0.7
+        # what it puts outside the object is where the true shadow is
+        outside = alpha < 0.5
+        found, true = (fit.shadow < 0.9) & outside, (shadow.mean(1, keepdim=True) < 0.9) & outside
+        assert (found & true).sum() / (found | true).sum() > 0.5
+
+
+def test_a_dark_patch_of_another_colour_is_not_taken_for_the_shadow():
+    ground, alpha = _ground(), _standing_object()
+    shape = 1 - synthesize_cast_shadow(alpha, angle=40.0, length=0.8, softness=0.05, opacity=1.0, contact=0.0,
+                                       tint=(1.0, 1.0, 1.0))[:, :1]
+    grey = fit_cast_shadow(_photo(ground, alpha, 1 - 0.45 * shape), alpha)
+    # the same darkening, but green: moss, a dark object, not light taken away
+    green = 1 - shape * (1 - torch.tensor([0.25, 0.85, 0.3]).view(1, 3, 1, 1))
+    moss = fit_cast_shadow(_photo(ground, alpha, green), alpha)
+    assert moss.score < grey.score / 3
+
+
+def test_no_object_or_no_darkening_gives_no_shadow():
+    ground = _ground()
+    empty = fit_cast_shadow(ground, torch.zeros(1, 1, *ground.shape[-2:]))
+    assert torch.equal(empty.shadow, torch.ones(1, 1, *ground.shape[-2:])) and empty.score == 0
+    alpha = _standing_object()
+    plain = fit_cast_shadow(_photo(torch.full_like(ground, 0.5), alpha, torch.ones_like(ground)), alpha)
+    assert plain.darkness < 0.02
