@@ -29,7 +29,7 @@ def test_an_untrained_segmenter_is_the_saliency_networks_zoomed_look():
     rough = _disc(120, 150, 60, 70, 25)
     seg = init_from_saliency()
     assert seg.config.in_channels == 4
-    got = segment_prompt(seg, image, rough, mirror=False)
+    got = segment_prompt(seg, image, rough)
     y0, y1, x0, x1 = prompt_window(rough)
     assert (y0, y1, x0, x1) == (22, 99, 32, 109)  # the disc's box (rows 35-85, columns 45-95) grown by a quarter
     want = saliency_map(load_saliency_model(), image[..., y0:y1, x0:x1], normalize=False)
@@ -37,18 +37,6 @@ def test_an_untrained_segmenter_is_the_saliency_networks_zoomed_look():
     outside = torch.ones_like(got, dtype=torch.bool)
     outside[..., y0:y1, x0:x1] = False
     assert got[outside].abs().max() == 0
-
-
-def test_the_mirrored_look_makes_the_map_mirror_symmetric():
-    seg = init_from_saliency()
-    with torch.no_grad():
-        seg.stage1.rebnconvin.conv_s1.weight[:, 3] = 0.5
-    image = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(2))
-    rough = _disc(64, 80, 30, 36, 14)
-    for mirror in (True, False):
-        a = segment_prompt(seg, image, rough, mirror=mirror)
-        b = segment_prompt(seg, image.flip(-1), rough.flip(-1), mirror=mirror).flip(-1)
-        assert torch.allclose(a, b, atol=1e-4) == mirror
 
 
 def test_the_prompt_channel_is_read_once_trained():
