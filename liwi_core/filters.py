@@ -141,6 +141,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0.3:
         return x
     h, w = x.shape[-2:]
+    if x.shape[0] > 1:  # a batch as channels: one depthwise convolution, many times faster on a CPU
+        return gaussian_blur(x.reshape(1, -1, h, w), sigma).reshape(x.shape)
     if sigma > 8.0:
         factor = int(sigma // 4)
         small = F.avg_pool2d(x, factor, ceil_mode=True) if min(h, w) >= factor else x

@@ -274,58 +274,74 @@ def _silhouette_scores(log_lum: torch.Tensor, log_chroma: torch.Tensor, density:
 
 @torch.no_grad()
 def fit_cast_shadow(image: torch.Tensor, alpha: torch.Tensor, angles=CAST_ANGLES, lengths=CAST_LENGTHS,
-                    softness: float = 0.06, work_side: int = 64, chroma_tolerance: float = 0.5) -> CastShadowFit:
+                    softness: float = 0.06, work_side: int = 128, coarse_side: int = 128, keep: int = 1,
+                    chroma_tolerance: float = 0.5) -> CastShadowFit:
     """The cast shadow of an object standing on the ground that best explains the image's darkening:
     the object's silhouette projected onto the ground (:func:`synthesize_cast_shadow`) for each light
-    direction of ``angles`` and each length of ``lengths``, then around the best (±7.5 degrees,
-    0.8-1.25 times the length); each scored by how much darker the image is where it falls than
-    on the ring around it (log luminance regressed on the silhouette's density, the t-statistic of
-    the slope) and how grey that darkening is (a shadow dims all channels alike; a dark object
-    beside this one, taken for its shadow, differs in colour too): see :func:`_silhouette_scores`.
+    direction of ``angles`` and each length of ``lengths``, scored at ``coarse_side``; the ``keep``
+    best and their neighbours (±7.5 degrees, 0.8-1.25 times the length) scored again at
+    ``work_side``. Each is scored by how much darker the image is where it falls than on the ring
+    around it (log luminance regressed on the silhouette's density, the t-statistic of the slope)
+    and how grey that darkening is (a shadow dims all channels alike; a dark object beside this
+    one, taken for its shadow, differs in colour too): see :func:`_silhouette_scores`.
 
     A pixel-by-pixel shadow test sees a faint shadow on a textured ground as texture; the whole
     silhouette, tested at once, gathers the evidence of every pixel it covers. It finds the
     shape, not its truth: a dark patch the right shape beside the object scores too, so the
     refiner (:mod:`liwi_core.refiner`) gets it as one more input and learns when to believe it.
+    The resolution matters: on the photo tuning scenes the found shadow overlaps the true one (IoU
+    above 0.3) for 35% of the objects when scored at 64 px, 41% at 128 px; taken as the shadow
+    wherever darker than the refined engine's, it lowers the shadow error there 2% at 64 px, 11%
+    at 128 px (and doubles the false darkening: hence the refiner); a first look at 64 px and a
+    second at 128 px on its 4 best, 8%.
 
     Args:
         image: ``[1,3,H,W]`` in [0,1].
         alpha: ``[1,1,H,W]`` the object's alpha in [0,1].
         angles, lengths: the silhouettes tried first (:data:`CAST_ANGLES`, :data:`CAST_LENGTHS`).
         softness: the silhouettes' blur at their far end (fraction of the object's height).
-        work_side: longest side the scores are computed at (the image and alpha area-resized).
+        work_side, coarse_side: longest side the scores are computed at, finally and first (the
+            image and alpha area-resized; never enlarged).
+        keep: how many of the first look's best are looked at again.
         chroma_tolerance: the colour change per unit of darkening at which a silhouette scores 0.
 
     Returns:
         :class:`CastShadowFit`; its shadow is ``1 - darkness * density`` at the input size, darkness
         ``1 - exp(slope)`` clamped to 0.9.
     """
-    h, w = alpha.shape[-2:]
     none = CastShadowFit(torch.ones_like(alpha[:1, :1]), 0.0, 0.0, 0.0, 0.0)
     if bounding_box((alpha > 0.5).to(alpha.dtype)) is None:
         return none
-    scale = min(1.0, work_side / max(h, w))
-    size = (max(8, round(h * scale)), max(8, round(w * scale)))
-    small_alpha = resize(alpha[:1, :1], size, mode="area")
-    if bounding_box((small_alpha > 0.5).to(alpha.dtype)) is None:
-        return none
-    rgb = resize(image[:1, :3], size, mode="area").clamp_min(0.02)
-    log_lum = torch.log(luminance(rgb).clamp_min(0.02))
-    log_chroma = torch.log(rgb[:, 0::2] / rgb[:, 1:2])
-    obj = dilate((small_alpha > 0.3).to(alpha.dtype), 1) > 0
 
-    def best_of(hypotheses):
+    def scores_at(side: int, hypotheses):
+        h, w = alpha.shape[-2:]
+        scale = min(1.0, side / max(h, w))
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        small_alpha = resize(alpha[:1, :1], size, mode="area")
+        if bounding_box((small_alpha > 0.5).to(alpha.dtype)) is None:
+            return None
+        rgb = resize(image[:1, :3], size, mode="area").clamp_min(0.02)
+        log_lum = torch.log(luminance(rgb).clamp_min(0.02))
+        log_chroma = torch.log(rgb[:, 0::2] / rgb[:, 1:2])
+        obj = dilate((small_alpha > 0.3).to(alpha.dtype), 1) > 0
         density = _cast_densities(small_alpha, hypotheses, softness)[0]
-        scores, slopes = _silhouette_scores(log_lum, log_chroma, density, obj, chroma_tolerance)
-        k = int(scores.argmax())
-        return float(scores[k]), hypotheses[k], float(slopes[k])
+        return _silhouette_scores(log_lum, log_chroma, density, obj, chroma_tolerance)
 
-    score, (angle, length), slope = best_of([(a, n) for a in angles for n in lengths])
+    first = [(a, n) for a in angles for n in lengths]
+    coarse = scores_at(coarse_side, first)
+    if coarse is None:
+        return none
+    ranked = [k for k in coarse[0].argsort(descending=True).tolist()[:keep] if coarse[0][k] > 0]
+    if not ranked:
+        return none
+    second = [(first[k][0] + da, first[k][1] * f) for k in ranked for da in (-7.5, 0.0, 7.5) for f in (0.8, 1.0, 1.25)]
+    fine = scores_at(work_side, second)
+    if fine is None:
+        return none
+    k = int(fine[0].argmax())
+    score, (angle, length), slope = float(fine[0][k]), second[k], float(fine[1][k])
     if not math.isfinite(score) or score <= 0:
         return none
-    finer = best_of([(angle + da, length * f) for da in (-7.5, 0.0, 7.5) for f in (0.8, 1.0, 1.25)])
-    if finer[0] > score:
-        score, (angle, length), slope = finer
     darkness = min(0.9, 1.0 - math.exp(slope))
     density = _cast_densities(alpha[:1, :1], [(angle, length)], softness)[0]
     return CastShadowFit((1.0 - darkness * density).clamp(0, 1), angle % 360.0, length, darkness, score)
