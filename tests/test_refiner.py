@@ -221,7 +221,30 @@ def test_the_bundled_refiner_loads_and_has_its_card_and_licence():
     from liwi_core.engines.refined import DEFAULT_REFINER, load_refiner
 
     # trained on GPL-3+ photographs since stage 7: the weights' licence follows them
-    check_bundled_weights(DEFAULT_REFINER, load_refiner())
+    refiner = load_refiner()
+    check_bundled_weights(DEFAULT_REFINER, refiner)
+    assert refiner.config.cast_shadow and refiner.in_channels == INPUT_CHANNELS  # reads the fitted cast shadow
+
+
+def test_the_refined_engine_gives_its_refiner_the_fitted_cast_shadow(photo, monkeypatch):
+    import liwi_core.engines.refined as refined
+
+    image, rough = photo
+    seen = []
+
+    def spy(model, inputs, size, *args, **kwargs):
+        seen.append(inputs)
+        return real(model, inputs, size, *args, **kwargs)
+
+    real = refined.predict_corrections
+    monkeypatch.setattr(refined, "predict_corrections", spy)
+    decompose(image, rough, create("refined", refine_edges=False))
+    cast = seen[0][:, CAST_CHANNEL]
+    # the synthetic scene's disc casts a shadow: the fitted plane darkens somewhere, and not everywhere
+    assert float(cast.min()) < 0.9 and float(cast.max()) == 1.0
+    decompose(image, rough, create("refined", refiner=_tiny(), refine_edges=False))
+    assert seen[-1].shape[1] == INPUT_CHANNELS and torch.equal(seen[-1][:, CAST_CHANNEL],
+                                                                torch.ones_like(seen[-1][:, CAST_CHANNEL]))
 
 
 def test_shadow_is_continued_under_the_opaque_object_not_imprinted():
