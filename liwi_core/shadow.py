@@ -295,9 +295,14 @@ def fit_cast_shadow(image: torch.Tensor, alpha: torch.Tensor, angles=CAST_ANGLES
     at 128 px (and doubles the false darkening: hence the refiner); a first look at 64 px and a
     second at 128 px on its 4 best, 8%.
 
+    An object cut by the bottom edge (a bust, a close-up) stands on no ground in view: nothing is
+    fitted. Projected from the frame's edge, its silhouette lands on whatever is beside it (the
+    black box and helmet beside ``astronaut.png``, which the refiner then darkened twice as much).
+
     Args:
         image: ``[1,3,H,W]`` in [0,1].
-        alpha: ``[1,1,H,W]`` the object's alpha in [0,1].
+        alpha: ``[1,1,H,W]`` the object's alpha in [0,1]; on an object's region of interest, as the
+            refined engine gives it, its bottom row is the photo's only if the object touches it.
         angles, lengths: the silhouettes tried first (:data:`CAST_ANGLES`, :data:`CAST_LENGTHS`).
         softness: the silhouettes' blur at their far end (fraction of the object's height).
         work_side, coarse_side: longest side the scores are computed at, finally and first (the
@@ -310,7 +315,8 @@ def fit_cast_shadow(image: torch.Tensor, alpha: torch.Tensor, angles=CAST_ANGLES
         ``1 - exp(slope)`` clamped to 0.9.
     """
     none = CastShadowFit(torch.ones_like(alpha[:1, :1]), 0.0, 0.0, 0.0, 0.0)
-    if bounding_box((alpha > 0.5).to(alpha.dtype)) is None:
+    box = bounding_box((alpha > 0.5).to(alpha.dtype))
+    if box is None or box[1] >= alpha.shape[-2]:
         return none
 
     def scores_at(side: int, hypotheses):

@@ -59,3 +59,14 @@ def test_no_object_or_no_darkening_gives_no_shadow():
     alpha = _standing_object()
     plain = fit_cast_shadow(_photo(torch.full_like(ground, 0.5), alpha, torch.ones_like(ground)), alpha)
     assert plain.darkness < 0.02
+
+
+def test_an_object_cut_by_the_bottom_edge_gets_no_fitted_shadow():
+    ground, alpha = _ground(), _standing_object()
+    shadow = synthesize_cast_shadow(alpha, angle=40.0, length=0.8, softness=0.05, opacity=0.45, contact=0.0,
+                                    tint=(1.0, 1.0, 1.0))
+    photo = _photo(ground, alpha, shadow)
+    assert fit_cast_shadow(photo, alpha).score > 10
+    # the same photo cropped just below the object's lowest row: a bust, standing on no ground in view
+    bust = fit_cast_shadow(photo[..., :130, :], alpha[..., :130, :])
+    assert bust.score == 0 and torch.equal(bust.shadow, torch.ones_like(alpha[..., :130, :]))
