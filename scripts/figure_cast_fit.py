@@ -18,13 +18,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from make_figures import sheet
 
-import liwi_core.engines.refined as refined
 from liwi_core.dataset import iter_samples
 from liwi_core.decompose import decompose
-from liwi_core.engines import create
+from liwi_core.engines import create, refined
 from liwi_core.filters import resize
-from make_figures import sheet
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the last commit whose bundled refiner did not read the fitted cast shadow (stage 10)
@@ -79,7 +78,7 @@ def main() -> int:
             if len(sample.stack.layers) != 1:
                 continue
             masks = sample.prompts[0]["dilated"]
-            grey = lambda t: t.mean(1, keepdim=True).expand(1, 3, *t.shape[-2:])  # noqa: E731
+            grey = lambda t: t.mean(1, keepdim=True).expand(1, 3, *t.shape[-2:])
             old, new = (decompose(sample.composite, masks, e).layers[0].shadow for e in (before, now))
             rows.append([(f"{sample.id}", sample.composite), ("true shadow", grey(sample.stack.layers[0].shadow)),
                          ("fitted cast shadow", grey(fitted_planes(sample.composite, masks, now))),
