@@ -69,11 +69,14 @@ class RefinerOutput(BaseOutput):
         alpha: added to the classical alpha's logit (1 channel).
         shadow: added to the log of the classical shadow map (1 channel, all of R, G, B).
         background: added to the classical background under the object (3 channels).
+        cast_gate: with ``cast_gate``, how far (0-1, clamped) the corrected shadow moves to the
+            fitted cast shadow where that is darker (1 channel); None otherwise.
     """
 
     alpha: torch.Tensor
     shadow: torch.Tensor
     background: torch.Tensor
+    cast_gate: torch.Tensor | None = None
 
 
 class LiWiRefiner(ModelMixin, ConfigMixin):
@@ -97,19 +100,23 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
         cast_shadow: the refiner also reads the cast shadow fitted to the classical alpha
             (:func:`~liwi_core.shadow.fit_cast_shadow`, the last plane); without it, only the
             planes before (checkpoints saved before it existed).
+        cast_gate: the refiner also predicts a gate that takes the fitted cast shadow where it
+            is darker than the corrected one (:func:`apply_corrections`; needs ``cast_shadow``).
+            The shadow correction works in log space on the classical map; copying a fitted
+            silhouette the classical map missed is easier as a share of the way to it.
     """
 
     @register_to_config
     def __init__(self, base_channels: int = 16, depth: int = 4, working_size: int = WORKING_SIZE,
                  shadow_reach: float = 0.75, alpha_support: float = 0.08, saliency_size: int = 320,
-                 cast_shadow: bool = False):
+                 cast_shadow: bool = False, cast_gate: bool = False):
         super().__init__()
         chans = [base_channels * 2 ** min(i, 3) for i in range(depth + 1)]
         self.in_channels = INPUT_CHANNELS if cast_shadow else CAST_CHANNEL
         self.enc = nn.ModuleList([conv_block(self.in_channels, chans[0])] +
                                  [conv_block(chans[i], chans[i + 1]) for i in range(depth)])
         self.dec = nn.ModuleList([conv_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
-        self.head = nn.Conv2d(chans[0], 1 + 1 + 3, 1)
+        self.head = nn.Conv2d(chans[0], 1 + 1 + 3 + int(cast_gate), 1)
         # an untrained refiner changes nothing
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -130,6 +137,8 @@ class LiWiRefiner(ModelMixin, ConfigMixin):
         x = F.pad(inputs * 2 - 1, (0, (-w) % m, 0, (-h) % m), mode="replicate")
         out = self.head(unet_features(self.enc, self.dec, x))[..., :h, :w]
         parts = (out[:, 0:1] * correction_support(inputs, self.config.alpha_support), out[:, 1:2], out[:, 2:5])
+        if self.config.cast_gate:
+            parts = (*parts, out[:, 5:6])
         return RefinerOutput(*parts) if return_dict else parts
 
 
@@ -165,18 +174,27 @@ def _keep_where_zero(delta: torch.Tensor, old: torch.Tensor, new: torch.Tensor) 
 
 
 def apply_corrections(alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor,
-                      corrections: RefinerOutput, exact_zero: bool = True
+                      corrections: RefinerOutput, exact_zero: bool = True, cast: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The refined ``(alpha, shadow, background)`` from the classical ones and the corrections
     (all on one grid, ``[B,1|3,H,W]``; corrections broadcast over the shadow's channels).
+
+    ``cast``: the fitted cast shadow on the same grid; with a ``cast_gate`` correction ``g`` the
+    shadow becomes ``s - clamp(g, 0, 1) * max(s - cast, 0)``, ``s`` the corrected shadow.
 
     ``exact_zero``: where a correction is exactly 0 the classical value is returned unchanged
     (not a float round trip through logit and sigmoid), so a refiner whose output is zero is
     the classical engine exactly. Training turns it off: the selection has no gradient, and a
     zero-initialised refiner would never leave zero.
     """
+    new_shadow = (shadow.clamp_min(1e-3) * torch.exp(corrections.shadow)).clamp(0, 1)
+    shadow_delta = corrections.shadow
+    if corrections.cast_gate is not None and cast is not None:
+        gate = corrections.cast_gate.clamp(0, 1)
+        new_shadow = new_shadow - gate * (new_shadow - cast).clamp(min=0)
+        shadow_delta = torch.where(gate == 0, shadow_delta, torch.ones_like(shadow_delta))
     parts = ((alpha, correct_alpha(alpha, corrections.alpha), corrections.alpha),
-             (shadow, (shadow.clamp_min(1e-3) * torch.exp(corrections.shadow)).clamp(0, 1), corrections.shadow),
+             (shadow, new_shadow, shadow_delta),
              (background, (background + corrections.background).clamp(0, 1), corrections.background))
     if not exact_zero:
         return tuple(new for _, new, _ in parts)

@@ -239,11 +239,12 @@ def losses(inputs: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor, corre
     * ``background``: L1 of the background under the object (where the refined or true alpha
       is above 0), the rest of the background being the image with the shadow divided out.
     """
-    from .refiner import apply_corrections, input_plane
+    from .refiner import CAST_CHANNEL, apply_corrections, input_plane
 
     image, alpha_c, shadow_c, clean_c = (input_plane(inputs, name) for name in ("image", "alpha", "shadow", "background"))
     alpha_t, shadow_t, below_t = truth[:, 0:1], truth[:, 1:2], truth[:, 2:5]
-    alpha, shadow, fill = apply_corrections(alpha_c, shadow_c, clean_c, corrections, exact_zero=False)
+    cast = input_plane(inputs, "cast") if inputs.shape[1] > CAST_CHANNEL else None
+    alpha, shadow, fill = apply_corrections(alpha_c, shadow_c, clean_c, corrections, exact_zero=False, cast=cast)
     n = valid.sum().clamp_min(1)
     l_alpha = ((alpha - alpha_t).abs() * valid).sum() / n
     inter = (torch.minimum(alpha, alpha_t) * valid).flatten(1).sum(1)
@@ -335,6 +336,20 @@ def with_cast_plane(model):
     return wider
 
 
+def with_cast_gate(model):
+    """A copy of a refiner that also predicts how far to take the fitted cast shadow where it is
+    darker (a gate, 0 at first: it answers exactly as ``model`` until trained)."""
+    from .refiner import LiWiRefiner
+
+    wider = LiWiRefiner(**{**model.config, "cast_gate": True})
+    state = model.state_dict()
+    for key in ("head.weight", "head.bias"):
+        part = state[key]
+        state[key] = torch.cat([part, part.new_zeros(1, *part.shape[1:])], dim=0)
+    wider.load_state_dict(state)
+    return wider
+
+
 def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         device: str | torch.device = "cpu") -> Path:
     """Train (or resume) the refiner; returns the checkpoint folder. ``device``: where the steps
@@ -359,6 +374,8 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         model = load_pretrained(config["init_from"], LiWiRefiner, "init_from checkpoint")
         if config.get("cast_shadow") and not model.config.cast_shadow:
             model = with_cast_plane(model)
+        if config.get("cast_gate") and not model.config.cast_gate:
+            model = with_cast_gate(model)
         state = None
     else:
         shape = {k: config[k] for k in ("base_channels", "depth", "working_size", "shadow_reach", "cast_shadow")

@@ -224,6 +224,7 @@ def test_the_bundled_refiner_loads_and_has_its_card_and_licence():
     refiner = load_refiner()
     check_bundled_weights(DEFAULT_REFINER, refiner)
     assert refiner.config.cast_shadow and refiner.in_channels == INPUT_CHANNELS  # reads the fitted cast shadow
+    assert refiner.config.cast_gate  # and may take it where darker
 
 
 def test_the_refined_engine_gives_its_refiner_the_fitted_cast_shadow(photo, monkeypatch):
@@ -449,3 +450,28 @@ def test_a_refiner_given_the_cast_plane_answers_as_before_until_trained(tmp_path
     assert after["inputs"].shape[0] == INPUT_CHANNELS
     fit(tmp_path / "cast", tmp_path / "run", config, log=lambda _: None)
     assert load_refiner(tmp_path / "run" / "checkpoint-latest").config.cast_shadow
+
+
+def test_a_cast_gate_takes_the_fitted_shadow_where_darker_and_starts_closed():
+    from liwi_core.train_refiner import with_cast_gate
+
+    old = _tiny(saliency_size=256, cast_shadow=True)
+    torch.nn.init.normal_(old.head.weight, std=0.1)
+    gated = with_cast_gate(old)
+    x = torch.rand(2, INPUT_CHANNELS, 24, 24)
+    before, after = old(x), gated(x)
+    for a, b in zip(before.to_tuple(), after.to_tuple()[:3], strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(after.cast_gate, torch.zeros_like(after.cast_gate))  # closed: the answer is unchanged
+    alpha, shadow, background = torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.9), torch.rand(1, 3, 4, 4)
+    cast = torch.full((1, 1, 4, 4), 0.5)
+    cast[..., 0, :] = 1.0  # lighter than the refined map there: never taken
+    zero = torch.zeros(1, 1, 4, 4)
+    closed = apply_corrections(alpha, shadow, background, RefinerOutput(zero, zero, torch.zeros_like(background), zero),
+                               cast=cast)
+    assert torch.equal(closed[1], shadow)
+    half = apply_corrections(alpha, shadow, background,
+                             RefinerOutput(zero, zero, torch.zeros_like(background), torch.full((1, 1, 4, 4), 0.5)),
+                             cast=cast)
+    assert torch.allclose(half[1][..., 1:, :], torch.full((1, 1, 3, 4), 0.7)) and torch.equal(half[1][..., 0, :],
+                                                                                            shadow[..., 0, :])

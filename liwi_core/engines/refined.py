@@ -148,10 +148,10 @@ def predict_corrections(refiner, inputs: torch.Tensor, size: tuple[int, int],
     from ..refiner import RefinerOutput
 
     param = next(refiner.parameters())
-    alpha, shadow, background = (t.float().to(inputs.device)
-                                 for t in refiner(inputs.to(param.device, param.dtype)).to_tuple())
+    alpha, shadow, background, *gate = (t.float().to(inputs.device)
+                                        for t in refiner(inputs.to(param.device, param.dtype)).to_tuple())
     background = gaussian_blur(background, background_smoothing * max(inputs.shape[-2:]))
-    return RefinerOutput(*(resize(t, size, mode="bilinear") for t in (alpha, shadow, background)))
+    return RefinerOutput(*(resize(t, size, mode="bilinear") for t in (alpha, shadow, background, *gate)))
 
 
 def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor, new_shadow: torch.Tensor,
@@ -226,8 +226,11 @@ class RefinedEngine(Engine):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
         corrected = any(bool(t.any()) for t in corrections.to_tuple())
-        new_alpha, new_shadow, new_clean = (apply_corrections(alpha, shadow, clean, corrections) if corrected
-                                            else (alpha, shadow, clean))
+        cast = None
+        if corrections.cast_gate is not None:
+            cast = resize(input_plane(inputs, "cast"), tuple(img.shape[-2:]), mode="bilinear")
+        new_alpha, new_shadow, new_clean = (apply_corrections(alpha, shadow, clean, corrections, cast=cast)
+                                            if corrected else (alpha, shadow, clean))
         # a mask kept as drawn already lies on the object's edges: moving them could only lose
         # (tuning scenes: exact prompts 0.957 -> 0.956 on the photos when it was moved too);
         # a soft edge is left to the matting, which keeps it soft
