@@ -319,17 +319,29 @@ def fit_cast_shadow(image: torch.Tensor, alpha: torch.Tensor, angles=CAST_ANGLES
     if box is None or box[1] >= alpha.shape[-2]:
         return none
 
+    grids: dict[int, tuple | None] = {}
+
+    def grid(side: int):
+        """The alpha, log luminance, log chromaticity and object at ``side`` (once per side: with
+        the defaults both looks are at 128 px); None where the object vanishes there."""
+        if side not in grids:
+            h, w = alpha.shape[-2:]
+            scale = min(1.0, side / max(h, w))
+            size = (max(8, round(h * scale)), max(8, round(w * scale)))
+            small_alpha = resize(alpha[:1, :1], size, mode="area")
+            grids[side] = None
+            if bounding_box((small_alpha > 0.5).to(alpha.dtype)) is not None:
+                rgb = resize(image[:1, :3], size, mode="area").clamp_min(0.02)
+                grids[side] = (small_alpha, torch.log(luminance(rgb).clamp_min(0.02)),
+                               torch.log(rgb[:, 0::2] / rgb[:, 1:2]),
+                               dilate((small_alpha > 0.3).to(alpha.dtype), 1) > 0)
+        return grids[side]
+
     def scores_at(side: int, hypotheses):
-        h, w = alpha.shape[-2:]
-        scale = min(1.0, side / max(h, w))
-        size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        small_alpha = resize(alpha[:1, :1], size, mode="area")
-        if bounding_box((small_alpha > 0.5).to(alpha.dtype)) is None:
+        planes = grid(side)
+        if planes is None:
             return None
-        rgb = resize(image[:1, :3], size, mode="area").clamp_min(0.02)
-        log_lum = torch.log(luminance(rgb).clamp_min(0.02))
-        log_chroma = torch.log(rgb[:, 0::2] / rgb[:, 1:2])
-        obj = dilate((small_alpha > 0.3).to(alpha.dtype), 1) > 0
+        small_alpha, log_lum, log_chroma, obj = planes
         density = _cast_densities(small_alpha, hypotheses, softness)[0]
         return _silhouette_scores(log_lum, log_chroma, density, obj, chroma_tolerance)
 

@@ -322,32 +322,32 @@ def validate(model, val, size: int, device: str | torch.device = "cpu") -> dict:
     return {k: round(s / len(val), 5) for k, s in sums.items()}
 
 
+def _widened(model, flag: str, keys: tuple[str, ...], dim: int):
+    """A copy of ``model`` with config ``flag`` on, the tensors ``keys`` of its state grown by one
+    slice of zeros along ``dim``: the new input or output has no effect until trained."""
+    from .refiner import LiWiRefiner
+
+    wider = LiWiRefiner(**{**model.config, flag: True})
+    state = model.state_dict()
+    for key in keys:
+        part = state[key]
+        shape = list(part.shape)
+        shape[dim] = 1
+        state[key] = torch.cat([part, part.new_zeros(shape)], dim=dim)
+    wider.load_state_dict(state)
+    return wider
+
+
 def with_cast_plane(model):
     """A copy of a refiner without ``cast_shadow`` that also reads the cast-shadow plane, its
     first convolution's weights for that plane zero: it answers exactly as ``model`` until trained."""
-    from .refiner import LiWiRefiner
-
-    wider = LiWiRefiner(**{**model.config, "cast_shadow": True})
-    state = model.state_dict()
-    first = "enc.0.0.weight"
-    weight = state[first]
-    state[first] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)
-    wider.load_state_dict(state)
-    return wider
+    return _widened(model, "cast_shadow", ("enc.0.0.weight",), dim=1)
 
 
 def with_cast_gate(model):
     """A copy of a refiner that also predicts how far to take the fitted cast shadow where it is
     darker (a gate, 0 at first: it answers exactly as ``model`` until trained)."""
-    from .refiner import LiWiRefiner
-
-    wider = LiWiRefiner(**{**model.config, "cast_gate": True})
-    state = model.state_dict()
-    for key in ("head.weight", "head.bias"):
-        part = state[key]
-        state[key] = torch.cat([part, part.new_zeros(1, *part.shape[1:])], dim=0)
-    wider.load_state_dict(state)
-    return wider
+    return _widened(model, "cast_gate", ("head.weight", "head.bias"), dim=0)
 
 
 def fit(examples, out, config: dict, minutes: float | None = None, log=print,
