@@ -305,6 +305,12 @@ def test_the_refined_darkening_spares_other_salient_objects_away_from_this_one()
     assert torch.equal(out[..., 10:15, 70:90], correction[..., 10:15, 70:90])  # lightening kept
     zero = torch.zeros(1, 3, h, w)
     assert torch.equal(spare_other_objects(zero, alpha, saliency), zero)
+    # the gate on the fitted cast shadow is closed on the other object too, and only there
+    gate = torch.full((1, 1, h, w), 0.8)
+    spared, closed = spare_other_objects(correction, alpha, saliency, reach=0.1, cast_gate=gate)
+    assert torch.equal(spared, out)
+    assert torch.equal(closed[..., 10:30, 70:90], torch.zeros(1, 1, 20, 20))
+    assert closed[0, 0, 20, 32] == gate[0, 0, 20, 32] and closed[0, 0, 35, 50] == gate[0, 0, 35, 50]
 
 
 def test_examples_record_their_saliency_size_and_fit_refuses_a_mismatch(tmp_path):
