@@ -82,7 +82,7 @@ def main() -> int:
             old, new = (decompose(sample.composite, masks, e).layers[0].shadow for e in (before, now))
             rows.append([(f"{sample.id}", sample.composite), ("true shadow", grey(sample.stack.layers[0].shadow)),
                          ("fitted cast shadow", grey(fitted_planes(sample.composite, masks, now))),
-                         ("refined, stage 10", grey(old)), ("refined, stage 12", grey(new))])
+                         ("refined, stage 10", grey(old)), ("refined, bundled (stage 14)", grey(new))])
             if len(rows) == args.count:
                 break
     sheet(rows, width=200).save(args.out)
