@@ -298,16 +298,18 @@ def test_the_refined_darkening_spares_other_salient_objects_away_from_this_one()
     saliency[..., 10:30, 70:90] = 1  # another object, far from it
     correction = torch.full((1, 1, h, w), -0.5)
     correction[..., 10:15, 70:90] = 0.3  # lightening on the other object
-    out = spare_other_objects(correction, alpha, saliency, reach=0.1)
+    no_alpha, no_background = torch.zeros(1, 1, h, w), torch.zeros(1, 3, h, w)
+    out = spare_other_objects(RefinerOutput(no_alpha, correction, no_background), alpha, saliency, reach=0.1).shadow
     assert torch.equal(out[..., 15:30, 70:90], torch.zeros(1, 1, 15, 20))  # the other object
     assert float(out[0, 0, 20, 32]) == -0.5  # the soft edge beside this object keeps its shadow
     assert float(out[0, 0, 35, 50]) == -0.5  # nothing salient: kept
     assert torch.equal(out[..., 10:15, 70:90], correction[..., 10:15, 70:90])  # lightening kept
     zero = torch.zeros(1, 3, h, w)
-    assert torch.equal(spare_other_objects(zero, alpha, saliency), zero)
+    assert torch.equal(spare_other_objects(RefinerOutput(no_alpha, zero, no_background), alpha, saliency).shadow, zero)
     # the gate on the fitted cast shadow is closed on the other object too, and only there
     gate = torch.full((1, 1, h, w), 0.8)
-    spared, closed = spare_other_objects(correction, alpha, saliency, reach=0.1, cast_gate=gate)
+    both = spare_other_objects(RefinerOutput(no_alpha, correction, no_background, gate), alpha, saliency, reach=0.1)
+    spared, closed = both.shadow, both.cast_gate
     assert torch.equal(spared, out)
     assert torch.equal(closed[..., 10:30, 70:90], torch.zeros(1, 1, 20, 20))
     assert closed[0, 0, 20, 32] == gate[0, 0, 20, 32] and closed[0, 0, 35, 50] == gate[0, 0, 35, 50]

@@ -174,22 +174,24 @@ def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch
     return torch.where(edge, weight * new_background + (1 - weight) * unshadowed, new_background)
 
 
-def spare_other_objects(shadow_correction: torch.Tensor, alpha: torch.Tensor, saliency: torch.Tensor,
-                        reach: float = OTHER_OBJECTS_REACH, cast_gate: torch.Tensor | None = None):
-    """The refiner's shadow correction (log space, ``[1,1|3,h,w]``) without its darkening where
-    ``saliency`` (``[1,1,*,*]`` in [0,1], any grid; resized) marks an object more than ``reach``
-    (fraction of the region's longest side) from this one's (``alpha`` ``[1,1,h,w]`` > 0.5);
-    lightening is kept. Zero corrections stay exactly zero. With ``cast_gate`` (``[1,1,h,w]``, the
-    refiner's gate on the fitted cast shadow), returns ``(shadow_correction, cast_gate)``, the
-    gate closed there too: a silhouette projected onto another object is that object's own dark."""
-    size = tuple(shadow_correction.shape[-2:])
+def spare_other_objects(corrections, alpha: torch.Tensor, saliency: torch.Tensor,
+                        reach: float = OTHER_OBJECTS_REACH):
+    """The refiner's corrections (a :class:`~liwi_core.refiner.RefinerOutput` on one ``[h,w]`` grid)
+    without the shadow correction's darkening (log space, ``[1,1|3,h,w]``) where ``saliency``
+    (``[1,1,*,*]`` in [0,1], any grid; resized) marks an object more than ``reach`` (fraction of
+    the region's longest side) from this one's (``alpha`` ``[1,1,h,w]`` > 0.5), and with the gate
+    on the fitted cast shadow (if any) closed there too: a silhouette projected onto another
+    object is that object's own dark. Lightening is kept; zero corrections stay exactly zero."""
+    from ..refiner import RefinerOutput
+
+    size = tuple(corrections.shadow.shape[-2:])
     salient = resize(saliency.float(), size, mode="bilinear") > SALIENCY_HIGH
     near = dilate((alpha > 0.5).float(), max(1, round(reach * max(size)))) > 0.5
     elsewhere = salient & ~near
-    spared = torch.where(elsewhere, shadow_correction.clamp(min=0), shadow_correction)
-    if cast_gate is None:
-        return spared
-    return spared, torch.where(elsewhere, torch.zeros_like(cast_gate), cast_gate)
+    gate = corrections.cast_gate
+    return RefinerOutput(corrections.alpha, torch.where(elsewhere, corrections.shadow.clamp(min=0), corrections.shadow),
+                         corrections.background,
+                         None if gate is None else torch.where(elsewhere, torch.zeros_like(gate), gate))
 
 
 class RefinedEngine(Engine):
@@ -226,11 +228,7 @@ class RefinedEngine(Engine):
                                  self.refiner.config.working_size, self.refiner.config.saliency_size,
                                  self.refiner.config.get("cast_shadow", False))
         corrections = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
-        if corrections.cast_gate is None:
-            corrections.shadow = spare_other_objects(corrections.shadow, alpha, input_plane(inputs, "saliency"))
-        else:
-            corrections.shadow, corrections.cast_gate = spare_other_objects(
-                corrections.shadow, alpha, input_plane(inputs, "saliency"), cast_gate=corrections.cast_gate)
+        corrections = spare_other_objects(corrections, alpha, input_plane(inputs, "saliency"))
         if not bool((alpha <= 0).any()):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
