@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+# the checkout this script lies in, not whatever liwi_core the environment installed (an editable
+# install points at one checkout, and "on the old code" is often a second one, a git worktree)
+sys.path.insert(0, str(ROOT))
 PHOTOS = ["coffee", "chelsea", "astronaut", "rocket"]
 
 
