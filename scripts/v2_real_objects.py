@@ -26,12 +26,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from liwi_core.dataset import iter_samples
 from liwi_core.proposals import find_objects
 
 
@@ -59,18 +59,16 @@ def main() -> int:
     results = json.loads(Path(args.eval_json).read_text())
     rows = {r["id"]: r for result in results if result.get("flavour") == "automatic" for r in result["rows"]}
     totals = {"scenes": 0, "spurious": 0.0, "photo_object_alone": 0, "missed": 0.0, "missed_inside_a_layer": 0}
-    for folder in sorted((Path(args.data) / "samples").iterdir()):
-        sample = json.loads((folder / "sample.json").read_text())
-        truths = [np.asarray(Image.open(f).convert("RGBA"))[..., 3] / 255.0 > 0.5 for f in sorted(folder.glob("layer_*.png"))]
-        own = photo_object(sample, truths[0].shape[0], Path(args.masks)) if truths else None
-        if own is None or folder.name not in rows:
+    for sample in iter_samples(args.data, ids=sorted(rows)):
+        truths = [layer.rgba[0, 3].numpy() > 0.5 for layer in sample.stack.layers]
+        own = photo_object(sample.meta, truths[0].shape[0], Path(args.masks)) if truths else None
+        if own is None:
             continue
         visible = own & ~np.any(truths, axis=0)
-        image = torch.from_numpy(np.asarray(Image.open(folder / "composite.png").convert("RGB")) / 255.0)
-        found = [m[0].numpy() > 0.5 for m in find_objects(image.permute(2, 0, 1)[None].float()).masks]
+        found = [m[0].numpy() > 0.5 for m in find_objects(sample.composite).masks]
         totals["scenes"] += 1
-        totals["spurious"] += rows[folder.name]["auto_spurious"]
-        totals["missed"] += rows[folder.name]["auto_missed"]
+        totals["spurious"] += rows[sample.id]["auto_spurious"]
+        totals["missed"] += rows[sample.id]["auto_missed"]
         totals["photo_object_alone"] += sum(_iou(f, visible) > 0.5 and max(_iou(f, t) for t in truths) < 0.3
                                             for f in found)
         for t in truths:
