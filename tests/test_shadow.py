@@ -70,3 +70,18 @@ def test_an_object_cut_by_the_bottom_edge_gets_no_fitted_shadow():
     # the same photo cropped just below the object's lowest row: a bust, standing on no ground in view
     bust = fit_cast_shadow(photo[..., :130, :], alpha[..., :130, :])
     assert bust.score == 0 and torch.equal(bust.shadow, torch.ones_like(alpha[..., :130, :]))
+
+
+def test_a_short_shadow_on_a_busy_ground_is_not_taken_for_a_long_one():
+    # a t-statistic grows with the pixels a silhouette gathers: scored alone, a longer silhouette
+    # that takes in the short true shadow and unshadowed ground besides wins on a busy ground
+    alpha = _standing_object()
+    for seed in (5, 7):
+        noise = gaussian_blur(torch.rand(1, 1, 192, 224, generator=torch.Generator().manual_seed(seed)), 2.5)
+        ground = (0.45 + 0.8 * (noise - 0.5)) * torch.tensor([1.0, 0.95, 0.85]).view(1, 3, 1, 1)
+        shadow = synthesize_cast_shadow(alpha, angle=150.0, length=0.3, softness=0.05, opacity=0.3, contact=0.0,
+                                        tint=(1.0, 1.0, 1.0))
+        photo = _photo(ground, alpha, shadow)
+        fit, by_score = fit_cast_shadow(photo, alpha), fit_cast_shadow(photo, alpha, size_exponent=0.0)
+        assert 0.75 <= fit.length / 0.3 <= 1.25 and abs((fit.angle - 150 + 180) % 360 - 180) <= 15, fit
+        assert by_score.length / 0.3 > 1.25, by_score
