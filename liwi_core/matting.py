@@ -380,15 +380,45 @@ def edge_blur(image: torch.Tensor, alpha: torch.Tensor, reblur: float = 1.0, pre
     return math.sqrt(max(seen * seen - presmooth * presmooth, 0.0))
 
 
-def trimap_from_mask(segmentation: torch.Tensor, band: int) -> torch.Tensor:
+#: :func:`trimap_from_mask`'s rule for parts thinner than twice the band (see there). "parts" was
+#: measured against "empty" on the tuning scenes (refined engine, alpha IoU): photos 0.9464 -> 0.9476,
+#: wallpapers 0.9611 -> 0.9604, a second draw of photos 0.9399 -> 0.9394: a thin part's ridge is as
+#: often a sliver the cut took wrongly as a leg it kept, so only a segmentation left with no sure
+#: foreground at all gets its ridge
+THIN_PARTS = "empty"
+
+
+def trimap_from_mask(segmentation: torch.Tensor, band: int, thin: str = THIN_PARTS) -> torch.Tensor:
     """Trimap ``[1,1,H,W]``: 1 sure foreground, 0 sure background, 0.5 unknown.
 
-    The unknown band reaches ``band`` pixels to each side of the segmentation boundary.
+    The unknown band reaches ``band`` pixels to each side of the segmentation boundary. A part of
+    the segmentation thinner than twice the band has no sure foreground left, and the matting,
+    anchored to nothing there, fades it to 0: a pencil, a wire or a thin object as a whole came
+    back as an empty layer. ``thin`` says what is kept sure there: ``"none"`` nothing, ``"empty"``
+    the segmentation's ridge (its pixels farthest from the boundary, a one- or two-pixel line)
+    only when nothing at all is left sure, ``"parts"`` the ridge of every part the band swallows
+    (a mantis's legs, a bicycle's spokes).
     """
+    if thin not in ("none", "empty", "parts"):
+        raise ValueError(f"unknown thin-part rule {thin!r}: 'none', 'empty' or 'parts'")
     binary = (segmentation > 0.5).float()
     sure_fg = erode(binary, band)
+    if thin == "parts" or (thin == "empty" and not bool((sure_fg > 0.5).any())):
+        # the ridge where the opening (erode then dilate by the band) leaves nothing of the part
+        swallowed = (binary > 0.5) & ~(dilate(sure_fg, band) > 0.5)
+        sure_fg = torch.where(swallowed & _ridge(binary), torch.ones_like(sure_fg), sure_fg)
     maybe = dilate(binary, band)
     return torch.where(sure_fg > 0.5, 1.0, torch.where(maybe > 0.5, 0.5, 0.0))
+
+
+def _ridge(binary: torch.Tensor) -> torch.Tensor:
+    """``[1,1,H,W]`` bool: the pixels of a binary mask at least as far from its boundary as each of
+    their 8 neighbours (chessboard distance): a thin line along the middle of every part."""
+    import cv2
+
+    distance = cv2.distanceTransform(binary[0, 0].numpy().astype(np.uint8), cv2.DIST_L2, 3)
+    peak = cv2.dilate(distance, np.ones((3, 3), np.uint8))
+    return torch.from_numpy((distance > 0) & (distance >= peak - 1e-6))[None, None]
 
 
 def estimate_alpha(image: torch.Tensor, trimap: torch.Tensor, segmentation: torch.Tensor,

@@ -383,3 +383,54 @@ def test_a_large_object_is_cut_on_a_smaller_copy_and_still_found(monkeypatch):
     assert max(working) < 640
     iou = float(((cut > 0.5) & (disc > 0.5)).sum() / ((cut > 0.5) | (disc > 0.5)).sum())
     assert iou > 0.97
+
+
+def _stick_on_ground(width: int = 3):
+    ground = 0.35 + 0.1 * torch.rand(1, 3, 160, 160, generator=torch.Generator().manual_seed(3))
+    stick = torch.zeros(1, 1, 160, 160)
+    stick[..., 78:78 + width, 20:140] = 1
+    return ground * (1 - stick) + stick * torch.tensor([0.95, 0.85, 0.2]).view(1, 3, 1, 1), stick
+
+
+def test_a_thin_object_does_not_come_back_as_an_empty_layer():
+    # thinner than twice the matting band, the object had no sure foreground left in the trimap,
+    # and the matting, anchored to nothing, faded it to 0 (an eroded prompt of a pencil did that)
+    from liwi_core.engines.classical import ClassicalSettings, estimate_layers
+    from liwi_core.filters import dilate
+    image, stick = _stick_on_ground()
+    for rough in (stick, dilate(stick, 4)):
+        alpha, _ = estimate_layers(image, rough, ClassicalSettings(saliency_guide=False))
+        assert float(torch.minimum(alpha, stick).sum() / torch.maximum(alpha, stick).sum()) > 0.7
+
+
+def test_the_trimap_keeps_the_ridge_of_parts_the_band_swallows():
+    from liwi_core.matting import trimap_from_mask
+    _, stick = _stick_on_ground()
+    assert not bool((trimap_from_mask(stick, 3, thin="none") == 1).any())
+    ridge = trimap_from_mask(stick, 3, thin="empty") == 1
+    assert bool(ridge[..., 79, 30:130].all()) and not bool(ridge[..., 78, :].any() or ridge[..., 80, :].any())
+    # a disc with a thin arm: "empty" leaves the arm unknown (the disc keeps a sure core), "parts"
+    # keeps the arm's ridge too
+    yy, xx = torch.meshgrid(torch.arange(160.0), torch.arange(160.0), indexing="ij")
+    disc = (((yy - 80) ** 2 + (xx - 50) ** 2) < 30 ** 2).float()[None, None]
+    arm = torch.maximum(disc, stick * (xx >= 80).float())
+    assert not bool((trimap_from_mask(arm, 3, thin="empty")[..., 78:81, 100:140] == 1).any())
+    assert bool((trimap_from_mask(arm, 3, thin="parts")[..., 79, 100:135] == 1).all())
+    with pytest.raises(ValueError, match="thin-part rule"):
+        trimap_from_mask(arm, 3, thin="skeleton")
+
+
+def test_a_brush_is_not_shrunk_to_a_sliver(monkeypatch):
+    # edges inside a thin object can draw the outline search deep into it; no brush is that loose
+    from liwi_core.engines import classical
+    yy, xx = torch.meshgrid(torch.arange(160.0), torch.arange(160.0), indexing="ij")
+    bar = (((yy - 80) - 0.3 * (xx - 80)).abs() < 10).float()[None, None] * ((xx >= 20) & (xx < 140)).float()
+    image = _stick_on_ground()[0]
+    monkeypatch.setattr(classical, "EXACT_OUTLINE", 100.0)
+    monkeypatch.setattr(classical, "LOOSE_GAIN", 0.0)
+    monkeypatch.setattr(classical, "edge_offset", lambda *a, **k: -8)  # a fifth of it would be left
+    outline, shift, start = classical.outline_search(image, bar)
+    assert outline is None and shift == 0 and torch.equal(start, bar)
+    monkeypatch.setattr(classical, "edge_offset", lambda *a, **k: -4)  # more than half is left: loose
+    outline, shift, start = classical.outline_search(image, bar)
+    assert shift == -4 and 0.4 < float(start.sum()) / float(bar.sum()) < 0.7
