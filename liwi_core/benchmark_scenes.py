@@ -49,7 +49,7 @@ from .heldout import split_objects
 from .imageio import atomic_write_bytes
 from .layers import Layer, LayerStack, coverage, default_layer_name
 
-__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
+__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "DEV_PHOTO_SCENES_2", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
            "heldout_objects", "make_scene", "build_heldout", "render_shadow", "scene_prompt"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +65,9 @@ DEV_PHOTO_SCENES = {"num": 60, "two_objects": 18, "seed": 5077, "size": 512, "sp
 # drawn in this range, px), so the soft edge of a defocused, moving or furry object is measured;
 # the cut-outs' own edges are hard, and an engine that hardens every edge looks best on them
 DEV_SOFT_SCENES = {**DEV_PHOTO_SCENES, "defocus": [1.0, 3.0]}
+# the fourth: a second draw of the second (other scenes of the same photos and cut-outs), so that a
+# choice made on 60 photo scenes can be checked on 80 others before the held-out set is looked at
+DEV_PHOTO_SCENES_2 = {**DEV_PHOTO_SCENES, "num": 80, "two_objects": 24, "seed": 9031}
 PREPARE_TUNING_COMMAND = "python training/prepare_debian_data.py --out data/sources --debs data/debs --tuning"
 SCENE_PROMPT_KINDS = ("exact", "dilated", "eroded", "blob", "box")
 SKIMAGE_PHOTOS = ("motorcycle_left.png", "brick.png", "grass.png", "gravel.png", "camera.png")
