@@ -413,7 +413,7 @@ def trimap_from_mask(segmentation: torch.Tensor, band: int, thin: str = THIN_PAR
 
 def _ridge(binary: torch.Tensor) -> torch.Tensor:
     """``[1,1,H,W]`` bool: the pixels of a binary mask at least as far from its boundary as each of
-    their 8 neighbours (chessboard distance): a thin line along the middle of every part."""
+    their 8 neighbours (OpenCV's 3x3 Euclidean distance): a thin line along the middle of every part."""
     import cv2
 
     distance = cv2.distanceTransform(binary[0, 0].numpy().astype(np.uint8), cv2.DIST_L2, 3)
