@@ -4,6 +4,7 @@
     python scripts/benchmark.py --against REV      # the same, side by side with git revision REV
     python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
     python scripts/benchmark.py --automatic [--engines classical,refined]   # automatic mode, example photos at 1024x1024
+    python scripts/benchmark.py --automatic --photos DIR --min-objects 3   # automatic mode, DIR's photos with 3+ objects
     python scripts/benchmark.py --engines classical,refined [--large]   # engines side by side
     python scripts/benchmark.py --ratio classical,refined [--sizes 1024] [--repeats 7]   # time ratio, one process
 
@@ -97,6 +98,11 @@ def main() -> None:
     parser.add_argument("--against", metavar="REV", help="also run git revision REV, alternating with this tree")
     parser.add_argument("--filters", action="store_true", help="time kornia's filters against the hand-written ones")
     parser.add_argument("--automatic", action="store_true", help="time automatic mode (no mask) at 1024x1024")
+    parser.add_argument("--photos", metavar="DIR", help="with --automatic: time the photos of DIR instead of the "
+                                                        "example photos (each resized to 1024x1024)")
+    parser.add_argument("--min-objects", type=int, default=1, help="with --photos: time only photos where "
+                                                                    "automatic mode finds at least this many objects")
+    parser.add_argument("--limit", type=int, default=4, help="with --photos: at most this many photos")
     parser.add_argument("--engines", help="comma-separated engines, each size run for each side by side "
                                           "(alternating); default: the default engine")
     parser.add_argument("--ratio", metavar="A,B", help="time engine B against engine A in one process, runs "
@@ -112,7 +118,10 @@ def main() -> None:
         time_ratio(args.ratio.split(","), args.sizes, args.threads, args.repeats)
         return
     if args.automatic:
-        time_automatic(args.threads, args.repeats, args.engines.split(",") if args.engines else None)
+        photos = None
+        if args.photos:
+            photos = _photos_with_objects(Path(args.photos), args.min_objects, args.limit, args.threads)
+        time_automatic(args.threads, args.repeats, args.engines.split(",") if args.engines else None, photos)
         return
     if args.engines:
         compare_engines(args)
@@ -197,10 +206,34 @@ def time_ratio(engines: list[str], sizes: list[int], threads: int, repeats: int)
               f"{min(pairs):.2f}-{max(pairs):.2f} |")
 
 
-def time_automatic(threads: int, repeats: int, engines: list[str] | None = None) -> None:
-    """Automatic mode on each example photo resized to 1024x1024: finding the objects, and the
-    whole decomposition (finding included) with each of ``engines`` (default: the default
-    engine), run alternating; median of ``repeats`` after one warm-up run that loads the networks."""
+def _photos_with_objects(folder: Path, min_objects: int, limit: int, threads: int) -> list[Path]:
+    """The first ``limit`` photos of ``folder`` (sorted by name) in which automatic mode, on the
+    photo resized to 1024x1024, finds at least ``min_objects`` objects."""
+    import torch
+
+    from liwi_core.filters import resize
+    from liwi_core.imageio import load_image
+    from liwi_core.proposals import find_objects
+
+    torch.set_num_threads(threads)
+    chosen = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}):
+        image = resize(load_image(path)[:, :3], (1024, 1024))
+        if len(find_objects(image).masks) >= min_objects:
+            chosen.append(path)
+            if len(chosen) == limit:
+                break
+    if not chosen:
+        sys.exit(f"no photo in {folder} where automatic mode finds {min_objects} or more objects")
+    return chosen
+
+
+def time_automatic(threads: int, repeats: int, engines: list[str] | None = None, photos: list[Path] | None = None
+                   ) -> None:
+    """Automatic mode on each example photo (or each of ``photos``) resized to 1024x1024: finding
+    the objects, and the whole decomposition (finding included) with each of ``engines``
+    (default: the default engine), run alternating; median of ``repeats`` after one warm-up run
+    that loads the networks."""
     import torch
 
     from liwi_core.decompose import decompose
@@ -215,8 +248,10 @@ def time_automatic(threads: int, repeats: int, engines: list[str] | None = None)
     columns = " | ".join(f"{name}: whole decomposition (s, median of {repeats})" for name in names)
     print(f"| photo (1024x1024) | objects | finding (s) | {columns} |")
     print("|---|---|---|" + "---|" * len(names))
-    for name in ("coffee", "chelsea", "astronaut", "rocket"):
-        image = resize(load_image(ROOT / "example_images" / f"{name}.png")[:, :3], (1024, 1024))
+    paths = photos or [ROOT / "example_images" / f"{name}.png" for name in ("coffee", "chelsea", "astronaut", "rocket")]
+    for path in paths:
+        name = path.stem
+        image = resize(load_image(path)[:, :3], (1024, 1024))
         find_objects(image)
         for engine in chosen:
             decompose(image, None, engine)
