@@ -149,17 +149,20 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
         ids = [i for i in mine() if i not in done][: None if limit is None else max(0, limit - len(done))]
         for sample in iter_samples(data, ids=ids) if ids else ():
             for depth, kind, prompt, image, below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
-                (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean), _ = peel_region(image, prompt, classical)
+                (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean), _, look = peel_region(
+                    image, prompt, classical, with_look=True)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
+                # the saliency plane as the engine makes it: the classical look at the prompt's window
+                # where one was taken, else a look at the region at ``saliency_size``
                 inputs = refiner_example(img, rough, alpha, shadow, clean, saliency_model, WORKING_SIZE,
-                                         saliency_size)
+                                         saliency_size, look=look)
                 grid = tuple(inputs.shape[-2:])
                 truth = torch.cat([resize(layer.alpha[box], grid, mode="area"),
                                    resize(luminance(layer.shadow[box]) if layer.shadow.shape[1] == 3
                                           else layer.shadow[box], grid, mode="area"),
                                    resize(below[box], grid, mode="area")], dim=1)
                 _save_atomic({"inputs": _q(inputs[0]), "truth": _q(truth[0]), "kind": kind,
-                              "saliency_size": saliency_size},
+                              "saliency_size": saliency_size, "saliency": "window" if look is not None else "region"},
                              out / f"{sample.id}_o{depth}.pt")
             done.add(sample.id)
         if not wait or (limit is not None and len(done) >= limit):
@@ -193,8 +196,11 @@ def _rewrite_examples(examples, out, shard: tuple[int, int], rewrite) -> int:
 def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard: tuple[int, int] = (0, 1)) -> int:
     """Copy the examples of folder ``examples`` into ``out`` with their saliency channel computed
     again at ``saliency_size`` from their own image channels (the refiner's grid, as the engine
-    computes it); the classical answer and the truth are kept, so a refiner can be retrained for
-    another saliency size without running the classical engine again. As :func:`_rewrite_examples`."""
+    computes it where it has no look of the classical engine's to reuse); the classical answer and
+    the truth are kept, so a refiner can be retrained for another saliency size without running the
+    classical engine again. As :func:`_rewrite_examples`. Examples made since 2026-11-28 hold the
+    classical engine's look at the prompt's window where it took one (``"saliency": "window"``, as
+    the engine now does); this replaces it with a look at the whole region."""
     from .proposals import saliency_model as shared_saliency_model
     from .refiner import SALIENCY_CHANNEL, input_plane
     from .saliency import saliency_map
@@ -205,7 +211,7 @@ def recompute_saliency(examples, out, saliency_size: int = SALIENCY_SIZE, shard:
         inputs = example["inputs"].clone()
         image = input_plane(inputs[None], "image").float() / 255
         inputs[SALIENCY_CHANNEL] = _q(saliency_map(model, image, normalize=False, sample_size=saliency_size)[0, 0])
-        return {**example, "inputs": inputs, "saliency_size": saliency_size}
+        return {**example, "inputs": inputs, "saliency_size": saliency_size, "saliency": "region"}
 
     return _rewrite_examples(examples, out, shard, rewrite)
 

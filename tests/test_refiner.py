@@ -365,6 +365,39 @@ def test_the_refined_engine_computes_saliency_at_its_refiners_size(photo, monkey
         real(create("refined", refiner=_tiny()).saliency_model, image, sample_size=16)
 
 
+def test_the_refiner_reads_the_classical_look_instead_of_taking_its_own(photo, monkeypatch):
+    from liwi_core import saliency
+    from liwi_core.engines import refined
+    from liwi_core.filters import bounding_box
+    from liwi_core.refiner import input_plane
+
+    image, rough = photo
+    y0, y1, x0, x1 = bounding_box(rough)
+    box = torch.zeros_like(rough)
+    box[..., y0:y1, x0:x1] = 1  # a box is never kept as drawn: the classical engine looks at its window
+    calls, planes = [], []
+    real_map, real_example = saliency.saliency_map, refined.refiner_example
+
+    def spy(model, image, normalize=True, sample_size=None, size=None):
+        calls.append(tuple(image.shape[-2:]))
+        return real_map(model, image, normalize, sample_size, size)
+
+    def example(*args, **kwargs):
+        planes.append((kwargs.get("look"), real_example(*args, **kwargs)))
+        return planes[-1][1]
+
+    monkeypatch.setattr(saliency, "saliency_map", spy)
+    monkeypatch.setattr(refined, "refiner_example", example)
+    stack = decompose(image, box, create("refined", refiner=_tiny()))
+    # one salient-object pass for the object (the prompt segmenter is a network of its own)
+    assert len(calls) == 1 and len(planes) == 1
+    look, inputs = planes[0]
+    assert look is not None
+    grid = tuple(inputs.shape[-2:])
+    assert torch.allclose(input_plane(inputs, "saliency"), refined.resize(look, grid, mode="area").clamp(0, 1), atol=1e-6)
+    assert recompose_psnr(stack.composite(), image) > 45
+
+
 def test_example_shards_split_the_samples_without_overlap(tmp_path):
     from helpers import write_scene_dataset
     from liwi_core.errors import LiWiError

@@ -128,18 +128,21 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
 
 
 def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, others):
-    """:func:`estimate_layers`, and whether the mask was kept as drawn (its outline on the edges)."""
+    """:func:`estimate_layers`, whether the mask was kept as drawn (its outline on the edges), and the
+    salient-object look at the mask's window (:func:`salient_look`; None when none was taken)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
     outline, shift, start = outline_search(img, rough, search=move_outline) if settings.refine else (None, 0, rough)
     kept = outline is not None
     snap = settings.refine and not kept
-    guide = None
+    guide = look = None
     if snap and settings.saliency_guide:
         from ..segmenter import shared_segmenter
 
-        guide = prompt_saliency(img, rough, segmenter=shared_segmenter() if settings.prompt_segmenter else None)
+        look = salient_look(img, rough)
+        guide = prompt_saliency(img, rough, segmenter=shared_segmenter() if settings.prompt_segmenter else None,
+                                look=look)
     seg = refine_mask(img, start, saliency=guide, others=others, timid=shift > 0,
                       drawn=rough if shift < 0 and start is not rough else None) if snap else \
         outline if kept else (rough > 0.5).float()
@@ -153,7 +156,7 @@ def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, other
     alpha = estimate_alpha(img, trimap, seg)
     reach = round(settings.shadow_reach * max(_box_size(rough), 1))
     shadow = estimate_shadow(img, alpha, reach, settings.shadow_threshold, settings.shadow_channels)
-    return alpha, shadow, kept and shift == 0
+    return alpha, shadow, kept and shift == 0, look
 
 
 def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, search: bool = True
@@ -203,8 +206,23 @@ def outline_search(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, 
     return None, shift, moved if plain else rough
 
 
+def salient_look(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """The salient-object network's map ``[1,1,h,w]`` of the rough mask's box grown by ``margin`` of
+    its size (:func:`~liwi_core.segmenter.prompt_window`; 0 elsewhere), its own probability, not
+    stretched: zoomed onto the prompt, the object it marks is the salient one."""
+    from ..proposals import saliency_model
+    from ..saliency import saliency_map
+    from ..segmenter import prompt_window
+
+    y0, y1, x0, x1 = prompt_window(rough, margin)
+    out = torch.zeros_like(rough[:, :1], dtype=torch.float32)
+    with torch.no_grad():
+        out[..., y0:y1, x0:x1] = saliency_map(saliency_model(), img[..., y0:y1, x0:x1], normalize=False)
+    return out
+
+
 def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25,
-                    segmenter=None) -> torch.Tensor:
+                    segmenter=None, look: torch.Tensor | None = None) -> torch.Tensor:
     """A salient-object map ``[1,1,h,w]`` of the rough mask's box grown by ``margin`` of its size
     (:func:`~liwi_core.segmenter.prompt_window`; 0 elsewhere), the network's own probability, not
     stretched: zoomed onto the prompt, the object it marks is the salient one, whatever else the
@@ -216,15 +234,12 @@ def prompt_saliency(img: torch.Tensor, rough: torch.Tensor, margin: float = 0.25
     neighbour the salient-object network marks too); the salient-object network, which has only
     seen real photos, drops what the segmenter, taught mostly on cut-outs pasted on photos, takes
     from a loose brush on a real one (a rocket's gantry).
-    """
-    from ..proposals import saliency_model
-    from ..saliency import saliency_map
-    from ..segmenter import prompt_window, segment_prompt
 
-    y0, y1, x0, x1 = prompt_window(rough, margin)
-    out = torch.zeros_like(rough[:, :1], dtype=torch.float32)
-    with torch.no_grad():
-        out[..., y0:y1, x0:x1] = saliency_map(saliency_model(), img[..., y0:y1, x0:x1], normalize=False)
+    ``look``: :func:`salient_look` of the same ``img``, ``rough`` and ``margin`` when already taken.
+    """
+    from ..segmenter import segment_prompt
+
+    out = look if look is not None else salient_look(img, rough, margin)
     if segmenter is not None:
         out = torch.minimum(out, segment_prompt(segmenter, img, rough, margin))
     return out
@@ -257,7 +272,7 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
 
 
 def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
-                others: torch.Tensor | None = None, extend: bool = True):
+                others: torch.Tensor | None = None, extend: bool = True, with_look: bool = False):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
     Returns ``(region, img, rough, (fg, alpha, shadow, clean), drawn)``: the region, the image
@@ -265,14 +280,17 @@ def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSett
     and whether the mask was kept as drawn (its outline already on the object's edges, neither
     snapped nor moved). The refined engine and its training examples start from this same answer.
     ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`; ``extend``:
-    as :func:`~liwi_core.engines.exact.explain_object`.
+    as :func:`~liwi_core.engines.exact.explain_object`. ``with_look``: a sixth item, the
+    salient-object look at the mask's window on the region (:func:`salient_look`), or None where
+    the mask was kept or the look is off.
     """
     region = object_region(mask, settings)
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
     near = None if others is None else others[..., ry0:ry1, rx0:rx1]
-    alpha, shadow, drawn = _estimate(img, rough, settings, move_outline, near)
-    return region, img, rough, explain_object(img, alpha, shadow, fill=None, extend=extend), drawn
+    alpha, shadow, drawn, look = _estimate(img, rough, settings, move_outline, near)
+    answer = region, img, rough, explain_object(img, alpha, shadow, fill=None, extend=extend), drawn
+    return (*answer, look) if with_look else answer
 
 
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
