@@ -137,6 +137,43 @@ def test_edge_blur_reads_the_blur_of_an_edge(sigma):
     assert edge_blur(sharp, torch.zeros_like(disc)) == 0.0
 
 
+def test_edge_blur_on_the_outlines_box_is_the_whole_images():
+    import math
+
+    import torch.nn.functional as F
+
+    from liwi_core.filters import dilate, erode, gaussian_blur, luminance
+    from liwi_core.matting import edge_blur
+
+    def whole_image(image, alpha, reblur=1.0, presmooth=1.0, reach=3, contrast=0.5):
+        # the estimate computed on every pixel with one 2-D maximum filter, as it first was
+        solid = (alpha > 0.5).float()
+        outline = (dilate(solid, 1) - erode(solid, 1)) > 0.5
+        grey = gaussian_blur(luminance(image.clamp(0, 1)), presmooth)
+
+        def peak(x):
+            gy, gx = x[..., 1:, :-1] - x[..., :-1, :-1], x[..., :-1, 1:] - x[..., :-1, :-1]
+            return F.max_pool2d(F.pad(torch.sqrt(gy * gy + gx * gx), (0, 1, 0, 1)), 2 * reach + 1, 1, reach)
+
+        sharp = peak(grey)
+        keep = outline & (sharp >= max(1e-3, contrast * float(torch.quantile(sharp[outline], 0.75))))
+        ratio = (sharp[keep] / peak(gaussian_blur(grey, reblur))[keep].clamp_min(1e-6)).clamp_min(1.0 + 1e-4)
+        seen = float((reblur / torch.sqrt(ratio * ratio - 1.0)).median())
+        return math.sqrt(max(seen * seen - presmooth * presmooth, 0.0))
+
+    g = torch.Generator().manual_seed(3)
+    image = gaussian_blur(torch.rand(1, 3, 120, 150, generator=g), 1.5)
+    yy, xx = torch.meshgrid(torch.arange(120.0), torch.arange(150.0), indexing="ij")
+    # objects in the middle and against each side of the frame
+    for cy, cx in ((60, 75), (10, 20), (112, 140), (60, 3)):
+        alpha = ((((yy - cy) / 18) ** 2 + ((xx - cx) / 25) ** 2) < 1).float()[None, None]
+        # white lines 2 px beyond the object's box on every side: within the peaks' reach
+        lines = ((yy - cy).abs().round() == 20) | ((xx - cx).abs().round() == 27)
+        ground = torch.where(lines[None, None], torch.ones_like(image), image)
+        photo = alpha * torch.tensor([0.9, 0.3, 0.1]).view(1, 3, 1, 1) + (1 - alpha) * ground
+        assert edge_blur(photo, alpha) == whole_image(photo, alpha)
+
+
 def test_the_refined_engine_leaves_a_soft_edge_to_the_matting():
     """The edge network was trained on hard edges and hardens soft ones: the refined engine hands
     it an object only when the photo's edge is sharp (``MAX_EDGE_BLUR``)."""
