@@ -376,11 +376,7 @@ def edge_blur(image: torch.Tensor, alpha: torch.Tensor, reblur: float = 1.0, pre
 
     def peak_gradient(x: torch.Tensor) -> torch.Tensor:
         gy, gx = x[..., 1:, :-1] - x[..., :-1, :-1], x[..., :-1, 1:] - x[..., :-1, :-1]
-        magnitude = F.pad(torch.sqrt(gy * gy + gx * gx), (0, 1, 0, 1))
-        # a square's maximum is the maximum over its rows of each row's: two 1-D passes, not one 2-D
-        k = 2 * reach + 1
-        rows_max = F.max_pool2d(magnitude, (1, k), stride=1, padding=(0, reach))
-        return F.max_pool2d(rows_max, (k, 1), stride=1, padding=(reach, 0))
+        return dilate(F.pad(torch.sqrt(gy * gy + gx * gx), (0, 1, 0, 1)), reach)
 
     sharp = peak_gradient(grey)
     keep = outline & (sharp >= max(1e-3, contrast * float(torch.quantile(sharp[outline], 0.75))))
