@@ -211,13 +211,16 @@ def _photos_with_objects(folder: Path, min_objects: int, limit: int, threads: in
     photo resized to 1024x1024, finds at least ``min_objects`` objects."""
     import torch
 
+    from liwi_core.benchmark_scenes import IMAGE_EXTENSIONS
     from liwi_core.filters import resize
     from liwi_core.imageio import load_image
     from liwi_core.proposals import find_objects
 
+    if not folder.is_dir():
+        sys.exit(f"no such folder: {folder}")
     torch.set_num_threads(threads)
     chosen = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}):
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
         image = resize(load_image(path)[:, :3], (1024, 1024))
         if len(find_objects(image).masks) >= min_objects:
             chosen.append(path)
