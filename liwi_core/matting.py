@@ -366,23 +366,23 @@ def edge_blur(image: torch.Tensor, alpha: torch.Tensor, reblur: float = 1.0, pre
     # the luma smoothed first, which takes the grain and fine texture of the ground beside the edge
     # out of the gradients far more than it softens the edge; its sigma is taken off at the end
     grey = gaussian_blur(luminance(image.clamp(0, 1)), presmooth)
-    reblurred = gaussian_blur(grey, reblur)
     # only the outline's pixels are read: the gradients are worked out on its box, with the margin
     # the peaks (``reach``) and the forward differences (1 px) need, so they are the whole image's
+    # (the blurs, which reach further, are taken on the whole image first)
     rows, cols = outline[0, 0].any(dim=1).nonzero(), outline[0, 0].any(dim=0).nonzero()
-    y0, y1 = max(0, int(rows[0]) - reach - 1), min(grey.shape[-2], int(rows[-1]) + reach + 2)
-    x0, x1 = max(0, int(cols[0]) - reach - 1), min(grey.shape[-1], int(cols[-1]) + reach + 2)
-    outline, grey, reblurred = (t[..., y0:y1, x0:x1] for t in (outline, grey, reblurred))
+    box = (Ellipsis, slice(max(0, int(rows[0]) - reach - 1), min(grey.shape[-2], int(rows[-1]) + reach + 2)),
+           slice(max(0, int(cols[0]) - reach - 1), min(grey.shape[-1], int(cols[-1]) + reach + 2)))
+    outline = outline[box]
 
     def peak_gradient(x: torch.Tensor) -> torch.Tensor:
         gy, gx = x[..., 1:, :-1] - x[..., :-1, :-1], x[..., :-1, 1:] - x[..., :-1, :-1]
         return dilate(F.pad(torch.sqrt(gy * gy + gx * gx), (0, 1, 0, 1)), reach)
 
-    sharp = peak_gradient(grey)
+    sharp = peak_gradient(grey[box])
     keep = outline & (sharp >= max(1e-3, contrast * float(torch.quantile(sharp[outline], 0.75))))
     if int(keep.sum()) < 20:
         return 0.0
-    ratio = (sharp[keep] / peak_gradient(reblurred)[keep].clamp_min(1e-6)).clamp_min(1.0 + 1e-4)
+    ratio = (sharp[keep] / peak_gradient(gaussian_blur(grey, reblur)[box])[keep].clamp_min(1e-6)).clamp_min(1.0 + 1e-4)
     seen = float((reblur / torch.sqrt(ratio * ratio - 1.0)).median())
     return math.sqrt(max(seen * seen - presmooth * presmooth, 0.0))
 
