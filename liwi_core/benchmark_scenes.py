@@ -49,7 +49,7 @@ from .heldout import split_objects
 from .imageio import atomic_write_bytes
 from .layers import Layer, LayerStack, coverage, default_layer_name
 
-__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "DEV_PHOTO_SCENES_2", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds",
+__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "DEV_PHOTO_SCENES_2", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds", "photo_object_mask",
            "heldout_objects", "make_scene", "build_heldout", "render_shadow", "scene_prompt"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,10 +136,8 @@ def _load_background(path: Path, size: int, g: torch.Generator) -> tuple[torch.T
         zoom = 1.0 + 0.6 * _u(g)
         scale = size / min(w, h) * zoom
         sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
-        im = im.resize((sw, sh), Image.LANCZOS)
         left, top = int(_u(g) * (sw - size + 1)), int(_u(g) * (sh - size + 1))
-        im = im.crop((left, top, left + size, top + size))
-        arr = np.asarray(im, dtype=np.float32) / 255.0
+        arr = np.asarray(_scaled_crop(im, (sw, sh), (left, top), size), dtype=np.float32) / 255.0
     bg = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
     info = {"file": path.name, "zoom": round(zoom, 4), "crop": [left, top], "scaled": [sw, sh]}
     if grey:  # a light warm or cool tint so grey textures are colour photos of ground
@@ -151,6 +149,41 @@ def _load_background(path: Path, size: int, g: torch.Generator) -> tuple[torch.T
         bg = bg * dark
         info["darkened"] = round(dark, 4)
     return bg.clamp(0, 1), info
+
+
+def _scaled_crop(im: Image.Image, scaled: tuple[int, int], crop: tuple[int, int], size: int) -> Image.Image:
+    """``im`` resized (Lanczos) to ``scaled`` ``(w, h)``, then its ``size`` square at ``crop`` ``(left, top)``."""
+    left, top = crop
+    return im.resize(tuple(scaled), Image.LANCZOS).crop((left, top, left + size, top + size))
+
+
+def photo_object_mask(background: dict | None, size: int, folders: list[Path] | None = None
+                      ) -> torch.Tensor | None:
+    """The main object of a scene's background photo, ``[1,1,size,size]`` in {0, 1} (1 = object),
+    or None when the photo has no mask.
+
+    A scene's background is a real photo, which may hold its own subject (an astronaut, a cup):
+    the ground truth keeps it in the background, yet it is an object, and automatic mode is
+    right to find it. Where the photo comes with a rough mask of its main object beside it
+    (``<name>_mask.png``, white = object, as the bundled ``example_images`` have; made by hand
+    and GrabCut, no engine here), this is that mask cropped as the scene cropped the photo.
+
+    Args:
+        background: the scene's ``sample.json`` ``"background"`` record (``file``, ``scaled``, ``crop``).
+        size: the scene's side in pixels.
+        folders: where to look for the mask (default: ``example_images`` and the tuning photos).
+    """
+    if not isinstance(background, dict) or not all(k in background for k in ("file", "scaled", "crop")):
+        return None
+    stem = Path(str(background["file"])).stem
+    folders = folders if folders is not None else [ROOT / "example_images", ROOT / "data" / "sources" / "tuning-photos"]
+    found = next((f / f"{stem}_mask.png" for f in folders if (f / f"{stem}_mask.png").is_file()), None)
+    if found is None:
+        return None
+    with Image.open(found) as im:
+        mask = _scaled_crop(im.convert("L"), background["scaled"], background["crop"], size)
+        arr = np.asarray(mask, dtype=np.float32) / 255.0
+    return (torch.from_numpy(arr.copy())[None, None] > 0.5).float()
 
 
 # --------------------------------------------------------------------------- random helpers

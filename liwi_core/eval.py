@@ -34,7 +34,11 @@ Per sample and engine (definitions in :mod:`liwi_core.metrics`):
   (:func:`~liwi_core.metrics.match_layers_by_alpha`): ``auto_matched_iou`` (mean over the
   ground-truth layers of the matched IoU, 0 for an unmatched one; absent when the ground
   truth has no layers), ``auto_missed`` (ground-truth layers without a match),
-  ``auto_spurious`` (non-empty predicted layers without a match);
+  ``auto_spurious`` (non-empty predicted layers without a match), ``auto_photo_objects``
+  (1 when one of those is the background photo's own main object: the photo comes with a
+  rough mask of it, :func:`~liwi_core.benchmark_scenes.photo_object_mask`, and the layer lies
+  on it, :func:`~liwi_core.metrics.photo_object_layer`; else 0) and ``auto_false_layers``
+  (spurious layers that are not: what automatic mode made up);
 * ``background_l1_hole``: background L1 inside the ground-truth hole;
 * ``recompose_psnr``: the prediction recomposed against the input (capped at 99 dB);
 * ``seconds`` per image (engine call only; for ``folder``, reading the files).
@@ -56,11 +60,11 @@ from pathlib import Path
 
 import torch
 
-from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout
+from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout, photo_object_mask
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
-                      recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers)
+                      photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers)
 
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
@@ -72,7 +76,8 @@ BENCHMARK_DIR = ROOT / "benchmarks" / "heldout-v2"
 OWN_PROMPT = "own"  # --prompt own: each layer's recorded kind (sample.json "prompt_kinds")
 MAX_EDITS = 5
 DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "rgb_l1", "alpha_iou")]
-AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious"]  # automatic flavour only
+AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious", "auto_photo_objects",
+                "auto_false_layers"]  # automatic flavour only
 AUTO_MIN_IOU = 0.5
 METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1"] + AUTO_METRICS + [
     "background_l1_hole", "shadow_l1", "shadow_l1_outside", "false_shadow", "recompose_psnr", "seconds"]
@@ -179,6 +184,14 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         row["auto_missed"] = float(len(gt_alphas) - len(matched))
         row["auto_spurious"] = float(sum(1 for a in pred_alphas if float(a.sum()) > 0) - len(matched))
         row["auto_pairs"] = matched
+        object_mask = photo_object_mask(sample.meta.get("background"), gt.background.shape[-1])
+        if object_mask is not None and tuple(object_mask.shape[-2:]) == tuple(gt.background.shape[-2:]):
+            taken = {p for p, _, _ in matched}
+            unmatched = [i for i, a in enumerate(pred_alphas) if i not in taken and float(a.sum()) > 0]
+            found = photo_object_layer(pred_alphas, unmatched, object_mask, gt_alphas)
+            row["auto_photo_object"] = found
+        row["auto_photo_objects"] = float(row.get("auto_photo_object") is not None)
+        row["auto_false_layers"] = row["auto_spurious"] - row["auto_photo_objects"]
     row["prompt_match"] = how
     row["dtw"] = dtw
     return row
@@ -274,7 +287,8 @@ def _cell(m: str, v: float | None, base: float | None) -> str:
     if v is None:
         return "n/a"
     cell = (f"{v:.1f}" if m == "recompose_psnr" else f"{v:.3f}" if m == "seconds"
-            else f"{v:.2f}" if m in ("auto_missed", "auto_spurious") else f"{v:.4f}")
+            else f"{v:.2f}" if m in ("auto_missed", "auto_spurious", "auto_photo_objects", "auto_false_layers")
+            else f"{v:.4f}")
     if base:
         cell += f" ({v / base:.2f}x)"
     return cell

@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "shadow_l1_outside", "false_shadow",
            "recompose_psnr", "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align",
-           "match_stacks", "match_layers_by_alpha"]
+           "match_stacks", "match_layers_by_alpha", "photo_object_layer"]
 
 
 def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor) -> float:
@@ -427,6 +427,53 @@ def match_layers_by_alpha(pred_alphas: list[torch.Tensor], gt_alphas: list[torch
     weight = [[v if v >= min_iou and v > 0 else 0.0 for v in row] for row in iou]
     pairs = [(live[r], c, iou[r][c]) for r, c in _max_weight_assignment(weight) if weight[r][c] > 0]
     return sorted(pairs, key=lambda p: p[1])
+
+
+PHOTO_OBJECT_INSIDE = 0.8  # share of a layer's alpha on the photo's object mask
+PHOTO_OBJECT_COVER = 1 / 3  # share of the object's visible part the layer covers (masks are rough)
+
+
+def photo_object_layer(pred_alphas: list[torch.Tensor], candidates: list[int], object_mask: torch.Tensor,
+                       gt_alphas: list[torch.Tensor]) -> int | None:
+    """Which unmatched predicted layer, if any, is the background photo's own main object.
+
+    A scene made by placing objects on a real photo keeps the photo's own subject (an
+    astronaut, a cup) in its ground-truth background, yet that subject is an object and
+    automatic mode is right to find it. Given the photo's rough object mask ``M`` (cropped
+    into the scene; :func:`liwi_core.benchmark_scenes.photo_object_mask`) and its part ``V =
+    M * (1 - max_j gt_alpha_j)`` that the placed objects leave visible, a candidate layer
+    ``a`` qualifies when::
+
+        sum(a * M) / sum(a) >= PHOTO_OBJECT_INSIDE (0.8)   and   sum(a * V) / sum(V) >= PHOTO_OBJECT_COVER (1/3)
+
+    (the masks have 6-15 px of slack, so a layer on the object covers only part of the mask
+    on a thin one). At most one layer is the object: the qualifying one covering most of ``V``.
+
+    Args:
+        pred_alphas: ``[B,1,H,W]`` predicted alphas.
+        candidates: indices into ``pred_alphas`` of the non-empty layers no ground-truth layer matched.
+        object_mask: ``[B,1,H,W]`` the photo's object mask in {0, 1}.
+        gt_alphas: ``[B,1,H,W]`` the ground-truth layers' alphas (the placed objects).
+
+    Returns:
+        The index of that layer, or None.
+    """
+    visible = object_mask.float()
+    for g in gt_alphas:
+        visible = visible * (1 - g)
+    total = float(visible.sum())
+    if total <= 0:
+        return None
+    best, best_cover = None, PHOTO_OBJECT_COVER
+    for i in candidates:
+        a = pred_alphas[i]
+        mass = float(a.sum())
+        if mass <= 0 or float((a * object_mask).sum()) / mass < PHOTO_OBJECT_INSIDE:
+            continue
+        cover = float((a * visible).sum()) / total
+        if cover >= best_cover:
+            best, best_cover = i, cover
+    return best
 
 
 def _max_weight_assignment(weight: list[list[float]]) -> list[tuple[int, int]]:

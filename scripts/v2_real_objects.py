@@ -4,11 +4,12 @@ example photos: the photo's own object, or a pasted object merged with something
 The held-out scenes (``liwi_core.benchmark_scenes``) paste objects over reserved photos, and the
 truth holds only the pasted objects. Over the four example photos the photo's own object (a cup,
 a cat, an astronaut, a rocket) is known from its mask in ``example_images/``, mapped into each
-scene through the crop the scene records. Per scene this counts, with the proposals of
-:func:`liwi_core.proposals.find_objects`:
+scene through the crop the scene records (:func:`liwi_core.benchmark_scenes.photo_object_mask`;
+``eval`` itself reports the engine's layers on it as ``auto_photo_objects``). Per scene this
+counts, with the proposals of :func:`liwi_core.proposals.find_objects`:
 
-* layers that are the photo's own object alone (IoU above 0.5 with its visible part, below 0.3
-  with every true layer): spurious by the benchmark's truth, found by design;
+* proposals that are the photo's own object alone (IoU above 0.5 with its visible part, below
+  0.3 with every true layer): spurious by the benchmark's truth, found by design;
 * true layers no proposal matches (IoU below 0.5) that lie mostly (over half their area) inside
   one proposal: merged with what they touch.
 
@@ -26,28 +27,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from liwi_core.benchmark_scenes import photo_object_mask
 from liwi_core.dataset import iter_samples
 from liwi_core.proposals import find_objects
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
-
-
-def photo_object(sample: dict, size: int, masks: Path) -> np.ndarray | None:
-    """The background photo's own object mask at the scene's crop, or None when the photo has none."""
-    path = masks / (Path(sample["background"]["file"]).stem + "_mask.png")
-    if not path.is_file():
-        return None
-    width, height = sample["background"]["scaled"]
-    left, top = sample["background"]["crop"]
-    mask = Image.open(path).convert("L").resize((width, height), Image.BILINEAR)
-    return np.asarray(mask.crop((left, top, left + size, top + size))) / 255.0 > 0.5
 
 
 def main() -> int:
@@ -61,9 +51,10 @@ def main() -> int:
     totals = {"scenes": 0, "spurious": 0.0, "photo_object_alone": 0, "missed": 0.0, "missed_inside_a_layer": 0}
     for sample in iter_samples(args.data, ids=sorted(rows)):
         truths = [layer.rgba[0, 3].numpy() > 0.5 for layer in sample.stack.layers]
-        own = photo_object(sample.meta, truths[0].shape[0], Path(args.masks)) if truths else None
+        own = photo_object_mask(sample.meta.get("background"), truths[0].shape[0], [Path(args.masks)]) if truths else None
         if own is None:
             continue
+        own = own[0, 0].numpy() > 0.5
         visible = own & ~np.any(truths, axis=0)
         found = [m[0].numpy() > 0.5 for m in find_objects(sample.composite).masks]
         totals["scenes"] += 1

@@ -1,6 +1,7 @@
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -238,7 +239,6 @@ def test_cli_automatic_flavour_shows_the_matching_columns(dataset, truth_dir, tm
 
 def _tiny_sources(root):
     """Three held-out and one training cut-out (RGBA PNGs with soft alpha), two background photos."""
-    import numpy as np
     from PIL import Image
     from liwi_core.heldout import is_heldout
 
@@ -451,3 +451,48 @@ def test_soft_tuning_scenes_are_the_photo_scenes_out_of_focus(scenes, tmp_path):
 def _partial(alpha: torch.Tensor) -> int:
     """Pixels of a soft edge: alpha strictly between 0.02 and 0.98."""
     return int(((alpha > 0.02) & (alpha < 0.98)).sum())
+
+
+def test_the_background_photos_own_object_is_found_not_made_up(tmp_path):
+    """A scene's photo may hold its own subject, which the truth keeps in the background: a layer
+    on it is spurious by the truth but not made up (``auto_photo_objects``, ``auto_false_layers``)."""
+    from PIL import Image
+
+    from liwi_core.benchmark_scenes import photo_object_mask
+    from liwi_core.dataset import Sample
+
+    # the mask is cropped as the scene cropped its photo: resized to "scaled", cut at "crop"
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 20:40] = 255
+    Image.fromarray(mask, "L").save(tmp_path / "photo_mask.png")
+    record = {"file": "photo.jpg", "scaled": [100, 80], "crop": [30, 10]}
+    got = photo_object_mask(record, 32, folders=[tmp_path])
+    assert got.shape == (1, 1, 32, 32) and set(got.unique().tolist()) == {0.0, 1.0}
+    want = torch.zeros(1, 1, 32, 32)
+    want[..., 10:32, 10:32] = 1  # rows 20-60 and columns 40-80 of the 80x100 copy, cut at (30, 10)
+    assert torch.equal(got, want)
+    assert photo_object_mask({**record, "file": "other.png"}, 32, folders=[tmp_path]) is None
+    assert photo_object_mask(None, 32) is None and photo_object_mask({"file": "photo.jpg"}, 32, [tmp_path]) is None
+
+    # a scene over the bundled astronaut photo (example_images/astronaut_mask.png), at 64 px
+    background = {"file": "astronaut.png", "scaled": [64, 64], "crop": [0, 0]}
+    astronaut = photo_object_mask(background, 64)
+    assert 0.3 < float(astronaut.mean()) < 0.6
+    bg = torch.full((1, 3, 64, 64), 0.5)
+    pasted = _disc(12, 52, 8, 64, 64)
+    gt = _stack_of([pasted], bg)
+    sample = Sample("astro", gt.composite(), gt, [], {"background": background})
+    elsewhere = _disc(56, 8, 5, 64, 64) * (1 - astronaut)
+
+    def counts(alphas):
+        row = score_sample(sample, _stack_of(alphas, bg), prompted=False)
+        return row["auto_spurious"], row["auto_photo_objects"], row["auto_false_layers"]
+
+    assert counts([pasted, astronaut * (1 - pasted)]) == (1.0, 1.0, 0.0)
+    assert counts([pasted, elsewhere]) == (1.0, 0.0, 1.0)
+    assert counts([pasted, astronaut * (1 - pasted), elsewhere]) == (2.0, 1.0, 1.0)
+    assert counts([pasted]) == (0.0, 0.0, 0.0)
+    # a scene whose photo has no mask: every spurious layer is made up
+    plain = Sample("plain", gt.composite(), gt, [], {"background": {**background, "file": "brick.png"}})
+    row = score_sample(plain, _stack_of([pasted, astronaut * (1 - pasted)], bg), prompted=False)
+    assert (row["auto_photo_objects"], row["auto_false_layers"]) == (0.0, 1.0)

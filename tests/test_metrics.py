@@ -289,3 +289,24 @@ def test_shadow_l1_outside_leaves_out_the_pixels_under_the_object():
     assert abs(shadow_l1_outside(pred, gt, alpha) - 0.2) < 1e-6  # only the uncovered one
     assert abs(shadow_l1_outside(pred.expand(1, 3, 1, 3), gt, alpha) - 0.2) < 1e-6
     assert shadow_l1_outside(pred, gt, torch.ones_like(alpha)) == 0.0  # all of it hidden
+
+
+def test_the_photos_own_object_is_the_unmatched_layer_lying_on_its_mask():
+    from liwi_core.metrics import photo_object_layer
+
+    subject = _alpha(0, 12, 0, 12)  # the photo's object mask (rough)
+    placed = _alpha(6, 12, 6, 12)  # a pasted object in front of a quarter of it
+    on_it = _alpha(0, 11, 0, 11) * (1 - placed)  # a layer on its visible part
+    beside = _alpha(12, 18, 12, 18)  # a layer elsewhere
+    sliver = _alpha(0, 2, 0, 12)  # on the object but a small part of it: 24 of its 108 visible pixels
+    assert photo_object_layer([on_it, beside], [0, 1], subject, [placed]) == 0
+    assert photo_object_layer([beside], [0], subject, [placed]) is None
+    assert photo_object_layer([sliver], [0], subject, [placed]) is None  # covers under a third of it
+    half_out = torch.roll(on_it, 9, dims=-1)  # most of it off the mask
+    assert photo_object_layer([half_out], [0], subject, [placed]) is None
+    # only the candidates count, and of two layers on it the one covering more is the object
+    assert photo_object_layer([on_it, beside], [1], subject, [placed]) is None
+    part = _alpha(0, 6, 0, 12)
+    assert photo_object_layer([part, on_it], [0, 1], subject, [placed]) == 1
+    # all of it hidden by the pasted objects: nothing of it can be found
+    assert photo_object_layer([on_it], [0], subject, [subject]) is None
