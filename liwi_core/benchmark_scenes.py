@@ -49,7 +49,8 @@ from .heldout import split_objects
 from .imageio import atomic_write_bytes
 from .layers import Layer, LayerStack, coverage, default_layer_name
 
-__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "DEV_PHOTO_SCENES_2", "build_dev", "build_dev_photos", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds", "photo_object_mask",
+__all__ = ["HELDOUT_V2", "DEV_SCENES", "DEV_PHOTO_SCENES", "DEV_SOFT_SCENES", "DEV_PHOTO_SCENES_2", "DEV_SUBJECT_SCENES", "build_dev", "build_dev_photos",
+           "build_dev_subjects", "SCENE_PROMPT_KINDS", "SKIMAGE_PHOTOS", "PREPARE_COMMAND", "default_backgrounds", "photo_object_mask",
            "heldout_objects", "make_scene", "build_heldout", "render_shadow", "scene_prompt"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,12 @@ DEV_SOFT_SCENES = {**DEV_PHOTO_SCENES, "defocus": [1.0, 3.0]}
 # the fourth: a second draw of the second (other scenes of the same photos and cut-outs), so that a
 # choice made on 60 photo scenes can be checked on 80 others before the held-out set is looked at
 DEV_PHOTO_SCENES_2 = {**DEV_PHOTO_SCENES, "num": 80, "two_objects": 24, "seed": 9031}
+# the fifth, for automatic mode: the same recipe over photos that each show their own subject (a
+# bee, a crab, a castle: GCompris's photographs, which ADD also trains on), so that pasted objects
+# touch or stand on a salient thing as on the held-out set's example photos, and a proposal that
+# merges them is measured; only the pasted objects are in the truth
+DEV_SUBJECT_SCENES = {**DEV_PHOTO_SCENES, "seed": 9157}
+PREPARE_PHOTOS_COMMAND = "python training/prepare_debian_data.py --out data/sources --debs data/debs --photos"
 PREPARE_TUNING_COMMAND = "python training/prepare_debian_data.py --out data/sources --debs data/debs --tuning"
 SCENE_PROMPT_KINDS = ("exact", "dilated", "eroded", "blob", "box")
 SKIMAGE_PHOTOS = ("motorcycle_left.png", "brick.png", "grass.png", "gravel.png", "camera.png")
@@ -444,6 +451,15 @@ def build_dev_photos(out, objects_dir=None, photos_dir=None, progress: bool = Fa
     if not photos:
         raise LiWiError(f"no tuning photos in '{folder}' (prepare them with `{PREPARE_TUNING_COMMAND}`)")
     return build_heldout(out, objects_dir, photos, cfg, progress)
+
+
+def build_dev_subjects(out, objects_dir=None, photos_dir=None, progress: bool = False) -> Path:
+    """Build the subject scenes (:data:`DEV_SUBJECT_SCENES`) in ``out``: the training cut-outs on
+    photos with their own subject (default ``data/sources/photo-backgrounds``)."""
+    folder = Path(photos_dir) if photos_dir is not None else ROOT / "data" / "sources" / "photo-backgrounds"
+    if not _images_in(folder):
+        raise LiWiError(f"no photos in '{folder}' (prepare them with `{PREPARE_PHOTOS_COMMAND}`)")
+    return build_dev_photos(out, objects_dir, folder, progress, DEV_SUBJECT_SCENES)
 
 
 def build_heldout(out, objects_dir=None, backgrounds: list[Path] | None = None, cfg: dict = HELDOUT_V2,

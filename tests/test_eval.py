@@ -427,6 +427,20 @@ def test_photo_tuning_scenes_use_the_training_cutouts_on_the_tuning_photos(scene
     assert len(list((out / "samples").iterdir())) == 3
 
 
+def test_subject_tuning_scenes_are_the_photo_recipe_on_photos_with_their_own_subject(scenes, tmp_path):
+    from liwi_core.benchmark_scenes import DEV_PHOTO_SCENES, DEV_SUBJECT_SCENES, build_dev_subjects
+    from liwi_core.errors import LiWiError
+
+    _, objects, backgrounds, held, train = scenes
+    with pytest.raises(LiWiError, match="--photos"):
+        build_dev_subjects(tmp_path / "none", objects, tmp_path / "no-photos")
+    assert DEV_SUBJECT_SCENES["split"] == "training" and DEV_SUBJECT_SCENES["seed"] != DEV_PHOTO_SCENES["seed"]
+    out = build_dev_subjects(tmp_path / "dev-subjects", objects, backgrounds[0].parent)
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == DEV_SUBJECT_SCENES["seed"] and config["objects"] == [train]
+    assert len(list((out / "samples").iterdir())) == DEV_SUBJECT_SCENES["num"]
+
+
 def test_soft_tuning_scenes_are_the_photo_scenes_out_of_focus(scenes, tmp_path):
     """``defocus`` puts every object out of focus and changes nothing else: same objects, places,
     backgrounds and prompt kinds; the alpha gains a soft edge; the stack still recomposes."""
