@@ -356,6 +356,23 @@ def with_cast_gate(model):
     return _widened(model, "cast_gate", ("head.weight", "head.bias"), dim=0)
 
 
+def freeze_all_but(model: torch.nn.Module, trainable: list[str] | None) -> None:
+    """Let only the parameters whose names start with one of ``trainable`` learn (``None``: all).
+
+    A later stage that only adapts to an input made another way (a saliency plane now taken at
+    the prompt's window) can train the first block alone (``["enc.0."]``) and keep what the rest
+    has learnt. A prefix naming no parameter is an error, not a silently frozen model."""
+    if trainable is None:
+        return
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [t for t in trainable if not any(n.startswith(t) for n in names)]
+    if unknown or not trainable:
+        raise LiWiError(f"\"trainable\" names no parameter of the refiner: {unknown or trainable} "
+                        f"(its parameters start with {sorted({n.split('.')[0] for n in names})})")
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(any(name.startswith(t) for t in trainable))
+
+
 def fit(examples, out, config: dict, minutes: float | None = None, log=print,
         device: str | torch.device = "cpu") -> Path:
     """Train (or resume) the refiner; returns the checkpoint folder. ``device``: where the steps
@@ -364,7 +381,8 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
     end when the time is up even if steps remain (a lent GPU for a fixed time).
     ``config["alpha_support"]``, when given, overrides the loaded model's (so a later stage can
     switch the alpha corrections on or off); ``config["saliency_size"]`` likewise, and it must
-    be the one the examples were made with."""
+    be the one the examples were made with. ``config["trainable"]``: names of the parameters that
+    learn (:func:`freeze_all_but`), all of them when absent."""
     from .refiner import LiWiRefiner
 
     out = Path(out)
@@ -402,6 +420,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print,
                         f"expects {model.config.saliency_size}: set \"saliency_size\" in the config or remake them "
                         "('python -m liwi_core.train_refiner saliency')")
     model.to(device)
+    freeze_all_but(model, config.get("trainable"))
     optimizer, step = make_optimizer(model, config, state)
     steps, batch_size = config["steps"], config["batch_size"]
     rng = random.Random(step)

@@ -516,3 +516,27 @@ def test_a_cast_gate_takes_the_fitted_shadow_where_darker_and_starts_closed():
                              cast=cast)
     assert torch.allclose(half[1][..., 1:, :], torch.full((1, 1, 3, 4), 0.7)) and torch.equal(half[1][..., 0, :],
                                                                                             shadow[..., 0, :])
+
+
+def test_a_stage_may_train_only_the_first_block(tmp_path):
+    """``trainable``: the named parameters learn, every other one is left exactly as it was."""
+    from helpers import write_scene_dataset
+
+    from liwi_core.engines.refined import load_refiner
+    from liwi_core.train_refiner import fit, make_examples
+
+    data = write_scene_dataset(tmp_path / "data", 2, 64, 80, prefix="f")
+    make_examples(data, tmp_path / "examples")
+    config = {"base_channels": 4, "depth": 2, "working_size": 256, "batch_size": 2, "steps": 2, "lr": 0.05,
+              "log_every": 1, "save_every": 2, "val_every": 100}
+    fit(tmp_path / "examples", tmp_path / "first", config, log=lambda _: None)
+    start = tmp_path / "first" / "checkpoint-latest"
+    fit(tmp_path / "examples", tmp_path / "second", {**config, "init_from": str(start), "trainable": ["enc.0."]},
+        log=lambda _: None)
+    before = dict(load_refiner(start).named_parameters())
+    after = dict(load_refiner(tmp_path / "second" / "checkpoint-latest").named_parameters())
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved and all(n.startswith("enc.0.") for n in moved)
+    with pytest.raises(LiWiError, match="trainable"):
+        fit(tmp_path / "examples", tmp_path / "third", {**config, "init_from": str(start), "trainable": ["encoder"]},
+            log=lambda _: None)
