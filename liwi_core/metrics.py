@@ -441,7 +441,7 @@ def photo_object_layer(pred_alphas: list[torch.Tensor], candidates: list[int], o
     astronaut, a cup) in its ground-truth background, yet that subject is an object and
     automatic mode is right to find it. Given the photo's rough object mask ``M`` (cropped
     into the scene; :func:`liwi_core.benchmark_scenes.photo_object_mask`) and its part ``V =
-    M * (1 - max_j gt_alpha_j)`` that the placed objects leave visible, a candidate layer
+    M * prod_j (1 - gt_alpha_j)`` that the placed objects leave visible, a candidate layer
     ``a`` qualifies when::
 
         sum(a * M) / sum(a) >= PHOTO_OBJECT_INSIDE (0.8)   and   sum(a * V) / sum(V) >= PHOTO_OBJECT_COVER (1/3)
