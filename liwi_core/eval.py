@@ -153,7 +153,8 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         ``{metric: float}`` plus ``dtw``: the per-edit-count results of
         :func:`~liwi_core.metrics.match_stacks`, and ``prompt_match``; automatic only,
         ``auto_pairs``: ``[(pred layer, gt layer, iou)]`` of
-        :func:`~liwi_core.metrics.match_layers_by_alpha`.
+        :func:`~liwi_core.metrics.match_layers_by_alpha`, and ``auto_photo_object``: the
+        predicted layer that is the background photo's own object, or None.
     """
     gt = sample.stack
     dtw = match_stacks(stack_layers(pred), stack_layers(gt), max_edits=max_edits)
@@ -185,12 +186,13 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         row["auto_spurious"] = float(sum(1 for a in pred_alphas if float(a.sum()) > 0) - len(matched))
         row["auto_pairs"] = matched
         object_mask = photo_object_mask(sample.meta.get("background"), gt.background.shape[-1])
+        found = None
         if object_mask is not None and tuple(object_mask.shape[-2:]) == tuple(gt.background.shape[-2:]):
             taken = {p for p, _, _ in matched}
             unmatched = [i for i, a in enumerate(pred_alphas) if i not in taken and float(a.sum()) > 0]
             found = photo_object_layer(pred_alphas, unmatched, object_mask, gt_alphas)
-            row["auto_photo_object"] = found
-        row["auto_photo_objects"] = float(row.get("auto_photo_object") is not None)
+        row["auto_photo_object"] = found  # which predicted layer, for a look at the rows
+        row["auto_photo_objects"] = float(found is not None)
         row["auto_false_layers"] = row["auto_spurious"] - row["auto_photo_objects"]
     row["prompt_match"] = how
     row["dtw"] = dtw
