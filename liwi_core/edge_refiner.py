@@ -167,7 +167,7 @@ def make_examples(data, out, seed: int = 0, shard: tuple[int, int] = (0, 1), lim
         softener = _softener(soften, random.Random(f"{seed}:{sample.id}:soft")) if soften > 0 else None
         for depth, _kind, prompt, image, _below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}"),
                                                                           softener):
-            (ry0, ry1, rx0, rx1), img, rough, (_, alpha, _, _), _ = peel_region(image, prompt, classical)
+            (ry0, ry1, rx0, rx1), img, rough, (_, alpha, _, _), _, _ = peel_region(image, prompt, classical)
             truth = layer.alpha[..., ry0:ry1, rx0:rx1]
             _save_atomic({"image": _q(img[0]), "alpha": _q(alpha[0]), "truth": _q(truth[0]), "prompt": _q(rough[0])},
                          out / f"{sample.id}_o{depth}.pt")

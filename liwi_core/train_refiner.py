@@ -150,7 +150,7 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
         for sample in iter_samples(data, ids=ids) if ids else ():
             for depth, kind, prompt, image, below, layer in object_prompts(sample, random.Random(f"{seed}:{sample.id}")):
                 (ry0, ry1, rx0, rx1), img, rough, (_, alpha, shadow, clean), _, look = peel_region(
-                    image, prompt, classical, with_look=True)
+                    image, prompt, classical)
                 box = (Ellipsis, slice(ry0, ry1), slice(rx0, rx1))
                 # the saliency plane as the engine makes it: the classical look at the prompt's window
                 # where one was taken, else a look at the region at ``saliency_size``

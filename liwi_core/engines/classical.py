@@ -272,25 +272,23 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
 
 
 def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
-                others: torch.Tensor | None = None, extend: bool = True, with_look: bool = False):
+                others: torch.Tensor | None = None, extend: bool = True):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
-    Returns ``(region, img, rough, (fg, alpha, shadow, clean), drawn)``: the region, the image
-    and the mask cut to it, the layers on it (:func:`~liwi_core.engines.exact.explain_object`),
-    and whether the mask was kept as drawn (its outline already on the object's edges, neither
-    snapped nor moved). The refined engine and its training examples start from this same answer.
-    ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`; ``extend``:
-    as :func:`~liwi_core.engines.exact.explain_object`. ``with_look``: a sixth item, the
-    salient-object look at the mask's window on the region (:func:`salient_look`), or None where
-    the mask was kept or the look is off.
+    Returns ``(region, img, rough, (fg, alpha, shadow, clean), drawn, look)``: the region, the
+    image and the mask cut to it, the layers on it (:func:`~liwi_core.engines.exact.explain_object`),
+    whether the mask was kept as drawn (its outline already on the object's edges, neither
+    snapped nor moved), and the salient-object look at the mask's window on the region
+    (:func:`salient_look`), or None where the mask was kept or the look is off. The refined
+    engine and its training examples start from this same answer. ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`; ``extend``:
+    as :func:`~liwi_core.engines.exact.explain_object`.
     """
     region = object_region(mask, settings)
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
     near = None if others is None else others[..., ry0:ry1, rx0:rx1]
     alpha, shadow, drawn, look = _estimate(img, rough, settings, move_outline, near)
-    answer = region, img, rough, explain_object(img, alpha, shadow, fill=None, extend=extend), drawn
-    return (*answer, look) if with_look else answer
+    return region, img, rough, explain_object(img, alpha, shadow, fill=None, extend=extend), drawn, look
 
 
 def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
@@ -300,7 +298,7 @@ def _peel_one(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettin
     Returns ``(fg, alpha, shadow, below_clean)`` on the same canvas, where
     ``image == alpha * fg + (1 - alpha) * below_clean * shadow``.
     """
-    region, _, _, layers, _ = peel_region(image, mask, settings, move_outline, others)
+    region, _, _, layers, _, _ = peel_region(image, mask, settings, move_outline, others)
     return paste_region(image, region, *layers)
 
 

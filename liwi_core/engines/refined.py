@@ -237,7 +237,7 @@ class RefinedEngine(Engine):
 
         # the colours are solved again once corrected: carrying them outward now would be wasted
         region, img, rough, (fg, alpha, shadow, clean), drawn, look = peel_region(
-            image, mask, self.settings.classical(), move_outline, others, extend=False, with_look=True)
+            image, mask, self.settings.classical(), move_outline, others, extend=False)
         inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                  self.refiner.config.working_size, self.refiner.config.saliency_size,
                                  self.refiner.config.get("cast_shadow", False), look=look)
