@@ -434,3 +434,63 @@ def test_a_brush_is_not_shrunk_to_a_sliver(monkeypatch):
     monkeypatch.setattr(classical, "edge_offset", lambda *a, **k: -4)  # more than half is left: loose
     outline, shift, start = classical.outline_search(image, bar)
     assert shift == -4 and 0.4 < float(start.sum()) / float(bar.sum()) < 0.7
+
+
+def test_hidden_part_is_opaque_under_the_front_where_the_mask_goes_on_and_exact_where_seen():
+    from liwi_core.engines.exact import hidden_part, mask_looseness
+    from liwi_core.filters import dilate
+
+    size = 100
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    mask = ((((yy - 40) / 22.0) ** 2 + ((xx - 50) / 32.0) ** 2) < 1).float()[None, None]
+    front = torch.zeros_like(mask)
+    front[..., 10:70, 55:95] = 1.0
+    front[..., 10:70, 55:58] = 0.7  # the front object's soft edge: the pixel is partly seen
+    alpha = mask * (front <= 0.5).float()
+    fg = torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1).expand(1, 3, size, size).clone()
+    current = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    new_fg, new_alpha = hidden_part(mask, alpha, fg, current, front)
+    hidden = (mask > 0) & (front > 0.5)
+    assert float(hidden.sum()) > 300
+    assert torch.equal(new_alpha[hidden], torch.ones(int(hidden.sum())))
+    assert torch.equal(new_alpha[~hidden], alpha[~hidden])
+    colour = lambda where: where.expand(1, 3, size, size)
+    opaque, soft = hidden & (front == 1), hidden & (front < 1)
+    assert torch.equal(new_fg[colour(opaque)], fg[colour(opaque)])  # carried where nothing shows through
+    # where the front is soft the layer still explains what it sees: alpha 1, colour = current
+    assert torch.equal(new_fg[colour(soft)], current[colour(soft)])
+    # a loose brush (grown by 6 px) adds no margin: it is moved in by its looseness first
+    loose = dilate(mask, 6)
+    assert mask_looseness(loose, alpha, front <= 0.5) in (5, 6, 7)
+    _, loose_alpha = hidden_part(loose, alpha, fg, current, front)
+    assert float((loose_alpha * (1 - dilate(mask, 1))).sum()) == 0
+    assert float(loose_alpha[hidden].mean()) > 0.97
+    # nothing in front, or a box (it says where the object is, not its shape): the same tensors
+    box = torch.zeros_like(mask)
+    box[..., 15:66, 15:86] = 1
+    for rough, cover in ((mask, torch.zeros_like(front)), (box, front)):
+        same_fg, same_alpha = hidden_part(rough, alpha, fg, current, cover)
+        assert same_fg is fg and same_alpha is alpha
+
+
+def test_the_back_disc_goes_on_under_the_front_one_and_the_stack_stays_exact():
+    from liwi_core.engines.base import StackBuilder
+    from liwi_core.filters import dilate
+
+    image, front, back = _two_discs()
+    stack = decompose(image, torch.cat([front, back]), engine=create("classical"))
+    back_layer = next(layer for layer in stack.layers if layer.prompt_index == 1)
+    under = (front > 0) & (back > 0)
+    assert float(under.sum()) > 300
+    assert float(back_layer.alpha[under].mean()) > 0.95  # before: the front disc's outline cut it
+    blue = back_layer.rgba[:, :3][under.expand(1, 3, -1, -1)].view(3, -1).mean(1)
+    assert blue[2] > 0.6 and blue[0] < 0.35  # its colour carried from its visible part
+    beyond = (1 - dilate(back, 2)) * front  # under the front disc but off the back one
+    assert float((back_layer.alpha * beyond).sum()) < 0.01 * float(under.sum())
+    assert psnr(stack.composite(), image) > 45
+
+    def peel_one(current, mask, others):
+        return current, mask * (1 - front), torch.ones_like(mask), current
+
+    kept = StackBuilder(image).peel_each([front, back], ["a", "b"], [0, 1], peel_one, hidden_parts=False)
+    assert float(kept.layers[0].alpha[under].max()) == 0  # switched off, the engine's alpha is left alone

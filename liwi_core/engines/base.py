@@ -15,6 +15,7 @@ import torch
 
 from ..filters import bounding_box
 from ..layers import Layer, LayerStack, coverage
+from .exact import hidden_part
 
 __all__ = ["Engine", "Peeled", "StackBuilder"]
 
@@ -49,12 +50,23 @@ class StackBuilder:
                                  shadow=torch.ones((1, shadow_channels) + size, dtype=self.current.dtype),
                                  name=name, prompt_index=prompt_index))
 
+    def front(self) -> torch.Tensor | None:
+        """``[1,1,H,W]``: how much the layers peeled so far cover, their alphas composited
+        (``1 - prod(1 - alpha)``, exactly 1 under an opaque one); None before the first."""
+        if not self.layers:
+            return None
+        clear = torch.ones_like(self.layers[0].alpha)
+        for layer in self.layers:
+            clear = clear * (1 - layer.alpha)
+        return 1 - clear
+
     def peel_each(self, masks, names, prompt_indices, peel_one: Callable, shadow_channels: int = 1,
-                  step: Callable[[], None] | None = None) -> Peeled:
+                  step: Callable[[], None] | None = None, hidden_parts: bool = True) -> Peeled:
         """Peel one object per prompt mask, front to back, with ``peel_one(current, mask, others)``
         returning ``(fg, alpha, shadow, below)``; ``others`` is the union of the other prompts
         (``[1,1,H,W]``, or None when there is one), what the photo's other objects are. An empty
-        mask gives an empty layer. Returns :meth:`result`."""
+        mask gives an empty layer. ``hidden_parts``: each layer goes on under the layers in front
+        of it where its mask does (:func:`~liwi_core.engines.exact.hidden_part`). Returns :meth:`result`."""
         masks = list(masks)
         for i, (mask, name, index) in enumerate(zip(masks, names, prompt_indices)):
             if bounding_box(mask) is None:
@@ -62,7 +74,11 @@ class StackBuilder:
             else:
                 rest = [m for j, m in enumerate(masks) if j != i]
                 others = torch.stack(rest).amax(dim=0).clamp(0, 1) if rest else None
-                self.add(*peel_one(self.current, mask, others), name=name, prompt_index=index)
+                fg, alpha, shadow, below = peel_one(self.current, mask, others)
+                front = self.front() if hidden_parts else None
+                if front is not None:
+                    fg, alpha = hidden_part(mask, alpha, fg, self.current, front)
+                self.add(fg, alpha, shadow, below, name=name, prompt_index=index)
             if step is not None:
                 step()
         return self.result()
