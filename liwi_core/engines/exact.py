@@ -182,10 +182,10 @@ def hidden_part(mask: torch.Tensor, alpha: torch.Tensor, fg: torch.Tensor, curre
     visible outline (:func:`mask_looseness`, so that a loose brush adds no margin), covers the
     object, the layer becomes opaque. A box says where an object is, not its shape, and completes
     nothing (tuning scenes, alpha IoU of the boxed layers: photos -0.006, subject photos -0.008,
-    wallpapers -0.010 with it; every other kind of prompt gains or stays). Its colour there is carried from its visible part
-    (``fg``, as :func:`extend_colours` gives it) where the front is opaque, since nothing of it
-    shows through; where the front is soft the pixel is partly seen, and the colour is ``current``
-    itself, so the layer still explains it exactly.
+    wallpapers -0.010 with it; every other kind of prompt gains or stays). Its colour there is
+    carried from its visible part (``fg``, as :func:`extend_colours` gives it) where the front is
+    opaque, since nothing of it shows through; where the front is soft the pixel is partly seen,
+    and the colour is ``current`` itself, so the layer still explains it exactly.
 
     Args:
         mask: ``[1,1,H,W]`` the object's rough mask (1 = object).
