@@ -9,11 +9,10 @@ defaults, ranges and help as the node widgets.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from pathlib import Path
-
-import torch
 
 from .decompose import ORDERS, decompose
 from .engines import DEFAULT_ENGINE, create, settings_type
@@ -40,12 +39,36 @@ def _engine_from_args(args):
     return create(args.engine, **own)
 
 
+def _check_outputs(args) -> None:
+    """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
+    from .export.common import _check_target
+    from .export.folder import MANIFEST
+
+    if not str(args.out).strip():
+        raise LiWiError("--out is empty: give the folder to write the layers into")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LiWiError(f"cannot write layers to '{out}': it is a file, not a folder")
+    _check_target(out / MANIFEST)
+    for name in ("psd", "ora"):
+        if getattr(args, name):
+            _check_target(Path(getattr(args, name)))
+    written = re.compile(r"(background|shadow|hole|alpha)\.png|(layer|shadow)_\d+\.png|layers\.json")
+    for given in [args.image, *(args.mask or [])]:
+        path = Path(given).resolve()
+        if path.parent == out.resolve() and written.fullmatch(path.name):
+            raise LiWiError(f"'{given}' is in the output folder under a name decompose writes: "
+                            "give another --out or rename the file")
+
+
 def _cmd_decompose(args) -> None:
     from .export import WRITERS, save_layers_dir
 
+    _check_outputs(args)
     engine = _engine_from_args(args)
     image = load_image(args.image)
-    masks = torch.cat([load_mask(p) for p in args.mask]) if args.mask else None
+    # each mask is checked against the image on its own (one may need resizing, another not)
+    masks = [load_mask(p) for p in args.mask] if args.mask else None
     names = args.name or ([Path(p).stem for p in args.mask] if args.mask else None)
 
     def progress(done: int, total: int) -> None:

@@ -5,7 +5,11 @@ Input rules, shared by the CLI and the nodes:
 * ``image`` is ``[B,C,H,W]`` in [0,1] with C = 1 (grey), 3 (RGB) or 4 (RGBA). Grey is
   decomposed as RGB and recomposes to grey; for RGBA the colour is decomposed and the
   input alpha is kept as the stack's ``canvas_alpha``.
-* ``masks`` is ``[N,1,H,W]`` or ``[N,H,W]``, 1 = object. With one image, the N masks are
+* Both are torch tensors. A float image must hold values in [0,1] (a little beyond is clamped);
+  values above :data:`MAX_IMAGE_VALUE` or an integer image (0-255) are an error, not a white
+  picture. Gradients are not followed (the input is detached).
+* ``masks`` is ``[N,1,H,W]`` or ``[N,H,W]`` (or a list of ``[H,W]`` / ``[1,H,W]`` masks), 1 =
+  object; an integer mask with values above 1 is read on the 0-255 scale. With one image, the N masks are
   N objects of it. With B > 1 images, either N = B (one object per image) or N = 1 (the
   same mask for every image).
 * Masks are ordered front to back as given (``order="given"``: the first mask is the
@@ -13,7 +17,7 @@ Input rules, shared by the CLI and the nodes:
   the frame is nearer the camera (objects standing on one ground plane).
 * A mask of another size with the same aspect ratio (within 1%) is resized with a
   warning; any other size is an error. An empty mask gives an empty layer (alpha 0,
-  no shadow) so layer indices stay aligned with prompts. A mask covering the whole
+  no shadow, and a warning) so layer indices stay aligned with prompts. A mask covering the whole
   frame gives an opaque layer and a background that is all hole (mid grey).
 """
 
@@ -31,6 +35,8 @@ from .layers import LayerStack, default_layer_name
 __all__ = ["decompose", "prepare_masks", "front_to_back", "ORDERS"]
 
 ORDERS = ("given", "bottom")
+#: a float image whose values go above this is on another scale (0-255), not slightly out of range
+MAX_IMAGE_VALUE = 2.0
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
@@ -38,8 +44,21 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
         raise LiWiError(f"the {what} contains NaN or infinite values; fix the node or file that produced it")
 
 
-def prepare_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _check_tensor(t, what: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise LiWiError(f"the {what} must be a torch tensor, got {type(t).__name__}")
+
+
+def prepare_masks(masks, size: tuple[int, int]) -> torch.Tensor:
     """Masks as ``[N,1,H,W]`` float in [0,1] at ``size``; see the module rules."""
+    if isinstance(masks, (list, tuple)):
+        if not masks:
+            raise LiWiError("the list of masks is empty: give None for automatic mode")
+        return torch.cat([prepare_masks(m, size) for m in masks])
+    _check_tensor(masks, "mask")
+    masks = masks.detach()
+    if not masks.is_floating_point() and masks.dtype != torch.bool and int(masks.max()) > 1:
+        masks = masks.float() / 255.0
     if masks.dim() == 2:
         masks = masks[None, None]
     elif masks.dim() == 3:
@@ -98,14 +117,22 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
     if engine is None:
         from .engines import DEFAULT_ENGINE, create
         engine = create(DEFAULT_ENGINE)
+    _check_tensor(image, "image")
+    image = image.detach()
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[1] not in (1, 3, 4):
         raise LiWiError(f"image must be [B,C,H,W] with 1, 3 or 4 channels, got shape {tuple(image.shape)}")
     if image.shape[-1] < 1 or image.shape[-2] < 1:
         raise LiWiError("the image is empty (0 pixels)")
+    if not image.is_floating_point():
+        raise LiWiError(f"the image is {str(image.dtype).removeprefix('torch.')}: give float values in [0,1] "
+                        "(divide 8-bit values by 255)")
     image = image.float()
     _check_finite(image, "image")
+    if image.numel() and float(image.max()) > MAX_IMAGE_VALUE:
+        raise LiWiError(f"the image's values go up to {float(image.max()):g}: give values in [0,1] "
+                        "(divide 8-bit values by 255)")
     image = image.clamp(0.0, 1.0)
     b, c, h, w = image.shape
     rgb = image if c == 3 else (image.expand(b, 3, h, w) if c == 1 else image[:, :3])
@@ -124,6 +151,9 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         return _batched(results, image, c, {**engine.meta(), "mode": "automatic", "found": found})
     masks = prepare_masks(masks, (h, w))
     n = masks.shape[0]
+    for i in range(n):
+        if not bool((masks[i] > 0).any()):
+            warnings.warn(f"LiWi: mask {i + 1} of {n} is empty: its layer is empty", stacklevel=2)
     if b == 1:
         per_image = [masks]
     elif n == b:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import LiWiError
 
@@ -27,6 +28,8 @@ def _open(path) -> Image.Image:
     """Open a path or a binary file object (a tar member, bytes in memory)."""
     if not hasattr(path, "read"):
         path = Path(path)
+        if path.is_dir():
+            raise LiWiError(f"cannot read image '{path}': it is a folder")
         if not path.is_file():
             raise LiWiError(f"cannot read image '{path}': no such file")
     im = None
@@ -41,8 +44,14 @@ def _open(path) -> Image.Image:
 
 
 def _to_array(im: Image.Image) -> np.ndarray:
-    """PIL image (any mode, 8 or 16 bit) -> float32 ``[H, W, C]`` in [0, 1], C in {1, 3, 4}."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """PIL image (any mode, 8 or 16 bit) -> float32 ``[H, W, C]`` in [0, 1], C in {1, 3, 4}.
+
+    A 16-bit file is scaled by 65535 whatever its values (a dark 16-bit photo is dark, not 8-bit);
+    Pillow's 32-bit integer mode says nothing of the depth the file had, so there values above
+    255 mean 16 bits and the rest 8."""
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        return (np.asarray(im, dtype=np.float32) / 65535.0).clip(0, 1)[..., None]
+    if im.mode == "I":
         arr = np.asarray(im, dtype=np.float32)
         return (arr / (65535.0 if arr.max(initial=0) > 255 else 255.0)).clip(0, 1)[..., None]
     if im.mode == "F":
@@ -55,9 +64,16 @@ def _to_array(im: Image.Image) -> np.ndarray:
 
 
 def load_image(path) -> torch.Tensor:
-    """Read an image file as ``[1, C, H, W]`` float32 in [0, 1]; the first frame of animations."""
-    im = _open(path)
-    arr = _to_array(im)
+    """Read an image file as ``[1, C, H, W]`` float32 in [0, 1]; the first frame of animations.
+
+    Turned as its EXIF orientation says (a phone photo stored sideways comes back as it is
+    shown, so a mask drawn on what the user sees fits it)."""
+    with _open(path) as im:
+        try:
+            upright = ImageOps.exif_transpose(im)
+        except (OSError, SyntaxError, ValueError, TypeError):
+            upright = im  # a broken EXIF block is not a reason to refuse the pixels
+        arr = _to_array(upright)
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
 
 
@@ -65,16 +81,22 @@ def load_mask(path) -> torch.Tensor:
     """Read a mask as ``[1, 1, H, W]``: 1 marks the object.
 
     Grey files are used as they are. For files with an alpha channel the alpha is the
-    mask (a cut-out PNG works as a mask).
+    mask (a cut-out PNG works as a mask). A mask saved as label values 0 and 1 (as many
+    segmentation tools write it; it looks black) is read as 0 and 1, with a warning.
     """
     img = load_image(path)
-    if img.shape[1] == 4:
-        return img[:, 3:4]
-    return img.mean(dim=1, keepdim=True)
+    mask = img[:, 3:4] if img.shape[1] == 4 else img.mean(dim=1, keepdim=True)
+    top = float(mask.max()) if mask.numel() else 0.0
+    if 0.0 < top <= 1.0 / 255.0 + 1e-6:
+        warnings.warn(f"LiWi: mask '{path}' holds only the values 0 and 1 of 255: read as a 0/1 label mask")
+        mask = (mask > 0).float()
+    return mask
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     """``[C,H,W]`` or ``[1,C,H,W]`` float in [0,1] -> ``[H,W,C]`` uint8 (NaN -> 0)."""
+    if t.dim() not in (3, 4):
+        raise LiWiError(f"an image to save must be [C,H,W] or [1,C,H,W], got shape {tuple(t.shape)}")
     if t.dim() == 4:
         if t.shape[0] != 1:
             raise LiWiError(f"expected one image, got a batch of {t.shape[0]}")

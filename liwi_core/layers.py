@@ -182,6 +182,10 @@ class LayerStack:
         )
 
 
+#: the scale factors :func:`transform_layer` takes: beyond them a layer is a point or all frame
+MIN_SCALE, MAX_SCALE = 1e-3, 1e3
+
+
 @dataclass
 class LayerEdit:
     """A per-layer edit applied by :func:`edit_stack`. Offsets are in pixels."""
@@ -237,8 +241,10 @@ def transform_layer(layer: Layer, dx: float = 0.0, dy: float = 0.0, scale: float
     Scaling is about the object's contact point (bottom-centre of its alpha), so a scaled
     object stays on its ground line. Whole-pixel moves at scale 1 are exact copies.
     """
-    if scale <= 0 or not math.isfinite(scale):
-        raise ValueError(f"scale must be a positive number, got {scale}")
+    if not (MIN_SCALE <= scale <= MAX_SCALE):
+        raise LiWiError(f"scale must be between {MIN_SCALE:g} and {MAX_SCALE:g}, got {scale}")
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        raise LiWiError(f"a move must be a finite number of pixels, got dx={dx}, dy={dy}")
     if scale == 1.0 and float(dx).is_integer() and float(dy).is_integer():
         if dx == 0 and dy == 0:
             return layer
@@ -268,6 +274,8 @@ def edit_stack(stack: LayerStack, edits: dict[int, LayerEdit] | list[LayerEdit])
         if not edit.visible:
             continue
         layer = transform_layer(layer, edit.dx, edit.dy, edit.scale)
+        if not math.isfinite(edit.opacity):
+            raise LiWiError(f"opacity must be a number in [0, 1], got {edit.opacity}")
         if edit.opacity != 1.0:
             o = float(min(max(edit.opacity, 0.0), 1.0))
             rgba = torch.cat([layer.rgba[:, :3], layer.rgba[:, 3:4] * o], dim=1)
@@ -291,5 +299,7 @@ def parse_edit(text: str) -> tuple[int, LayerEdit]:
             else:
                 raise ValueError(key)
         return int(index_text), edit
+    except LiWiError:
+        raise
     except ValueError:
         raise LiWiError(f"bad --edit '{text}': use INDEX:dx=..,dy=..,scale=..,opacity=..,visible=0|1") from None

@@ -91,6 +91,11 @@ def save_layers_dir(stack: LayerStack, out_dir, extra_meta: dict | None = None) 
     ``shadow_NN.png`` (grey or RGB as the map), ``shadow.png`` (all shadows multiplied, RGB),
     ``hole.png`` and ``alpha.png`` when the stack has them, and ``layers.json`` last.
 
+    Written into a folder that already holds layers (a ``layers.json`` of this format), the
+    files that manifest named and this stack does not (the layers of an earlier run with more
+    objects) are removed once the new manifest is in place, so the folder holds one stack;
+    files it did not name are left alone.
+
     Returns:
         The paths written.
     """
@@ -107,6 +112,7 @@ def save_layers_dir(stack: LayerStack, out_dir, extra_meta: dict | None = None) 
         images.append(("hole.png", stack.hole))
     if stack.canvas_alpha is not None:
         images.append(("alpha.png", stack.canvas_alpha))
+    earlier = _files_named(out_dir / MANIFEST)
     written = []
     for name, image in images:
         save_image(image, out_dir / name)
@@ -114,7 +120,25 @@ def save_layers_dir(stack: LayerStack, out_dir, extra_meta: dict | None = None) 
     doc = json.dumps(make_manifest(stack, "", extra_meta), indent=2, ensure_ascii=False)
     atomic_write_bytes(out_dir / MANIFEST, (doc + "\n").encode("utf-8"))
     written.append(out_dir / MANIFEST)
+    for name in earlier - {name for name, _ in images}:
+        (out_dir / name).unlink(missing_ok=True)
     return written
+
+
+def _files_named(manifest: Path) -> set[str]:
+    """The plain file names (no folders) a layers manifest of this format names; none when
+    ``manifest`` is missing or is not one."""
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        return set()
+    names = [doc.get(key) for key in ("background", "shadow", "hole", "alpha")]
+    for layer in doc.get("layers") or []:
+        if isinstance(layer, dict):
+            names += [layer.get("file"), layer.get("shadow_file")]
+    return {n for n in names if isinstance(n, str) and n and PurePosixPath(n).name == n}
 
 
 def _as_rgb(t: torch.Tensor) -> torch.Tensor:
