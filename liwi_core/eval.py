@@ -63,6 +63,7 @@ import torch
 from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout, photo_object_mask
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
+from .imageio import atomic_write_bytes
 from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
                       photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers)
 
@@ -264,7 +265,13 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
             failures[sample.id] = str(exc)
             continue
         seconds = time.perf_counter() - start
-        row = {"id": sample.id, **score_sample(sample, pred, flavour == "prompted"), "seconds": seconds}
+        try:
+            scores = score_sample(sample, pred, flavour == "prompted")
+        except (RuntimeError, ValueError) as exc:
+            # a truth that disagrees with itself (a layer of another size) is the sample's fault
+            failures[sample.id] = f"cannot score it: {str(exc).splitlines()[0]}"
+            continue
+        row = {"id": sample.id, **scores, "seconds": seconds}
         if kinds is not None:
             row["prompt_kinds"] = kinds
         rows.append(row)
@@ -429,9 +436,15 @@ def run_command(args: argparse.Namespace) -> None:
     dataset = str(Path(dataset).resolve())
     engines = _engines(args)
     flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
+    if not flavours:
+        raise LiWiError("--flavours is empty: use prompted, automatic or both")
     for f in flavours:
         if f not in ("prompted", "automatic"):
             raise LiWiError(f"unknown flavour '{f}': use prompted, automatic or both")
+    if args.json:
+        from .export.common import _check_target
+
+        _check_target(Path(args.json))  # before the work, not after it
     results = [_run_child(dataset, e, f, args) for f in flavours for e in engines]
     print(f"dataset: {dataset}; prompt masks: {args.prompt}; in brackets: ratio to the baseline "
           f"(lower is better except IoU and PSNR); peak MB: process peak (+ above its start)")
@@ -442,8 +455,13 @@ def run_command(args: argparse.Namespace) -> None:
     if kinds:
         print("\nPrompted, per prompt kind: alpha IoU / RGB L1 (ground-truth layers):")
         print(kinds)
+    for r in results:
+        for sample_id, reason in r["failed"].items():
+            print(f"warning: {r['engine']} {r['flavour']}: sample {sample_id} left out: {reason}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        atomic_write_bytes(args.json, (json.dumps(results, indent=1) + "\n").encode("utf-8"))
+    if not any(r["samples"] for r in results):
+        raise LiWiError("no sample could be scored (the warnings above say why)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,7 +140,11 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saliency_model = shared_saliency_model()
-    done = {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
+    # a sample is done once all its objects are written: a run killed between two of them left
+    # some, and the sample is made again (its files are the same again: the prompts are seeded).
+    # Folders made before the markers have none: there every sample with a file counts
+    marked = {p.stem for p in out.glob("*.done")}
+    done = marked if marked else {p.stem.split("_o")[0] for p in out.glob("*_o*.pt")}
 
     def mine() -> list[str]:
         return [i for i in sample_ids(data) if _shard_key(i) % shard[1] == shard[0]]
@@ -164,6 +168,7 @@ def _make_examples(data, out, settings, seed: int, limit: int | None, wait: bool
                 _save_atomic({"inputs": _q(inputs[0]), "truth": _q(truth[0]), "kind": kind,
                               "saliency_size": saliency_size, "saliency": "window" if look is not None else "region"},
                              out / f"{sample.id}_o{depth}.pt")
+            (out / f"{sample.id}.done").touch()
             done.add(sample.id)
         if not wait or (limit is not None and len(done) >= limit):
             return len(done)

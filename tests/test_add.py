@@ -247,3 +247,44 @@ def test_dark_objects_are_darkened_copies_and_leave_the_rest_of_the_sample_alone
             inside = a.alpha > 0.5
             ratio = float(b.rgba[:, :3][inside.expand(1, 3, -1, -1)].mean() / a.rgba[:, :3][inside.expand(1, 3, -1, -1)].mean())
             assert 0.04 < ratio < 0.26
+
+
+def test_a_sample_without_objects_is_not_kept():
+    stack, _ = _stack_with(_disc())
+    bare = LayerStack(background=stack.background, layers=[])
+    verdict = curate(bare, bare.composite(), set())
+    assert not verdict.keep and "no object layer" in verdict.reasons
+
+
+def test_cutouts_never_become_backgrounds(cutouts, tmp_path, capsys):
+    (tmp_path / "none").mkdir()
+    assert main(["--images", str(tmp_path / "none"), "--objects", str(cutouts), "--out", str(tmp_path / "o"),
+                 "--num", "2", "--size", "64", "--quiet"]) == 2
+    assert "no usable background photo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-objects", "0"], "max_objects must be"), (["--max-objects", "-1"], "max_objects must be"),
+    (["--num", "-3"], "num must be"), (["--size", "0"], "size must be"), (["--attempts", "0"], "attempts must be"),
+])
+def test_add_flags_out_of_range(photos, tmp_path, capsys, flags, message):
+    images, _ = photos
+    assert main(["--images", str(images), "--out", str(tmp_path / "o"), *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_add_config_is_checked_and_flags_win(photos, tmp_path, capsys):
+    images, masks = photos
+    for doc, message in (('{"num": "abc"}', "num must be"), ('{"bogus": 1}', "unknown option 'bogus'"),
+                         ("[1]", "must be a JSON object")):
+        (tmp_path / "c.json").write_text(doc)
+        assert main(["--images", str(images), "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.json")]) == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "afile"), "--num", "1"]) == 2
+    assert "it is a file" in capsys.readouterr().err
+    (tmp_path / "c.json").write_text('{"num": 5, "size": 96, "seed": 7}')
+    assert main(["--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o"), "--config",
+                 str(tmp_path / "c.json"), "--num", "1", "--seed", "0", "--quiet"]) == 0
+    written = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert (written["num"], written["size"], written["seed"]) == (1, 96, 0)  # a flag wins, even at its default

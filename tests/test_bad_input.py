@@ -139,3 +139,24 @@ def test_edits_out_of_range_are_one_line_errors(text, message):
     with pytest.raises(LiWiError, match=message):
         edit_stack(stack, dict([parse_edit(text)]))
     assert torch.isfinite(edit_stack(stack, {0: LayerEdit(dx=3.5, scale=0.5, opacity=0.3)}).composite()).all()
+
+
+def test_eval_checks_its_json_target_and_flavours_before_the_work(tmp_path, capsys):
+    from helpers import write_scene_dataset
+
+    data = write_scene_dataset(tmp_path / "data", 1, 48, 64, prefix="e")
+    args = ["eval", str(data), "--engines", "baseline"]
+    assert main(args + ["--json", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    assert main(args + ["--flavours", ","]) == 2
+    assert "--flavours is empty" in capsys.readouterr().err
+
+
+def test_eval_names_a_sample_it_cannot_score(tmp_path, capsys):
+    from helpers import write_scene_dataset
+
+    data = write_scene_dataset(tmp_path / "data", 1, 48, 64, prefix="e")
+    Image.new("RGBA", (32, 24)).save(data / "samples" / "e0" / "layer_00.png")
+    assert main(["eval", str(data), "--engines", "baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "sample e0 left out" in err and "no sample could be scored" in err

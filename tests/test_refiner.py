@@ -199,6 +199,12 @@ def test_examples_then_fit_then_resume(tmp_path):
     assert example["inputs"].shape[0] == INPUT_CHANNELS and example["truth"].shape[0] == 5
     assert example["inputs"].dtype == torch.uint8
     assert make_examples(data, tmp_path / "examples") == 3  # done ones are kept, nothing redone
+    # a run killed inside a sample (some of its objects written, no marker) makes it again
+    first = files[0]
+    (tmp_path / "examples" / f"{first.stem.split('_o')[0]}.done").unlink()
+    first.write_bytes(b"a file of the sample the killed run had not finished")
+    assert make_examples(data, tmp_path / "examples") == 3
+    assert torch.equal(torch.load(first, weights_only=True)["inputs"], example["inputs"])
     config = {"base_channels": 4, "depth": 2, "working_size": 256, "batch_size": 2, "steps": 4, "lr": 0.01,
               "log_every": 1, "save_every": 2, "val_every": 100}
     lines = []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import LiWiError
 from ..filters import bounding_box, dilate, resize
 from ..imageio import to_uint8
 from ..layers import LayerStack
@@ -69,8 +70,10 @@ def plan_sample(sources: list[Source], seed: int, index: int, attempt: int,
     """
     if not sources:
         raise ValueError("no sources")
-    backgrounds = ([s for s in sources if s.background_ok] or [s for s in sources if not s.cutout]
-                   or sources)
+    # a cut-out is never a background: its hidden colours behind the alpha would become the scene
+    backgrounds = [s for s in sources if s.background_ok] or [s for s in sources if not s.cutout]
+    if not backgrounds:
+        raise LiWiError("no usable background photo: every source is a cut-out (give --images a folder of photos)")
     order = torch.randperm(len(backgrounds), generator=sample_generator(seed, -1, 0)).tolist()
     g = sample_generator(seed, index, attempt)
     background = backgrounds[order[(index + attempt) % len(backgrounds)]]
@@ -181,7 +184,9 @@ def curate(stack: LayerStack, composite: torch.Tensor, seen_keys: set[str],
         contrast = min(1.0, float((obj_mean - ring_mean).abs().sum()) / 0.3)
         scores.append((visible + min(1.0, soft / 0.02) + contrast) / 3.0)
     score = sum(scores) / len(scores) if scores else 0.0
-    if scores and score < limits.min_score:
+    if not scores:
+        reasons.append("no object layer")
+    elif score < limits.min_score:
         reasons.append(f"quality score {score:.2f} below {limits.min_score}")
     key = content_key(composite)
     if key in seen_keys:

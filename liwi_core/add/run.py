@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -61,6 +61,17 @@ class AddConfig:
     max_pixels: int = 50_000_000
     max_background_hole: float = 0.35  # photos whose objects cover more are not used as backgrounds
     limits: CuratorLimits = field(default_factory=CuratorLimits)
+
+    #: the smallest sample side: below it the curator's 6-px rings and 4-px dilations leave no room
+    MIN_SIZE = 32
+
+    def __post_init__(self) -> None:
+        for name, low in (("num", 1), ("size", self.MIN_SIZE), ("max_objects", 1), ("attempts", 1), ("min_side", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise LiWiError(f"{name} must be a whole number of at least {low}, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise LiWiError(f"seed must be a whole number, got {self.seed!r}")
 
 
 def _review_masks(sources: list[Source], max_hole: float, skipped: dict[str, list[str]],
@@ -318,6 +329,9 @@ def synthesize(images: torch.Tensor, masks: list[list[torch.Tensor]] | None, num
     photos = {f"image_{b:03d}": (images[b:b + 1, :3], list(masks[b]) if masks else []) for b in range(images.shape[0])}
     sources = [Source(id=k, path="", masks=[f"mask_{j}" for j in range(len(m))]) for k, (_, m) in photos.items()]
     _review_masks(sources, AddConfig.max_background_hole, {}, load=lambda source: photos[source.id][1])
+    if all(s.cutout for s in sources):
+        raise LiWiError(f"no usable background photo in '{config.images}' (skipped: "
+                        f"{', '.join(f'{k}: {len(v)}' for k, v in skipped.items()) or 'none found'})")
     if not any(s.is_donor for s in sources):
         raise LiWiError("ADD needs at least one object mask whose object does not touch its photo's edge")
     config = AddConfig(images="", out="", num=num, seed=seed, size=size, max_objects=objects, attempts=attempts)
@@ -355,6 +369,8 @@ def run(config: AddConfig, rank: int | None = None, world_size: int | None = Non
         raise LiWiError("no photo has a usable mask and no cut-out was given: give --masks (one "
                         "<stem>_mask.png per object, objects not touching the photo's edge) or --objects "
                         "(PNG cut-outs with transparency)")
+    if out.exists() and not out.is_dir():
+        raise LiWiError(f"cannot write the dataset to '{out}': it is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     (out / "log").mkdir(exist_ok=True)
     if r == 0:
@@ -406,11 +422,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masks", help="folder of object masks: <stem>_mask*.png, white = object")
     p.add_argument("--objects", help="folder of ready cut-outs (PNG with transparency) to paste as objects")
     p.add_argument("--out", help="dataset folder (samples/, log/, config.json)")
-    p.add_argument("--num", type=int, default=100, help="number of sample slots")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=512, help="longest side of the samples")
-    p.add_argument("--max-objects", type=int, default=3)
-    p.add_argument("--attempts", type=int, default=4, help="tries per slot before it is dropped")
+    p.add_argument("--num", type=int, help="number of sample slots (default 100)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--size", type=int, help="longest side of the samples (default 512)")
+    p.add_argument("--max-objects", type=int, help="default 3")
+    p.add_argument("--attempts", type=int, help="tries per slot before it is dropped (default 4)")
     p.add_argument("--config", help="JSON file with any of these options (flags win)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=run_command, add_parser=p)
@@ -423,9 +439,16 @@ def run_command(args: argparse.Namespace) -> None:
             values = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise LiWiError(f"cannot read config '{args.config}': {exc}") from None
+        known = {f.name for f in fields(AddConfig)} - {"limits"}
+        if not isinstance(values, dict):
+            raise LiWiError(f"config '{args.config}' must be a JSON object of options")
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise LiWiError(f"config '{args.config}': unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    # flags win over the config, even one given at its default value (flags default to None)
     for key in ("images", "masks", "objects", "out", "num", "seed", "size", "max_objects", "attempts"):
         given = getattr(args, key)
-        if given is not None and (given != args.add_parser.get_default(key) or key not in values):
+        if given is not None:
             values[key] = given
     missing = [k for k in ("images", "out") if not values.get(k)]
     if missing:
