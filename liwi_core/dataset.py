@@ -26,6 +26,7 @@ Two storages, one reader:
 from __future__ import annotations
 
 import argparse
+import glob
 import io
 import json
 import os
@@ -104,6 +105,9 @@ def write_sample(root, sample: Sample, confined: bool = False) -> Path:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        # a run killed while writing this sample left its half-made copy: the sample is whole now
+        for stale in samples.glob(f".tmp-{glob.escape(sample.id)}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -159,9 +163,14 @@ def _index(root: Path) -> list[dict]:
         return []
     try:
         doc = json.loads(path.read_text())
-        return list(doc["shards"])
+        shards = list(doc["shards"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise LiWiError(f"cannot read '{path}': {exc}") from None
+    for shard in shards:
+        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)
+                and isinstance(shard.get("samples"), list)):
+            raise LiWiError(f"cannot read '{path}': every shard needs a \"file\" and a list of \"samples\"")
+    return shards
 
 
 def iter_samples(root, rank: int = 0, world_size: int = 1, ids: list[str] | None = None) -> Iterator[Sample]:
@@ -209,9 +218,13 @@ def pack_shards(root, shard_size: int = 1000, remove_folders: bool = False) -> l
     """Pack the folder samples of ``root`` into tar shards and write ``index.json``.
 
     Shards and the index are written atomically; with ``remove_folders`` the packed
-    folders are deleted afterwards (only once the index naming them is in place).
+    folders are deleted afterwards (only once the index naming them is in place), those an
+    earlier pack left too.
     """
     root = Path(root)
+    _check_root(root)
+    if shard_size < 1:
+        raise LiWiError(f"--shard-size must be at least 1, got {shard_size}")
     samples = root / "samples"
     existing = _index(root)
     packed = {sid for shard in existing for sid in shard["samples"]}
@@ -233,9 +246,14 @@ def pack_shards(root, shard_size: int = 1000, remove_folders: bool = False) -> l
         doc = {"format": FORMAT, "shards": existing}
         atomic_write_bytes(root / "index.json", (json.dumps(doc, indent=1) + "\n").encode())
     if remove_folders:
-        for sid in todo:
+        for sid in sorted(packed | set(todo)):
             shutil.rmtree(samples / sid, ignore_errors=True)
     return written
+
+
+def _check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise LiWiError(f"'{root}' is not a dataset folder ({'no such folder' if not root.exists() else 'a file'})")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -255,6 +273,7 @@ def run_command(args: argparse.Namespace) -> None:
         for path in pack_shards(args.root, args.shard_size, args.remove_folders):
             print(f"wrote {path}")
     else:
+        _check_root(Path(args.root))
         print(f"{len(sample_ids(args.root))} samples")
 
 

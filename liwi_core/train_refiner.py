@@ -493,12 +493,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(make_examples(args.data, args.out, seed=args.seed, limit=args.limit, wait=args.wait,
                                     shard=shard, saliency_size=args.saliency_size))
         else:
-            config = json.loads(Path(args.config).read_text())
+            try:
+                config = json.loads(Path(args.config).read_text())
+            except (OSError, ValueError) as exc:
+                raise LiWiError(f"cannot read config '{args.config}': {exc}") from None
+            if not isinstance(config, dict):
+                raise LiWiError(f"config '{args.config}' must be a JSON object of settings")
+            if Path(args.out).exists() and not Path(args.out).is_dir():
+                raise LiWiError(f"cannot write the run to '{args.out}': it is a file, not a folder")
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            print(fit(args.examples, args.out, config, args.minutes, jsonl_logger(Path(args.out)), device=args.device))
+            try:
+                print(fit(args.examples, args.out, config, args.minutes, jsonl_logger(Path(args.out)),
+                          device=args.device))
+            except KeyError as exc:
+                raise LiWiError(f"config '{args.config}' lacks the setting {exc}") from None
     except LiWiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"liwi: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -288,3 +289,32 @@ def test_add_config_is_checked_and_flags_win(photos, tmp_path, capsys):
                  str(tmp_path / "c.json"), "--num", "1", "--seed", "0", "--quiet"]) == 0
     written = json.loads((tmp_path / "o" / "config.json").read_text())
     assert (written["num"], written["size"], written["seed"]) == (1, 96, 0)  # a flag wins, even at its default
+
+
+def test_a_folder_holds_samples_of_one_size(photos, tmp_path, capsys):
+    images, masks = photos
+    common = ["--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o"), "--num", "1", "--quiet"]
+    assert main(common + ["--size", "96"]) == 0
+    assert main(common + ["--size", "128"]) == 2
+    assert "holds samples made with size 96" in capsys.readouterr().err
+
+
+def test_masks_that_cannot_serve_are_skipped_and_counted(tmp_path):
+    from PIL import Image
+
+    from liwi_core.add.agents import Source
+    from liwi_core.add.run import _review_masks
+
+    Image.new("RGB", (80, 60), "white").save(tmp_path / "p.png")
+    good = np.zeros((60, 80), np.uint8)
+    good[20:40, 30:50] = 255
+    Image.fromarray(good).save(tmp_path / "p_mask1.png")
+    Image.fromarray(good[::2, ::2]).save(tmp_path / "p_mask2.png")  # another size
+    Image.new("L", (80, 60), 0).save(tmp_path / "p_mask3.png")  # empty
+    (tmp_path / "p_mask4.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    source = Source("p", str(tmp_path / "p.png"), [str(tmp_path / f"p_mask{k}.png") for k in (1, 2, 3, 4)])
+    skipped: dict[str, list[str]] = {}
+    _review_masks([source], 0.35, skipped)
+    assert source.masks == [str(tmp_path / "p_mask1.png")] and source.donor_masks == [0]
+    assert {k: len(v) for k, v in skipped.items()} == {"mask not the size of its photo": 1, "empty mask": 1,
+                                                       "unreadable mask": 1}

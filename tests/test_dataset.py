@@ -62,3 +62,31 @@ def test_empty_and_corrupt_datasets(tmp_path):
     (folder / "layers.json").write_text("{not json")
     with pytest.raises(LiWiError, match="corrupt"):
         list(iter_samples(tmp_path))
+
+
+def test_pack_checks_its_folder_and_size_and_removes_folders_packed_before(tmp_path):
+    from liwi_core.cli import main
+
+    with pytest.raises(LiWiError, match="not a dataset folder"):
+        pack_shards(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+    assert main(["dataset", "info", str(tmp_path / "nowhere")]) == 2
+    for i in range(3):
+        write_sample(tmp_path, _sample(i))
+    with pytest.raises(LiWiError, match="at least 1"):
+        pack_shards(tmp_path, shard_size=0)
+    pack_shards(tmp_path, shard_size=2)  # packed, folders kept
+    pack_shards(tmp_path, remove_folders=True)  # nothing new to pack: the packed folders go now
+    assert not any((tmp_path / "samples").iterdir())
+    assert sorted(s.id for s in iter_samples(tmp_path)) == ["s0000", "s0001", "s0002"]
+    (tmp_path / "index.json").write_text('{"shards": [{"file": "shards/shard-000000.tar"}]}')
+    with pytest.raises(LiWiError, match="list of"):
+        sample_ids(tmp_path)
+
+
+def test_a_half_written_copy_of_a_sample_goes_once_it_is_written_whole(tmp_path):
+    stale = tmp_path / "samples" / ".tmp-s0001-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "background.png").write_bytes(b"half")
+    write_sample(tmp_path, _sample(1))
+    assert not stale.exists() and sample_ids(tmp_path) == ["s0001"]

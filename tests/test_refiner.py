@@ -546,3 +546,16 @@ def test_a_stage_may_train_only_the_first_block(tmp_path):
     with pytest.raises(LiWiError, match="trainable"):
         fit(tmp_path / "examples", tmp_path / "third", {**config, "init_from": str(start), "trainable": ["encoder"]},
             log=lambda _: None)
+
+
+def test_fit_config_errors_are_one_line(tmp_path, capsys):
+    from liwi_core.train_refiner import main
+
+    (tmp_path / "bad.json").write_text("nope")
+    (tmp_path / "list.json").write_text("[1]")
+    for config, message in (("bad.json", "cannot read config"), ("missing.json", "cannot read config"),
+                            ("list.json", "must be a JSON object")):
+        assert main(["fit", "--examples", str(tmp_path), "--out", str(tmp_path / "run"),
+                     "--config", str(tmp_path / config)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("liwi: error:") and message in err and len(err.strip().splitlines()) == 1

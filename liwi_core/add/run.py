@@ -75,17 +75,21 @@ class AddConfig:
 
 
 def _review_masks(sources: list[Source], max_hole: float, skipped: dict[str, list[str]],
-                  load=lambda source: [load_mask(m) for m in source.masks]) -> None:
+                  load=None) -> None:
     """Mark which masks give whole objects and which photos can serve as backgrounds.
 
     An object touching its photo's edge is cut off there (a cat's head filling the frame):
     pasted elsewhere it would show a straight cut, so it is not used as a foreground. A
     photo mostly covered by its objects would leave a background that is mostly invented.
+    ``load``: the source's masks (default: its mask files, read by :func:`_readable_masks`,
+    which drops and counts unreadable, empty and wrongly sized ones).
     """
     for source in sources:
         if not source.masks:
             continue
-        masks = [m > 0.5 for m in load(source)]
+        masks = [m > 0.5 for m in (load(source) if load is not None else _readable_masks(source, skipped))]
+        if not masks:
+            continue
         source.donors = []
         for k, m in enumerate(masks):
             edge = torch.cat([m[..., 0, :], m[..., :, 0], m[..., :, -1]], dim=-1)
@@ -100,6 +104,32 @@ def _review_masks(sources: list[Source], max_hole: float, skipped: dict[str, lis
         if float(union) > max_hole:
             source.background_ok = False
             skipped.setdefault("objects cover too much of the photo (not used as background)", []).append(source.id)
+
+
+def _readable_masks(source: Source, skipped: dict[str, list[str]]) -> list[torch.Tensor]:
+    """The masks of ``source`` that can be used, read; its list of mask files keeps only theirs. A
+    mask that cannot be read, is empty, or is not its photo's size (a stretched mask would mark
+    the wrong pixels) is skipped and counted, and the run goes on."""
+    with Image.open(source.path) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # shown turned a quarter, as load_image reads it
+            w, h = h, w
+    kept, masks = [], []
+    for path in source.masks:
+        try:
+            mask = load_mask(path)
+        except LiWiError:
+            skipped.setdefault("unreadable mask", []).append(path)
+            continue
+        if tuple(mask.shape[-2:]) != (h, w):
+            skipped.setdefault("mask not the size of its photo", []).append(path)
+        elif not bool((mask > 0.5).any()):
+            skipped.setdefault("empty mask", []).append(path)
+        else:
+            kept.append(path)
+            masks.append(mask)
+    source.masks = kept
+    return masks
 
 
 def _check_photo(path: Path, min_side: int, max_pixels: int, cutout: bool = False) -> str | None:
@@ -371,6 +401,7 @@ def run(config: AddConfig, rank: int | None = None, world_size: int | None = Non
                         "(PNG cut-outs with transparency)")
     if out.exists() and not out.is_dir():
         raise LiWiError(f"cannot write the dataset to '{out}': it is a file, not a folder")
+    _check_same_recipe(out, config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "log").mkdir(exist_ok=True)
     if r == 0:
@@ -414,6 +445,25 @@ def run(config: AddConfig, rank: int | None = None, world_size: int | None = Non
     stats["rank"], stats["world_size"] = r, n
     (out / "log" / f"summary-rank-{r:03d}.json").write_text(json.dumps(stats, indent=1) + "\n")
     return stats
+
+
+#: what a dataset's samples are made with: a folder holds samples of one recipe (``num`` may grow)
+RECIPE = ("size", "max_objects")
+
+
+def _check_same_recipe(out: Path, config: AddConfig) -> None:
+    """Refuse to add samples of another size (or object count) to a folder that holds some: a
+    resumed or extended run must make what the folder already holds."""
+    try:
+        earlier = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(earlier, dict) or not sample_ids(out):
+        return
+    for key in RECIPE:
+        if key in earlier and earlier[key] != getattr(config, key):
+            raise LiWiError(f"'{out}' holds samples made with {key} {earlier[key]}, not {getattr(config, key)}: "
+                            f"give the same --{key.replace('_', '-')} or another --out")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
