@@ -9,7 +9,6 @@ defaults, ranges and help as the node widgets.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -42,7 +41,7 @@ def _engine_from_args(args):
 def _check_outputs(args) -> None:
     """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
     from .export.common import _check_target
-    from .export.folder import MANIFEST
+    from .export.folder import MANIFEST, WRITTEN_NAMES
 
     if not str(args.out).strip():
         raise LiWiError("--out is empty: give the folder to write the layers into")
@@ -53,10 +52,9 @@ def _check_outputs(args) -> None:
     for name in ("psd", "ora"):
         if getattr(args, name):
             _check_target(Path(getattr(args, name)))
-    written = re.compile(r"(background|shadow|hole|alpha)\.png|(layer|shadow)_\d+\.png|layers\.json")
     for given in [args.image, *(args.mask or [])]:
         path = Path(given).resolve()
-        if path.parent == out.resolve() and written.fullmatch(path.name):
+        if path.parent == out.resolve() and WRITTEN_NAMES.fullmatch(path.name):
             raise LiWiError(f"'{given}' is in the output folder under a name decompose writes: "
                             "give another --out or rename the file")
 

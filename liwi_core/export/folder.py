@@ -8,6 +8,7 @@ ORA writer stores the same document as ``liwi.json`` with its files behind ``dat
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 MANIFEST = "layers.json"
+#: the names :func:`save_layers_dir` may write into its folder
+WRITTEN_NAMES = re.compile(r"(background|shadow|hole|alpha)\.png|(layer|shadow)_\d+\.png|layers\.json")
 FORMAT_NAME = "liwi-layers"
 FORMAT_VERSION = 1
 COMPOSITE_RULE = (
