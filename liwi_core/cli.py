@@ -41,14 +41,12 @@ def _engine_from_args(args):
 def _check_outputs(args) -> None:
     """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
     from .export.common import _check_target
-    from .export.folder import MANIFEST, WRITTEN_NAMES
+    from .export.folder import WRITTEN_NAMES, check_layers_dir
 
     if not str(args.out).strip():
         raise LiWiError("--out is empty: give the folder to write the layers into")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise LiWiError(f"cannot write layers to '{out}': it is a file, not a folder")
-    _check_target(out / MANIFEST)
+    check_layers_dir(out)
     for name in ("psd", "ora"):
         if getattr(args, name):
             _check_target(Path(getattr(args, name)))

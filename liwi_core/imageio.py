@@ -39,7 +39,7 @@ def _open(path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         if im is not None:
             im.close()  # else the half-read file is reported unclosed after the one-line error
-        where = getattr(path, "name", None) or "in memory" if hasattr(path, "read") else path
+        where = (getattr(path, "name", None) or "in memory") if hasattr(path, "read") else path
         raise LiWiError(f"cannot read image '{where}': {exc}") from None
     return im
 

@@ -104,9 +104,7 @@ def save_layers_dir(stack: LayerStack, out_dir, extra_meta: dict | None = None) 
     """
     stack = _single(stack)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LiWiError(f"cannot write layers to '{out_dir}': it is a file, not a folder")
-    _check_target(out_dir / MANIFEST)
+    check_layers_dir(out_dir)
     images: list[tuple[str, torch.Tensor]] = [("background.png", stack.background)]
     for i, layer in enumerate(stack.layers):
         images += [(_layer_file(i), layer.rgba), (_shadow_file(i), layer.shadow)]
@@ -126,6 +124,13 @@ def save_layers_dir(stack: LayerStack, out_dir, extra_meta: dict | None = None) 
     for name in earlier - {name for name, _ in images}:
         (out_dir / name).unlink(missing_ok=True)
     return written
+
+
+def check_layers_dir(out_dir: Path) -> None:
+    """Fail with one line when ``out_dir`` cannot become a layers folder (before any work)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LiWiError(f"cannot write layers to '{out_dir}': it is a file, not a folder")
+    _check_target(out_dir / MANIFEST)
 
 
 def _files_named(manifest: Path) -> set[str]:
