@@ -21,8 +21,9 @@ from .filters import (
     resize,
 )
 
-__all__ = ["CAST_ANGLES", "CAST_LENGTHS", "OPAQUE", "SIZE_EXPONENT", "CastShadowFit", "continue_under_object", "estimate_shadow",
-           "fit_cast_shadow", "smoothstep", "synthesize_cast_shadow"]
+__all__ = ["CAST_ANGLES", "CAST_LENGTHS", "OPAQUE", "ROUGHNESS_SIZE", "SIZE_EXPONENT", "CastShadowFit",
+           "background_roughness", "continue_under_object", "estimate_shadow", "fit_cast_shadow", "smoothest_shadow",
+           "smoothstep", "synthesize_cast_shadow"]
 
 
 def _each_image(fn):
@@ -386,3 +387,48 @@ def fit_cast_shadow(image: torch.Tensor, alpha: torch.Tensor, angles=CAST_ANGLES
     darkness = min(0.9, 1.0 - math.exp(slope))
     density = _cast_densities(alpha[:1, :1], [(angle, length)], softness)[0]
     return CastShadowFit((1.0 - darkness * density).clamp(0, 1), angle % 360.0, length, darkness, score)
+
+
+#: the ground a shadow map leaves is judged on a copy of at most this many pixels a side
+#: (the tuning scenes' regions are below it), so a large photo costs little and its texture
+#: counts as on the scenes the choice was measured on
+ROUGHNESS_SIZE = 512
+
+
+def background_roughness(image: torch.Tensor, shadows: torch.Tensor, region: torch.Tensor,
+                         sigma: float = 2.0) -> torch.Tensor:
+    """How rough the ground under each candidate shadow map comes out once its shadow is taken
+    away: for each map ``s`` of ``shadows`` ``[N,1|3,H,W]`` (channels averaged), the sum over
+    ``region`` ``[1,1,H,W]`` (bool) of ``|d/dx g| + |d/dy g|`` (forward differences), ``g`` the
+    log luminance of ``image / s`` (``image`` ``[1,3,H,W]`` in [0,1]; luminance at least 0.02,
+    shadows at least 0.05) blurred with a Gaussian of ``sigma`` pixels. Returns ``[N]``.
+
+    A shadow map that misses part of a shadow leaves that part's edge in the ground; one that
+    darkens lit ground leaves a bright patch with edges of its own. Texture the maps share costs
+    them alike, so only a comparison over one region means anything."""
+    log_ground = (torch.log(luminance(image).clamp_min(0.02))
+                  - torch.log(shadows.mean(1, keepdim=True).clamp_min(0.05)))
+    log_ground = gaussian_blur(log_ground, sigma)
+    dx = (log_ground[..., :, 1:] - log_ground[..., :, :-1]).abs() * region[..., :, 1:]
+    dy = (log_ground[..., 1:, :] - log_ground[..., :-1, :]).abs() * region[..., 1:, :]
+    return dx.sum((1, 2, 3)) + dy.sum((1, 2, 3))
+
+
+def smoothest_shadow(image: torch.Tensor, candidates: list[torch.Tensor], alpha: torch.Tensor,
+                     sigma: float = 2.0, size: int = ROUGHNESS_SIZE) -> int:
+    """The index of the candidate shadow map (each ``[1,1|3,H,W]``, like ``image`` ``[1,3,H,W]``)
+    whose shadow, taken away, leaves the smoothest ground (:func:`background_roughness`) where
+    the candidates differ from the first by more than 0.01 (that grown by 3 px), away from the
+    object (``alpha`` ``[1,1,H,W]`` above 0.05, grown by 2 px). The first wins ties, and wins
+    when the candidates agree everywhere. Judged on a copy at most ``size`` pixels a side."""
+    h, w = image.shape[-2:]
+    scale = min(1.0, size / max(h, w))
+    grid = (max(1, round(h * scale)), max(1, round(w * scale)))
+    shadows = torch.cat([resize(c.float().mean(1, keepdim=True), grid) for c in candidates])
+    differ = ((shadows[1:] - shadows[:1]).abs() > 0.01).any(0, keepdim=True).float()
+    obj = dilate((resize(alpha.float(), grid) > 0.05).float(), 2) > 0.5
+    region = (dilate(differ, 3) > 0.5) & ~obj
+    if not bool(region.any()):
+        return 0
+    roughness = background_roughness(resize(image.float(), grid), shadows, region.float(), sigma)
+    return int(torch.argmin(roughness))  # the first of equal minima

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from liwi_core.filters import gaussian_blur
-from liwi_core.shadow import fit_cast_shadow, synthesize_cast_shadow
+from liwi_core.shadow import background_roughness, fit_cast_shadow, smoothest_shadow, synthesize_cast_shadow
 
 
 def _ground(h: int = 192, w: int = 224) -> torch.Tensor:
@@ -85,3 +85,33 @@ def test_a_short_shadow_on_a_busy_ground_is_not_taken_for_a_long_one():
         fit, by_score = fit_cast_shadow(photo, alpha), fit_cast_shadow(photo, alpha, size_exponent=0.0)
         assert 0.75 <= fit.length / 0.3 <= 1.25 and abs((fit.angle - 150 + 180) % 360 - 180) <= 15, fit
         assert by_score.length / 0.3 > 1.25, by_score
+
+
+def test_the_smoothest_ground_picks_the_shadow_that_is_there():
+    ground, alpha = _ground(), _standing_object()
+    shadow = synthesize_cast_shadow(alpha, angle=40.0, length=0.8, softness=0.05, opacity=0.45,
+                                    contact=0.0, tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
+    photo = _photo(ground, alpha, shadow)
+    none = torch.ones_like(shadow)
+    half = 1 - 0.5 * (1 - shadow)  # half of it missed
+    elsewhere = synthesize_cast_shadow(alpha, angle=220.0, length=0.8, softness=0.05, opacity=0.45,
+                                       contact=0.0, tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
+    too_dark = 1 - 1.8 * (1 - shadow)
+    assert smoothest_shadow(photo, [none, half, shadow, elsewhere, too_dark], alpha) == 2
+    assert smoothest_shadow(photo, [half, shadow], alpha) == 1
+    # on a photo without that shadow, no shadow leaves the smoothest ground
+    assert smoothest_shadow(_photo(ground, alpha, none), [shadow, none, elsewhere], alpha) == 1
+
+
+def test_the_first_candidate_wins_when_they_agree_or_tie():
+    ground, alpha = _ground(), _standing_object()
+    photo = _photo(ground, alpha, torch.ones_like(alpha))
+    darker = torch.ones_like(alpha)
+    darker[..., 150:170, 20:60] = 0.6
+    assert smoothest_shadow(photo, [darker, darker.clone()], alpha) == 0
+    # differences under the object itself do not count
+    under = torch.ones_like(alpha)
+    under[..., 70:110, 100:120] = 0.5
+    assert smoothest_shadow(photo, [torch.ones_like(alpha), under], alpha) == 0
+    rough = background_roughness(photo, torch.cat([torch.ones_like(alpha), darker]), torch.ones_like(alpha))
+    assert rough.shape == (2,) and float(rough[1]) > float(rough[0])
