@@ -115,3 +115,25 @@ def test_the_first_candidate_wins_when_they_agree_or_tie():
     assert smoothest_shadow(photo, [torch.ones_like(alpha), under], alpha) == 0
     rough = background_roughness(photo, torch.cat([torch.ones_like(alpha), darker]), torch.ones_like(alpha))
     assert rough.shape == (2,) and float(rough[1]) > float(rough[0])
+
+
+def test_the_fit_offers_runners_up_and_a_clear_challenger_wins():
+    ground, alpha = _ground(), _standing_object()
+    shadow = synthesize_cast_shadow(alpha, angle=40.0, length=0.8, softness=0.05, opacity=0.45,
+                                    contact=0.0, tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
+    photo = _photo(ground, alpha, shadow)
+    fit = fit_cast_shadow(photo, alpha, alternatives=3)
+    assert fit.shadow.equal(fit_cast_shadow(photo, alpha).shadow)  # the best is the same with or without
+    assert 1 <= len(fit.alternatives) <= 3
+    outside = alpha < 0.5
+    for other in fit.alternatives:
+        assert other.shape == alpha.shape and 0 <= float(other.min()) and float(other.max()) <= 1
+        # another direction or length: much of the two lies apart
+        a, b = (other < 0.9) & outside, (fit.shadow < 0.9) & outside
+        assert (a ^ b).sum() > 0.25 * (a | b).sum()
+    none = torch.ones_like(shadow)
+    # the true shadow as a challenger beats candidates that miss it; a wrong one does not win
+    assert smoothest_shadow(photo, [none, 1 - 0.5 * (1 - shadow)], alpha, challengers=[shadow]) == 2
+    assert smoothest_shadow(photo, [shadow, none], alpha, challengers=list(fit.alternatives)) == 0
+    # a challenger must win by the margin
+    assert smoothest_shadow(photo, [none, shadow], alpha, challengers=[shadow.clone()]) == 1

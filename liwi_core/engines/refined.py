@@ -119,7 +119,7 @@ def working_grid(size: tuple[int, int], working_size: int) -> tuple[int, int]:
 
 def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_size: int,
                     saliency_size: int | None = None, cast_shadow: bool = True,
-                    look: torch.Tensor | None = None) -> torch.Tensor:
+                    look: torch.Tensor | None = None, alternatives: int = 0):
     """What the refiner sees for one object region (all ``[1,C,h,w]`` on the region's grid):
     the inputs of :func:`~liwi_core.refiner.refiner_inputs` at :func:`working_grid`, the saliency
     computed at ``saliency_size`` (the refiner's config; None: the saliency model's), and with
@@ -134,7 +134,10 @@ def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_si
     three tuning sets, shadow L1 outside the object 0.1428 -> 0.1439 / 0.1074 -> 0.1076 / 0.1420
     -> 0.1419, false shadow 0.734 -> 0.708 / 0.389 -> 0.376 / 0.583 -> 0.575 (photos, wallpapers,
     second photo draw). Outside the window the plane is 0, so :func:`spare_other_objects` spares
-    only what the window holds of other objects."""
+    only what the window holds of other objects.
+
+    ``alternatives`` > 0: returns ``(inputs, runners_up)``, the shadows of that many of the fit's
+    runners-up on the same grid (``CastShadowFit.alternatives``; none without ``cast_shadow``)."""
     from ..refiner import refiner_inputs
     from ..saliency import saliency_map
 
@@ -145,8 +148,11 @@ def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_si
     else:
         saliency = saliency_map(saliency_model, small, normalize=False, sample_size=saliency_size)
     planes = [resize(t, grid, mode="area") for t in (rough, alpha, shadow, clean)]
-    cast = cast_plane(small, planes[1]) if cast_shadow else None
-    return refiner_inputs(small, *planes, saliency, cast)
+    fit = fit_cast_shadow(small, planes[1], alternatives=alternatives) if cast_shadow else None
+    inputs = refiner_inputs(small, *planes, saliency, None if fit is None else fit.shadow)
+    if alternatives > 0:
+        return inputs, () if fit is None else fit.alternatives
+    return inputs
 
 
 def cast_plane(image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -210,24 +216,38 @@ def spare_other_objects(corrections, alpha: torch.Tensor, saliency: torch.Tensor
 
 
 def choose_gate(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor,
-                predicted, gated: torch.Tensor, cast: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+                predicted, gated: torch.Tensor, cast: torch.Tensor, saliency: torch.Tensor,
+                runners_up: list[torch.Tensor] = ()) -> torch.Tensor:
     """The corrected shadow map, with the fitted ``cast`` shadow taken as far as the refiner's gate
     says (``gated``, the map as corrected), not at all, or wholly wherever it is darker: whichever
     leaves the smoothest ground once taken away (:func:`~liwi_core.shadow.smoothest_shadow`;
-    ``gated`` on a tie). ``predicted``: the refiner's corrections before
-    :func:`spare_other_objects`, which each choice goes through. All on one ``[1,C,h,w]`` grid.
+    ``gated`` on a tie). ``runners_up`` (the fit's other silhouettes) challenge them, each taken
+    wholly wherever darker, and win only by :data:`~liwi_core.shadow.CHALLENGER_MARGIN`.
+    ``predicted``: the refiner's corrections before :func:`spare_other_objects`, which each choice
+    goes through. All on one ``[1,C,h,w]`` grid.
 
     The gate is learnt per pixel and cannot weigh the whole silhouette against the image; the
     ground can. On the tuning scenes the maps it keeps miss less shadow and darken less where none
     is cast than the gate alone (Refined engine in the README)."""
     from ..refiner import RefinerOutput, apply_corrections
 
-    candidates = [gated]
-    for gate in (torch.zeros_like(predicted.cast_gate), torch.ones_like(predicted.cast_gate)):
+    def taken(gate: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
         choice = spare_other_objects(RefinerOutput(predicted.alpha, predicted.shadow, predicted.background, gate),
                                      alpha, saliency)
-        candidates.append(apply_corrections(alpha, shadow, background, choice, cast=cast)[1])
-    return candidates[smoothest_shadow(image, candidates, alpha)]
+        return apply_corrections(alpha, shadow, background, choice, cast=plane)[1]
+
+    closed, open_ = torch.zeros_like(predicted.cast_gate), torch.ones_like(predicted.cast_gate)
+    candidates = [gated, taken(closed, cast), taken(open_, cast)]
+    challengers = [taken(open_, plane) for plane in runners_up]
+    return (candidates + challengers)[smoothest_shadow(image, candidates, alpha, challengers)]
+
+
+#: how many of the cast-shadow fit's runners-up challenge the refiner's map (:func:`choose_gate`).
+#: Chosen on the two photo tuning draws (the maps cached; shadow L1 outside the object / false
+#: shadow / the whole map's error outside the object over the true darkening; runners-up 45 degrees
+#: apart): none 0.1410 / 0.595 / 1.091, 1 0.1403 / 0.595 / 1.088, 2 0.1396 / 0.595 / 1.085, 3
+#: 0.1378 / 0.595 / 1.081, 5 0.1374 / 0.596 / 1.080
+CAST_ALTERNATIVES = 3
 
 
 class RefinedEngine(Engine):
@@ -260,9 +280,10 @@ class RefinedEngine(Engine):
         # the colours are solved again once corrected: carrying them outward now would be wasted
         region, img, rough, (fg, alpha, shadow, clean), drawn, look = peel_region(
             image, mask, self.settings.classical(), move_outline, others, extend=False)
-        inputs = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
-                                 self.refiner.config.working_size, self.refiner.config.saliency_size,
-                                 self.refiner.config.get("cast_shadow", False), look=look)
+        inputs, runners_up = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
+                                             self.refiner.config.working_size, self.refiner.config.saliency_size,
+                                             self.refiner.config.get("cast_shadow", False), look=look,
+                                             alternatives=CAST_ALTERNATIVES)
         predicted = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
         corrections = spare_other_objects(predicted, alpha, input_plane(inputs, "saliency"))
         if not bool((alpha <= 0).any()):
@@ -276,7 +297,8 @@ class RefinedEngine(Engine):
                                             if corrected else (alpha, shadow, clean))
         if cast is not None and corrected:
             new_shadow = choose_gate(img, alpha, shadow, clean, predicted, new_shadow, cast,
-                                     input_plane(inputs, "saliency"))
+                                     input_plane(inputs, "saliency"),
+                                     [resize(r, tuple(img.shape[-2:]), mode="bilinear") for r in runners_up])
         # a mask kept as drawn already lies on the object's edges: moving them could only lose
         # (tuning scenes: exact prompts 0.957 -> 0.956 on the photos when it was moved too);
         # a soft edge is left to the matting, which keeps it soft
