@@ -397,7 +397,7 @@ def test_the_refiner_reads_the_classical_look_instead_of_taking_its_own(photo, m
     stack = decompose(image, box, create("refined", refiner=_tiny()))
     # one salient-object pass for the object (the prompt segmenter is a network of its own)
     assert len(calls) == 1 and len(planes) == 1
-    look, inputs = planes[0]
+    look, (inputs, _runners_up) = planes[0]
     assert look is not None
     grid = tuple(inputs.shape[-2:])
     assert torch.allclose(input_plane(inputs, "saliency"), refined.resize(look, grid, mode="area").clamp(0, 1), atol=1e-6)
