@@ -22,7 +22,8 @@ from .filters import (
 )
 
 __all__ = ["CAST_ANGLES", "CAST_LENGTHS", "CHALLENGER_MARGIN", "OPAQUE", "ROUGHNESS_SIZE", "SIZE_EXPONENT", "CastShadowFit",
-           "background_roughness", "continue_under_object", "estimate_shadow", "fit_cast_shadow", "smoothest_shadow",
+           "background_roughness", "continue_under_object", "estimate_shadow", "fit_cast_shadow", "roughness_grid",
+           "smoothest_shadow",
            "smoothstep", "synthesize_cast_shadow"]
 
 
@@ -454,6 +455,13 @@ def background_roughness(image: torch.Tensor, shadows: torch.Tensor, region: tor
     return dx.sum((1, 2, 3)) + dy.sum((1, 2, 3))
 
 
+def roughness_grid(size: tuple[int, int], side: int = ROUGHNESS_SIZE) -> tuple[int, int]:
+    """The grid :func:`smoothest_shadow` judges an ``(H, W)`` region on: at most ``side`` a side."""
+    h, w = size
+    scale = min(1.0, side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def smoothest_shadow(image: torch.Tensor, candidates: list[torch.Tensor], alpha: torch.Tensor,
                      challengers: list[torch.Tensor] = (), margin: float = CHALLENGER_MARGIN,
                      sigma: float = 2.0, size: int = ROUGHNESS_SIZE) -> int:
@@ -464,9 +472,7 @@ def smoothest_shadow(image: torch.Tensor, candidates: list[torch.Tensor], alpha:
     challenger wins only with a ground rougher by less than ``margin`` times the best
     candidate's. The first candidate wins ties, and wins when the maps agree everywhere. Judged
     on a copy at most ``size`` pixels a side."""
-    h, w = image.shape[-2:]
-    scale = min(1.0, size / max(h, w))
-    grid = (max(1, round(h * scale)), max(1, round(w * scale)))
+    grid = roughness_grid(tuple(image.shape[-2:]), size)
     maps = list(candidates) + list(challengers)
     shadows = torch.cat([resize(c.float().mean(1, keepdim=True), grid) for c in maps])
     differ = ((shadows[1:] - shadows[:1]).abs() > 0.01).any(0, keepdim=True).float()

@@ -559,3 +559,34 @@ def test_fit_config_errors_are_one_line(tmp_path, capsys):
                      "--config", str(tmp_path / config)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("liwi: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_gate_is_chosen_by_the_ground_and_made_at_full_size(monkeypatch):
+    from liwi_core.engines import refined
+    from liwi_core.filters import gaussian_blur
+    from liwi_core.refiner import RefinerOutput
+    from liwi_core.shadow import synthesize_cast_shadow
+
+    h, w = 160, 192
+    noise = gaussian_blur(torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(3)), 1.5)
+    ground = (0.45 + 0.4 * (noise - 0.5)).expand(1, 3, h, w)
+    alpha = torch.zeros(1, 1, h, w)
+    alpha[..., 40:110, 80:110] = 1
+    cast = synthesize_cast_shadow(alpha, angle=40.0, length=0.8, softness=0.05, opacity=0.45, contact=0.0,
+                                  tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
+    image = alpha * 0.8 + (1 - alpha) * ground * cast
+    ones, zeros = torch.ones_like(alpha), torch.zeros_like(alpha)
+    predicted = RefinerOutput(zeros, zeros, torch.zeros(1, 3, h, w), zeros)  # the refiner's gate closed
+    saliency = torch.zeros(1, 1, 64, 64)
+    # judged on a grid of half the size, as a region larger than the judge's grid is
+    monkeypatch.setattr(refined, "roughness_grid", lambda size: (size[0] // 2, size[1] // 2))
+    chosen = refined.choose_gate(image, alpha, ones, ground, predicted, ones, cast, saliency)
+    assert chosen.shape == (1, 1, h, w)
+    assert torch.equal(chosen, torch.minimum(ones, cast))  # the fitted shadow, wholly, at full size
+    # a runner-up elsewhere does not beat it; a photo without the shadow keeps the gated map
+    elsewhere = synthesize_cast_shadow(alpha, angle=220.0, length=0.8, softness=0.05, opacity=0.45, contact=0.0,
+                                       tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
+    assert torch.equal(refined.choose_gate(image, alpha, ones, ground, predicted, ones, cast, saliency,
+                                           [refined.resize(elsewhere, (h // 4, w // 4))]), torch.minimum(ones, cast))
+    plain = alpha * 0.8 + (1 - alpha) * ground
+    assert torch.equal(refined.choose_gate(plain, alpha, ones, ground, predicted, ones, cast, saliency), ones)

@@ -25,7 +25,7 @@ from ..errors import LiWiError
 from ..filters import dilate, gaussian_blur, resize
 from ..matting import SALIENCY_HIGH, edge_blur
 from ..options import check_settings, option, option_specs
-from ..shadow import OPAQUE, continue_under_object, fit_cast_shadow, smoothest_shadow
+from ..shadow import OPAQUE, continue_under_object, fit_cast_shadow, roughness_grid, smoothest_shadow
 from .base import Engine, Peeled, StackBuilder
 from .classical import ClassicalSettings, paste_region, peel_region
 from .exact import explain_object, extend_colours
@@ -221,25 +221,38 @@ def choose_gate(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, 
     """The corrected shadow map, with the fitted ``cast`` shadow taken as far as the refiner's gate
     says (``gated``, the map as corrected), not at all, or wholly wherever it is darker: whichever
     leaves the smoothest ground once taken away (:func:`~liwi_core.shadow.smoothest_shadow`;
-    ``gated`` on a tie). ``runners_up`` (the fit's other silhouettes) challenge them, each taken
-    wholly wherever darker, and win only by :data:`~liwi_core.shadow.CHALLENGER_MARGIN`.
-    ``predicted``: the refiner's corrections before :func:`spare_other_objects`, which each choice
-    goes through. All on one ``[1,C,h,w]`` grid.
+    ``gated`` on a tie). ``runners_up`` (the fit's other silhouettes, ``[1,1,*,*]``, any grid)
+    challenge them, each taken wholly wherever darker, and win only by
+    :data:`~liwi_core.shadow.CHALLENGER_MARGIN`. ``predicted``: the refiner's corrections before
+    :func:`spare_other_objects`, which each choice goes through. The rest on one ``[1,C,h,w]`` grid.
+
+    The choice is made on the judge's grid (:func:`~liwi_core.shadow.roughness_grid`), all maps at
+    once; only the chosen one is then made at full size.
 
     The gate is learnt per pixel and cannot weigh the whole silhouette against the image; the
     ground can. On the tuning scenes the maps it keeps miss less shadow and darken less where none
     is cast than the gate alone (Refined engine in the README)."""
     from ..refiner import RefinerOutput, apply_corrections
 
-    def taken(gate: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
-        choice = spare_other_objects(RefinerOutput(predicted.alpha, predicted.shadow, predicted.background, gate),
-                                     alpha, saliency)
-        return apply_corrections(alpha, shadow, background, choice, cast=plane)[1]
+    def maps(size, gates, planes):
+        """The shadow maps of each gate with each plane (``[N,1,*,*]``), on ``size``."""
+        small = lambda t: resize(t.float(), size)
+        choices = spare_other_objects(RefinerOutput(small(predicted.alpha), small(predicted.shadow),
+                                                    small(predicted.background), gates), small(alpha), saliency)
+        return apply_corrections(small(alpha), small(shadow), small(background), choices, cast=planes)[1]
 
-    closed, open_ = torch.zeros_like(predicted.cast_gate), torch.ones_like(predicted.cast_gate)
-    candidates = [gated, taken(closed, cast), taken(open_, cast)]
-    challengers = [taken(open_, plane) for plane in runners_up]
-    return (candidates + challengers)[smoothest_shadow(image, candidates, alpha, challengers)]
+    size = tuple(alpha.shape[-2:])
+    grid = roughness_grid(size)
+    planes = torch.cat([resize(cast, grid)] * 2 + [resize(r.float(), grid) for r in runners_up])
+    gates = torch.ones_like(planes)
+    gates[0] = 0  # the first: the fitted shadow not taken; then wholly, with the fit, then with each runner-up
+    options = maps(grid, gates, planes).split(1)
+    k = smoothest_shadow(resize(image, grid), [resize(gated, grid), *options[:2]], resize(alpha, grid),
+                         list(options[2:]))
+    if k == 0:
+        return gated
+    plane = cast if k < 3 else resize(runners_up[k - 3].float(), size, mode="bilinear")
+    return maps(size, torch.full_like(plane, float(k > 1)), plane)
 
 
 #: how many of the cast-shadow fit's runners-up challenge the refiner's map (:func:`choose_gate`).
@@ -297,8 +310,7 @@ class RefinedEngine(Engine):
                                             if corrected else (alpha, shadow, clean))
         if cast is not None and corrected:
             new_shadow = choose_gate(img, alpha, shadow, clean, predicted, new_shadow, cast,
-                                     input_plane(inputs, "saliency"),
-                                     [resize(r, tuple(img.shape[-2:]), mode="bilinear") for r in runners_up])
+                                     input_plane(inputs, "saliency"), runners_up)
         # a mask kept as drawn already lies on the object's edges: moving them could only lose
         # (tuning scenes: exact prompts 0.957 -> 0.956 on the photos when it was moved too);
         # a soft edge is left to the matting, which keeps it soft
