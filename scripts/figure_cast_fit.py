@@ -42,22 +42,23 @@ def stage_10_refiner(folder: Path) -> Path:
 def fitted_planes(image: torch.Tensor, masks: torch.Tensor, engine) -> torch.Tensor:
     """The cast-shadow planes the engine fits, pasted on the canvas (the lower where two overlap)."""
     seen, regions = [], []
-    real_plane, real_peel = refined.cast_plane, refined.peel_region
+    real_fit, real_peel = refined.fit_cast_shadow, refined.peel_region
 
-    def plane(img, alpha):
-        seen.append(real_plane(img, alpha))
-        return seen[-1]
+    def fit(img, alpha, **kwargs):
+        found = real_fit(img, alpha, **kwargs)
+        seen.append(found.shadow)
+        return found
 
     def peel(img, mask, *args, **kwargs):
         out = real_peel(img, mask, *args, **kwargs)
         regions.append(out[0])
         return out
 
-    refined.cast_plane, refined.peel_region = plane, peel
+    refined.fit_cast_shadow, refined.peel_region = fit, peel
     try:
         decompose(image, masks, engine)
     finally:
-        refined.cast_plane, refined.peel_region = real_plane, real_peel
+        refined.fit_cast_shadow, refined.peel_region = real_fit, real_peel
     canvas = torch.ones(1, 1, *image.shape[-2:])
     for p, (y0, y1, x0, x1) in zip(seen, regions, strict=True):
         canvas[..., y0:y1, x0:x1] = torch.minimum(canvas[..., y0:y1, x0:x1], resize(p, (y1 - y0, x1 - x0)))
