@@ -229,6 +229,7 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
         after_step,
         is_held_back,
         learning_rate,
+        load_example,
         load_latest,
         make_optimizer,
         optimise,
@@ -238,8 +239,8 @@ def fit(examples, out, config: dict, minutes: float | None = None, log=print) ->
     files = sorted(Path(examples).glob("*.pt"))
     if not files:
         raise LiWiError(f"no edge examples in '{examples}': run 'python -m liwi_core.edge_refiner examples' first")
-    train = [torch.load(f, weights_only=True) for f in files if not is_held_back(f.name)]
-    val = [torch.load(f, weights_only=True) for f in files if is_held_back(f.name)]
+    train = [load_example(f) for f in files if not is_held_back(f.name)]
+    val = [load_example(f) for f in files if is_held_back(f.name)]
     out = Path(out)
     loaded = load_latest(out, EdgeRefiner)
     if loaded:

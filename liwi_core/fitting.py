@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["VAL_EVERY", "add_fit_parser", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_latest",
+__all__ = ["VAL_EVERY", "add_fit_parser", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_example",
+           "load_latest",
            "make_optimizer", "optimise", "run_fit", "save_checkpoint",
            "split_samples"]
 
@@ -44,6 +46,19 @@ def split_samples(root) -> tuple[list[str], list[str]]:
         raise LiWiError(f"dataset '{root}' has no finished samples: run 'python -m liwi_core add' first")
     held = [is_held_back(s) for s in ids]
     return [s for s, h in zip(ids, held) if not h], [s for s, h in zip(ids, held) if h]
+
+
+def load_example(path: Path) -> dict:
+    """One training example file (tensors saved with ``torch.save``, read with ``weights_only``). A
+    truncated or foreign file (a build killed while writing outside its atomic rename, a copy cut
+    short) is a :class:`~liwi_core.errors.LiWiError` naming it, not an unnamed unpickling error."""
+    from .errors import LiWiError
+
+    try:
+        return torch.load(path, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        raise LiWiError(f"cannot read training example '{path}' ({type(exc).__name__}): delete it and make "
+                        "the examples again (the examples command skips the ones that exist)") from None
 
 
 def learning_rate(config: dict, step: int, started: float, minutes: float | None, warmup_steps: int = 0) -> float:

@@ -72,6 +72,21 @@ class TrainConfig:
     val_samples: int = 16
     log_every: int = 10
 
+    def check(self) -> None:
+        """A :class:`~liwi_core.errors.LiWiError` naming the first field that cannot train."""
+        for name in ("steps", "batch_size", "crop", "working_size", "base_channels", "depth", "checkpoint_every",
+                     "val_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LiWiError(f"training setting {name} must be a whole number of at least 1, not {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise LiWiError(f"training setting lr must be a positive number, not {self.lr!r}")
+        unknown = sorted(set(self.loss_weights) - set(LOSSES))
+        if unknown:
+            raise LiWiError(f"unknown loss {unknown[0]!r} in loss_weights (known: {', '.join(LOSSES)})")
+        if not any(self.loss_weights.get(name) for name in LOSSES):
+            raise LiWiError("every loss term is off: nothing would be learnt")
+
 
 # --------------------------------------------------------------------------- data
 
@@ -218,6 +233,23 @@ def load_checkpoint(folder: Path, model, optimizer, g: torch.Generator) -> int:
     return int(meta["step"])
 
 
+def keep_log_until(path: Path, step: int) -> None:
+    """Drop the records of ``path`` (a log.jsonl) after ``step``: a run killed after its last
+    checkpoint logged steps that its resumed run takes again (atomic; unreadable lines dropped)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(path)
+
+
 def warm_start(model, checkpoint: str) -> None:
     """Copy a checkpoint's weights into ``model`` where names match: tensors of equal shape
     as they are, input convolutions with more input channels padded with zeros (the new
@@ -267,6 +299,13 @@ def train(config: TrainConfig, resume: bool = False, log=print, stop_at: int | N
     """Train to ``config.steps`` (``stop_at`` ends this process earlier, as a kill would)."""
     from accelerate import Accelerator
 
+    config.check()
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise LiWiError(f"--out '{out}' is a file, not a run folder")
+    if not resume and (out / "checkpoint-latest").is_dir():
+        raise LiWiError(f"'{out}' already holds a checkpoint: --resume to continue it, or another --out "
+                        "(a new run would replace it)")
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     torch.manual_seed(config.seed)
     bank = SampleBank(config.data)
@@ -280,11 +319,12 @@ def train(config: TrainConfig, resume: bool = False, log=print, stop_at: int | N
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # each process draws its own batches: the seed is offset by the process index
     g = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index)
-    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     step = 0
     if resume and (out / "checkpoint-latest").is_dir():
         step = load_checkpoint(out / "checkpoint-latest", model, optimizer, g)
+    if accelerator.is_main_process:
+        keep_log_until(out / "log.jsonl", step)
     model, optimizer = accelerator.prepare(model, optimizer)
     weights = config.loss_weights
     history = []

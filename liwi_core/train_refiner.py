@@ -43,6 +43,7 @@ from .fitting import (
     is_held_back,
     jsonl_logger,
     learning_rate,
+    load_example,
     load_latest,
     make_optimizer,
     optimise,
@@ -194,7 +195,7 @@ def _rewrite_examples(examples, out, shard: tuple[int, int], rewrite) -> int:
         for f in files:
             target = out / f.name
             if not target.exists():
-                _save_atomic(rewrite(torch.load(f, weights_only=True)), target)
+                _save_atomic(rewrite(load_example(f)), target)
     return len(files)
 
 
@@ -279,7 +280,7 @@ def _load_examples(folder: Path, train: dict | None = None, val: dict | None = N
         raise LiWiError(f"no refiner examples in '{folder}': run 'python -m liwi_core.train_refiner examples' first")
     for f in files:
         if f.name not in train and f.name not in val:
-            (val if is_held_back(f.name) else train)[f.name] = torch.load(f, weights_only=True)
+            (val if is_held_back(f.name) else train)[f.name] = load_example(f)
     return train, val
 
 

@@ -41,6 +41,7 @@ from .fitting import (
     add_fit_parser,
     after_step,
     learning_rate,
+    load_example,
     load_latest,
     make_optimizer,
     optimise,
@@ -220,7 +221,7 @@ class _TeacherExamples(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        example = torch.load(self.files[i], weights_only=True)
+        example = load_example(self.files[i])
         image = example["image"].float()[None] / 255
         inputs = torch.cat([normalise(image)[0], example["prompt"].float() / 255 * 2 - 1])
         target = example["target"].float() / 255

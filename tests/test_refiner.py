@@ -590,3 +590,17 @@ def test_the_gate_is_chosen_by_the_ground_and_made_at_full_size(monkeypatch):
                                            [refined.resize(elsewhere, (h // 4, w // 4))]), torch.minimum(ones, cast))
     plain = alpha * 0.8 + (1 - alpha) * ground
     assert torch.equal(refined.choose_gate(plain, alpha, ones, ground, predicted, ones, cast, saliency), ones)
+
+
+def test_a_truncated_example_is_named(tmp_path):
+    from liwi_core.errors import LiWiError
+    from liwi_core.fitting import load_example
+    from liwi_core.train_refiner import _load_examples
+
+    good = tmp_path / "s-0001_o0.pt"
+    torch.save({"planes": torch.zeros(2, 4, 4, dtype=torch.uint8)}, good)
+    assert torch.equal(load_example(good)["planes"], torch.zeros(2, 4, 4, dtype=torch.uint8))
+    cut = tmp_path / "s-0002_o0.pt"
+    cut.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(LiWiError, match="s-0002_o0.pt"):
+        _load_examples(tmp_path)

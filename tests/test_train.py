@@ -139,3 +139,31 @@ def test_alpha_loss_weighs_the_band_the_prompt_gets_wrong():
     plain = (prompt - alpha).abs().mean()
     assert copied > 3 * plain  # copying the prompt is not nearly free
     assert float(trainer.loss_terms({"alpha": alpha}, batch, {"alpha": 1.0})["alpha"]) == 0.0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"steps": 0}, "steps must be"), ({"batch_size": 0}, "batch_size must be"), ({"crop": -8}, "crop must be"),
+    ({"checkpoint_every": 0}, "checkpoint_every must be"), ({"lr": 0.0}, "lr must be"),
+    ({"loss_weights": {name: 0.0 for name in trainer.LOSSES}}, "every loss term is off"),
+    ({"loss_weights": {"alpha": 1.0, "shadows": 1.0}}, "unknown loss 'shadows'"),
+])
+def test_settings_that_cannot_train_fail_before_anything_is_written(data, tmp_path, change, message):
+    with pytest.raises(LiWiError, match=message):
+        trainer.train(_config(data, tmp_path / "run", **change), log=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_is_never_replaced_and_its_log_has_each_step_once(data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LiWiError, match="is a file"):
+        trainer.train(_config(data, tmp_path / "file"), log=lambda *_: None)
+    out = tmp_path / "run"
+    trainer.train(_config(data, out, steps=6, checkpoint_every=2), log=lambda *_: None, stop_at=3)
+    saved = (out / "checkpoint-latest" / "trainer_state.json").read_text()
+    # killed after step 3, its checkpoint at step 2: a rerun without --resume would start over on it
+    with pytest.raises(LiWiError, match="already holds a checkpoint"):
+        trainer.train(_config(data, out, steps=6, checkpoint_every=2), log=lambda *_: None)
+    assert (out / "checkpoint-latest" / "trainer_state.json").read_text() == saved
+    trainer.train(_config(data, out, steps=6, checkpoint_every=2), resume=True, log=lambda *_: None)
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
