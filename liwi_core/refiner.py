@@ -173,6 +173,28 @@ def _keep_where_zero(delta: torch.Tensor, old: torch.Tensor, new: torch.Tensor) 
     return torch.where(delta == 0, old, new)
 
 
+def _corrected_shadow(shadow: torch.Tensor, corrections: RefinerOutput, cast: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corrected shadow (see :func:`apply_corrections`) and a tensor that is 0 exactly where it
+    is to stay the classical one."""
+    new_shadow = (shadow.clamp_min(1e-3) * torch.exp(corrections.shadow)).clamp(0, 1)
+    shadow_delta = corrections.shadow
+    if corrections.cast_gate is not None and cast is not None:
+        gate = corrections.cast_gate.clamp(0, 1)
+        new_shadow = new_shadow - gate * (new_shadow - cast).clamp(min=0)
+        shadow_delta = torch.where(gate == 0, shadow_delta, torch.ones_like(shadow_delta))
+    return new_shadow, shadow_delta
+
+
+def corrected_shadow(shadow: torch.Tensor, corrections: RefinerOutput, cast: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """The shadow part of :func:`apply_corrections` alone (``exact_zero``), for a caller that
+    weighs several gates and needs neither alpha nor background. ``[B,1|3,H,W]``; the gate and
+    ``cast`` may hold several maps (``[N,1,H,W]``), giving ``N`` shadows."""
+    new_shadow, shadow_delta = _corrected_shadow(shadow, corrections, cast)
+    return _keep_where_zero(shadow_delta, shadow, new_shadow)
+
+
 def apply_corrections(alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor,
                       corrections: RefinerOutput, exact_zero: bool = True, cast: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -187,12 +209,7 @@ def apply_corrections(alpha: torch.Tensor, shadow: torch.Tensor, background: tor
     the classical engine exactly. Training turns it off: the selection has no gradient, and a
     zero-initialised refiner would never leave zero.
     """
-    new_shadow = (shadow.clamp_min(1e-3) * torch.exp(corrections.shadow)).clamp(0, 1)
-    shadow_delta = corrections.shadow
-    if corrections.cast_gate is not None and cast is not None:
-        gate = corrections.cast_gate.clamp(0, 1)
-        new_shadow = new_shadow - gate * (new_shadow - cast).clamp(min=0)
-        shadow_delta = torch.where(gate == 0, shadow_delta, torch.ones_like(shadow_delta))
+    new_shadow, shadow_delta = _corrected_shadow(shadow, corrections, cast)
     parts = ((alpha, correct_alpha(alpha, corrections.alpha), corrections.alpha),
              (shadow, new_shadow, shadow_delta),
              (background, (background + corrections.background).clamp(0, 1), corrections.background))

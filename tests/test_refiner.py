@@ -577,19 +577,19 @@ def test_the_gate_is_chosen_by_the_ground_and_made_at_full_size(monkeypatch):
     image = alpha * 0.8 + (1 - alpha) * ground * cast
     ones, zeros = torch.ones_like(alpha), torch.zeros_like(alpha)
     predicted = RefinerOutput(zeros, zeros, torch.zeros(1, 3, h, w), zeros)  # the refiner's gate closed
-    saliency = torch.zeros(1, 1, 64, 64)
+    elsewhere = torch.zeros_like(alpha, dtype=torch.bool)  # no other object
     # judged on a grid of half the size, as a region larger than the judge's grid is
     monkeypatch.setattr(refined, "roughness_grid", lambda size: (size[0] // 2, size[1] // 2))
-    chosen = refined.choose_gate(image, alpha, ones, ground, predicted, ones, cast, saliency)
+    chosen = refined.choose_gate(image, alpha, ones, predicted, ones, cast, elsewhere)
     assert chosen.shape == (1, 1, h, w)
     assert torch.equal(chosen, torch.minimum(ones, cast))  # the fitted shadow, wholly, at full size
     # a runner-up elsewhere does not beat it; a photo without the shadow keeps the gated map
-    elsewhere = synthesize_cast_shadow(alpha, angle=220.0, length=0.8, softness=0.05, opacity=0.45, contact=0.0,
-                                       tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
-    assert torch.equal(refined.choose_gate(image, alpha, ones, ground, predicted, ones, cast, saliency,
-                                           [refined.resize(elsewhere, (h // 4, w // 4))]), torch.minimum(ones, cast))
+    other_light = synthesize_cast_shadow(alpha, angle=220.0, length=0.8, softness=0.05, opacity=0.45, contact=0.0,
+                                         tint=(1.0, 1.0, 1.0)).mean(1, keepdim=True)
+    assert torch.equal(refined.choose_gate(image, alpha, ones, predicted, ones, cast, elsewhere,
+                                           [refined.resize(other_light, (h // 4, w // 4))]), torch.minimum(ones, cast))
     plain = alpha * 0.8 + (1 - alpha) * ground
-    assert torch.equal(refined.choose_gate(plain, alpha, ones, ground, predicted, ones, cast, saliency), ones)
+    assert torch.equal(refined.choose_gate(plain, alpha, ones, predicted, ones, cast, elsewhere), ones)
 
 
 def test_a_truncated_example_is_named(tmp_path):
@@ -604,3 +604,24 @@ def test_a_truncated_example_is_named(tmp_path):
     cut.write_bytes(good.read_bytes()[:40])
     with pytest.raises(LiWiError, match="s-0002_o0.pt"):
         _load_examples(tmp_path)
+
+
+def test_the_shadow_alone_is_the_shadow_apply_corrections_gives():
+    from liwi_core.refiner import RefinerOutput, apply_corrections, corrected_shadow
+
+    g = torch.Generator().manual_seed(2)
+    alpha, shadow, background = (torch.rand(1, c, 24, 24, generator=g) for c in (1, 3, 3))
+    log_shadow = torch.randn(1, 1, 24, 24, generator=g) * 0.2
+    log_shadow[..., :8, :] = 0  # exactly zero: the classical value kept
+    gate = torch.rand(1, 1, 24, 24, generator=g)
+    gate[..., 16:, :] = 0
+    cast = torch.rand(1, 1, 24, 24, generator=g)
+    corrections = RefinerOutput(torch.zeros_like(alpha), log_shadow, torch.zeros_like(background), gate)
+    assert torch.equal(corrected_shadow(shadow, corrections, cast), apply_corrections(alpha, shadow, background,
+                                                                                      corrections, cast=cast)[1])
+    # several gates at once give each one's shadow
+    gates = torch.stack([gate[0], torch.zeros_like(gate[0]), torch.ones_like(gate[0])])
+    many = corrected_shadow(shadow, RefinerOutput(log_shadow, log_shadow, log_shadow, gates), cast.expand(3, -1, -1, -1))
+    for i in range(3):
+        one = RefinerOutput(log_shadow, log_shadow, log_shadow, gates[i:i + 1])
+        assert torch.equal(many[i:i + 1], corrected_shadow(shadow, one, cast))

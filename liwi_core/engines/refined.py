@@ -40,6 +40,7 @@ __all__ = [
     "keep_edge_below",
     "load_edge_refiner",
     "load_refiner",
+    "other_objects",
     "predict_corrections",
     "refiner_example",
     "working_grid",
@@ -195,6 +196,27 @@ def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch
     return torch.where(edge, weight * new_background + (1 - weight) * unshadowed, new_background)
 
 
+def other_objects(alpha: torch.Tensor, saliency: torch.Tensor, reach: float = OTHER_OBJECTS_REACH) -> torch.Tensor:
+    """Where ``saliency`` (``[1,1,*,*]`` in [0,1], any grid; resized) marks an object more than
+    ``reach`` (fraction of the region's longest side) from this one's (``alpha`` ``[1,1,h,w]`` >
+    0.5): ``[1,1,h,w]`` bool, what :func:`spare_other_objects` spares."""
+    size = tuple(alpha.shape[-2:])
+    salient = resize(saliency.float(), size, mode="bilinear") > SALIENCY_HIGH
+    near = dilate((alpha > 0.5).float(), max(1, round(reach * max(size)))) > 0.5
+    return salient & ~near
+
+
+def spare(corrections, elsewhere: torch.Tensor):
+    """The corrections without the shadow correction's darkening where ``elsewhere``
+    (:func:`other_objects`, on their grid), and with the gate on the fitted cast shadow closed there."""
+    from ..refiner import RefinerOutput
+
+    gate = corrections.cast_gate
+    return RefinerOutput(corrections.alpha, torch.where(elsewhere, corrections.shadow.clamp(min=0), corrections.shadow),
+                         corrections.background,
+                         None if gate is None else torch.where(elsewhere, torch.zeros_like(gate), gate))
+
+
 def spare_other_objects(corrections, alpha: torch.Tensor, saliency: torch.Tensor,
                         reach: float = OTHER_OBJECTS_REACH):
     """The refiner's corrections (a :class:`~liwi_core.refiner.RefinerOutput` on one ``[h,w]`` grid)
@@ -203,28 +225,19 @@ def spare_other_objects(corrections, alpha: torch.Tensor, saliency: torch.Tensor
     the region's longest side) from this one's (``alpha`` ``[1,1,h,w]`` > 0.5), and with the gate
     on the fitted cast shadow (if any) closed there too: a silhouette projected onto another
     object is that object's own dark. Lightening is kept; zero corrections stay exactly zero."""
-    from ..refiner import RefinerOutput
-
-    size = tuple(corrections.shadow.shape[-2:])
-    salient = resize(saliency.float(), size, mode="bilinear") > SALIENCY_HIGH
-    near = dilate((alpha > 0.5).float(), max(1, round(reach * max(size)))) > 0.5
-    elsewhere = salient & ~near
-    gate = corrections.cast_gate
-    return RefinerOutput(corrections.alpha, torch.where(elsewhere, corrections.shadow.clamp(min=0), corrections.shadow),
-                         corrections.background,
-                         None if gate is None else torch.where(elsewhere, torch.zeros_like(gate), gate))
+    return spare(corrections, other_objects(alpha, saliency, reach))
 
 
-def choose_gate(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, background: torch.Tensor,
-                predicted, gated: torch.Tensor, cast: torch.Tensor, saliency: torch.Tensor,
-                runners_up: list[torch.Tensor] = ()) -> torch.Tensor:
+def choose_gate(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, predicted, gated: torch.Tensor,
+                cast: torch.Tensor, elsewhere: torch.Tensor, runners_up: list[torch.Tensor] = ()) -> torch.Tensor:
     """The corrected shadow map, with the fitted ``cast`` shadow taken as far as the refiner's gate
     says (``gated``, the map as corrected), not at all, or wholly wherever it is darker: whichever
     leaves the smoothest ground once taken away (:func:`~liwi_core.shadow.smoothest_shadow`;
     ``gated`` on a tie). ``runners_up`` (the fit's other silhouettes, ``[1,1,*,*]``, any grid)
     challenge them, each taken wholly wherever darker, and win only by
-    :data:`~liwi_core.shadow.CHALLENGER_MARGIN`. ``predicted``: the refiner's corrections before
-    :func:`spare_other_objects`, which each choice goes through. The rest on one ``[1,C,h,w]`` grid.
+    :data:`~liwi_core.shadow.CHALLENGER_MARGIN`. ``predicted``: the refiner's corrections; each
+    choice spares what ``elsewhere`` marks (:func:`other_objects`, :func:`spare`). The rest on one
+    ``[1,C,h,w]`` grid.
 
     The choice is made on the judge's grid (:func:`~liwi_core.shadow.roughness_grid`), all maps at
     once; only the chosen one is then made at full size.
@@ -232,14 +245,15 @@ def choose_gate(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, 
     The gate is learnt per pixel and cannot weigh the whole silhouette against the image; the
     ground can. On the tuning scenes the maps it keeps miss less shadow and darken less where none
     is cast than the gate alone (Refined engine in the README)."""
-    from ..refiner import RefinerOutput, apply_corrections
+    from ..refiner import RefinerOutput, corrected_shadow
 
     def maps(size, gates, planes):
         """The shadow maps of each gate with each plane (``[N,1,*,*]``), on ``size``."""
         small = lambda t: resize(t.float(), size)
-        choices = spare_other_objects(RefinerOutput(small(predicted.alpha), small(predicted.shadow),
-                                                    small(predicted.background), gates), small(alpha), saliency)
-        return apply_corrections(small(alpha), small(shadow), small(background), choices, cast=planes)[1]
+        log_shadow = small(predicted.shadow)
+        # only the shadow and the gate matter here; the alpha and background corrections stand in
+        choices = spare(RefinerOutput(log_shadow, log_shadow, log_shadow, gates), small(elsewhere) > 0.5)
+        return corrected_shadow(small(shadow), choices, cast=planes)
 
     size = tuple(alpha.shape[-2:])
     grid = roughness_grid(size)
@@ -298,7 +312,8 @@ class RefinedEngine(Engine):
                                              self.refiner.config.get("cast_shadow", False), look=look,
                                              alternatives=CAST_ALTERNATIVES)
         predicted = predict_corrections(self.refiner, inputs, tuple(img.shape[-2:]))
-        corrections = spare_other_objects(predicted, alpha, input_plane(inputs, "saliency"))
+        elsewhere = other_objects(alpha, input_plane(inputs, "saliency"))
+        corrections = spare(predicted, elsewhere)
         if not bool((alpha <= 0).any()):
             # nothing of the background is seen: keep the documented unknown grey, not a guess
             corrections.background = torch.zeros_like(corrections.background)
@@ -309,8 +324,7 @@ class RefinedEngine(Engine):
         new_alpha, new_shadow, new_clean = (apply_corrections(alpha, shadow, clean, corrections, cast=cast)
                                             if corrected else (alpha, shadow, clean))
         if cast is not None and corrected:
-            new_shadow = choose_gate(img, alpha, shadow, clean, predicted, new_shadow, cast,
-                                     input_plane(inputs, "saliency"), runners_up)
+            new_shadow = choose_gate(img, alpha, shadow, predicted, new_shadow, cast, elsewhere, runners_up)
         # a mask kept as drawn already lies on the object's edges: moving them could only lose
         # (tuning scenes: exact prompts 0.957 -> 0.956 on the photos when it was moved too);
         # a soft edge is left to the matting, which keeps it soft
