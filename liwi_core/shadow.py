@@ -23,8 +23,7 @@ from .filters import (
 
 __all__ = ["CAST_ANGLES", "CAST_LENGTHS", "CHALLENGER_MARGIN", "OPAQUE", "ROUGHNESS_SIZE", "SIZE_EXPONENT", "CastShadowFit",
            "background_roughness", "continue_under_object", "estimate_shadow", "fit_cast_shadow", "roughness_grid",
-           "smoothest_shadow",
-           "smoothstep", "synthesize_cast_shadow"]
+           "smoothest_shadow", "smoothstep", "synthesize_cast_shadow"]
 
 
 def _each_image(fn):
@@ -469,9 +468,9 @@ def smoothest_shadow(image: torch.Tensor, candidates: list[torch.Tensor], alpha:
     ``image`` ``[1,3,H,W]``) whose shadow, taken away, leaves the smoothest ground
     (:func:`background_roughness`) where the maps differ from the first by more than 0.01 (that
     grown by 3 px), away from the object (``alpha`` ``[1,1,H,W]`` above 0.05, grown by 2 px). A
-    challenger wins only with a ground rougher by less than ``margin`` times the best
+    challenger wins only when its ground's roughness is below ``margin`` times the best
     candidate's. The first candidate wins ties, and wins when the maps agree everywhere. Judged
-    on a copy at most ``size`` pixels a side."""
+    on a copy at most ``size`` pixels a side (:func:`roughness_grid`)."""
     grid = roughness_grid(tuple(image.shape[-2:]), size)
     maps = list(candidates) + list(challengers)
     shadows = torch.cat([resize(c.float().mean(1, keepdim=True), grid) for c in maps])
