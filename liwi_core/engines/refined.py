@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_REFINER",
     "RefinedEngine",
     "RefinedSettings",
+    "cast_fit",
     "cast_plane",
     "choose_gate",
     "keep_edge_below",
@@ -149,17 +150,22 @@ def refiner_example(img, rough, alpha, shadow, clean, saliency_model, working_si
     else:
         saliency = saliency_map(saliency_model, small, normalize=False, sample_size=saliency_size)
     planes = [resize(t, grid, mode="area") for t in (rough, alpha, shadow, clean)]
-    fit = fit_cast_shadow(small, planes[1], alternatives=alternatives) if cast_shadow else None
+    fit = cast_fit(small, planes[1], alternatives) if cast_shadow else None
     inputs = refiner_inputs(small, *planes, saliency, None if fit is None else fit.shadow)
     if alternatives > 0:
         return inputs, () if fit is None else fit.alternatives
     return inputs
 
 
+def cast_fit(image: torch.Tensor, alpha: torch.Tensor, alternatives: int = 0):
+    """The cast shadow :func:`~liwi_core.shadow.fit_cast_shadow` fits to the classical ``alpha`` on the
+    refiner's grid (``image`` ``[1,3,h,w]``), with that many runners-up."""
+    return fit_cast_shadow(image, alpha, alternatives=alternatives)
+
+
 def cast_plane(image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """The refiner's cast-shadow plane ``[1,1,h,w]``: the shadow :func:`~liwi_core.shadow.fit_cast_shadow`
-    fits to the classical ``alpha`` on the refiner's grid (``image`` ``[1,3,h,w]``)."""
-    return fit_cast_shadow(image, alpha).shadow
+    """The refiner's cast-shadow plane ``[1,1,h,w]``: the shadow of :func:`cast_fit`."""
+    return cast_fit(image, alpha).shadow
 
 
 @torch.no_grad()
