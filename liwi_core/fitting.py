@@ -20,9 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["VAL_EVERY", "add_fit_parser", "after_step", "is_held_back", "jsonl_logger", "learning_rate", "load_example",
-           "load_latest",
-           "make_optimizer", "optimise", "run_fit", "save_checkpoint",
-           "split_samples"]
+           "load_latest", "make_optimizer", "optimise", "run_fit", "save_checkpoint", "split_samples"]
 
 #: one sample in VAL_EVERY (by its number) is held back for validation
 VAL_EVERY = 20

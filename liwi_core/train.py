@@ -40,6 +40,7 @@ from .compositing import composite_layers
 from .dataset import iter_samples
 from .errors import LiWiError
 from .filters import dilate, resize
+from .imageio import atomic_write_bytes
 from .metrics import alpha_soft_iou, background_l1_in_hole
 
 LOSSES = ("alpha", "alpha_gradient", "background", "shadow", "recompose")
@@ -245,9 +246,7 @@ def keep_log_until(path: Path, step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    tmp.replace(path)
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
 
 
 def warm_start(model, checkpoint: str) -> None:
