@@ -40,7 +40,7 @@ def _engine_from_args(args):
 
 def _check_outputs(args) -> None:
     """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
-    from .export.common import _check_target
+    from .export.common import check_target
     from .export.folder import WRITTEN_NAMES, check_layers_dir
 
     if not str(args.out).strip():
@@ -49,7 +49,7 @@ def _check_outputs(args) -> None:
     check_layers_dir(out)
     for name in ("psd", "ora"):
         if getattr(args, name):
-            _check_target(Path(getattr(args, name)))
+            check_target(Path(getattr(args, name)))
     for given in [args.image, *(args.mask or [])]:
         path = Path(given).resolve()
         if path.parent == out.resolve() and WRITTEN_NAMES.fullmatch(path.name):

@@ -442,9 +442,9 @@ def run_command(args: argparse.Namespace) -> None:
         if f not in ("prompted", "automatic"):
             raise LiWiError(f"unknown flavour '{f}': use prompted, automatic or both")
     if args.json:
-        from .export.common import _check_target
+        from .export.common import check_target
 
-        _check_target(Path(args.json))  # before the work, not after it
+        check_target(Path(args.json))  # before the work, not after it
     results = [_run_child(dataset, e, f, args) for f in flavours for e in engines]
     print(f"dataset: {dataset}; prompt masks: {args.prompt}; in brackets: ratio to the baseline "
           f"(lower is better except IoU and PSNR); peak MB: process peak (+ above its start)")

@@ -21,7 +21,7 @@ from ..errors import LiWiError
 from ..imageio import to_uint8
 from ..layers import LayerStack
 
-__all__ = ["ExportLayer", "export_layers"]
+__all__ = ["ExportLayer", "check_target", "export_layers"]
 
 
 def _single(stack: LayerStack) -> LayerStack:
@@ -40,7 +40,7 @@ def _shadow_file(i: int) -> str:
     return f"shadow_{i:02d}.png"
 
 
-def _check_target(path: Path) -> None:
+def check_target(path: Path) -> None:
     """Fail early, with one line, when ``path`` cannot become a file."""
     if path.is_dir():
         raise LiWiError(f"cannot write '{path}': it is a folder; give a file name")

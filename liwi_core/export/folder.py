@@ -17,7 +17,7 @@ import torch
 from ..errors import LiWiError
 from ..imageio import atomic_write_bytes, load_image, load_mask, save_image
 from ..layers import Layer, LayerStack
-from .common import _check_target, _jsonable, _layer_file, _shadow_file, _single
+from .common import _jsonable, _layer_file, _shadow_file, _single, check_target
 
 __all__ = [
     "save_layers_dir",
@@ -130,7 +130,7 @@ def check_layers_dir(out_dir: Path) -> None:
     """Fail with one line when ``out_dir`` cannot become a layers folder (before any work)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise LiWiError(f"cannot write layers to '{out_dir}': it is a file, not a folder")
-    _check_target(out_dir / MANIFEST)
+    check_target(out_dir / MANIFEST)
 
 
 def _files_named(manifest: Path) -> set[str]:

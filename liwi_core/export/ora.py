@@ -21,7 +21,7 @@ from PIL import Image
 from ..errors import LiWiError
 from ..imageio import atomic_write_bytes, to_uint8
 from ..layers import Layer, LayerStack
-from .common import ExportLayer, _check_target, _png_bytes, _single, export_layers
+from .common import ExportLayer, _png_bytes, _single, check_target, export_layers
 from .folder import check_manifest, make_manifest, manifest_meta
 
 __all__ = ["write_ora", "read_ora", "ORA_META"]
@@ -91,7 +91,7 @@ def write_ora(stack: LayerStack, path) -> Path:
     """
     stack = _single(stack)
     path = Path(path)
-    _check_target(path)
+    check_target(path)
     atomic_write_bytes(path, _ora_bytes(stack))
     return path
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import LiWiError
 from ..imageio import atomic_write_bytes, to_uint8
 from ..layers import LayerStack
-from .common import ExportLayer, _check_target, _single, export_layers
+from .common import ExportLayer, _single, check_target, export_layers
 
 __all__ = ["write_psd", "packbits_rows", "PSD_MAX_SIDE"]
 
@@ -158,7 +158,7 @@ def write_psd(stack: LayerStack, path) -> Path:
     """
     stack = _single(stack)
     path = Path(path)
-    _check_target(path)
+    check_target(path)
     h, w = stack.size
     if max(h, w) > PSD_MAX_SIDE:
         raise LiWiError(f"a PSD holds at most {PSD_MAX_SIDE} pixels a side but the image is {w}x{h}; "
