@@ -318,3 +318,13 @@ def test_masks_that_cannot_serve_are_skipped_and_counted(tmp_path):
     assert source.masks == [str(tmp_path / "p_mask1.png")] and source.donor_masks == [0]
     assert {k: len(v) for k, v in skipped.items()} == {"mask not the size of its photo": 1, "empty mask": 1,
                                                        "unreadable mask": 1}
+
+
+def test_in_memory_add_without_a_usable_mask_is_a_clear_error():
+    from liwi_core.add.run import synthesize
+    from liwi_core.errors import LiWiError
+
+    with pytest.raises(LiWiError, match="at least one object mask"):
+        synthesize(torch.rand(0, 3, 64, 64), None, num=1)
+    with pytest.raises(LiWiError, match="at least one object mask"):
+        synthesize(torch.rand(1, 3, 64, 64), None, num=1)

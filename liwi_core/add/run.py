@@ -359,9 +359,6 @@ def synthesize(images: torch.Tensor, masks: list[list[torch.Tensor]] | None, num
     photos = {f"image_{b:03d}": (images[b:b + 1, :3], list(masks[b]) if masks else []) for b in range(images.shape[0])}
     sources = [Source(id=k, path="", masks=[f"mask_{j}" for j in range(len(m))]) for k, (_, m) in photos.items()]
     _review_masks(sources, AddConfig.max_background_hole, {}, load=lambda source: photos[source.id][1])
-    if all(s.cutout for s in sources):
-        raise LiWiError(f"no usable background photo in '{config.images}' (skipped: "
-                        f"{', '.join(f'{k}: {len(v)}' for k, v in skipped.items()) or 'none found'})")
     if not any(s.is_donor for s in sources):
         raise LiWiError("ADD needs at least one object mask whose object does not touch its photo's edge")
     config = AddConfig(images="", out="", num=num, seed=seed, size=size, max_objects=objects, attempts=attempts)
