@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import LiWiError
 
-__all__ = ["load_image", "load_mask", "save_image", "to_uint8", "pil_from_tensor", "atomic_write_bytes"]
+__all__ = ["load_image", "load_mask", "save_image", "shown_size", "to_uint8", "pil_from_tensor", "atomic_write_bytes"]
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # large photos are legitimate; decompression bombs beyond this are not
 
@@ -62,6 +62,20 @@ def _to_array(im: Image.Image) -> np.ndarray:
     if im.mode in ("LA", "RGBA", "PA") or (im.mode == "P" and "transparency" in im.info):
         return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+#: EXIF orientations that show the stored picture turned a quarter (width and height swapped)
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def shown_size(path) -> tuple[int, int]:
+    """``(H, W)`` of an image file as :func:`load_image` gives it (EXIF orientation applied), read
+    from its header only."""
+    with _open(path) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112) in _QUARTER_TURNS:
+            w, h = h, w
+    return h, w
 
 
 def load_image(path) -> torch.Tensor:

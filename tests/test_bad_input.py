@@ -11,7 +11,7 @@ from liwi_core.cli import main
 from liwi_core.decompose import decompose
 from liwi_core.engines import create
 from liwi_core.export import save_layers_dir
-from liwi_core.imageio import load_image, load_mask, save_image
+from liwi_core.imageio import load_image, load_mask, save_image, shown_size
 from liwi_core.layers import LayerEdit, edit_stack, parse_edit
 
 
@@ -43,6 +43,7 @@ def test_exif_orientation_is_applied(tmp_path):
     image = load_image(tmp_path / "turned.jpg")
     assert tuple(image.shape[-2:]) == (16, 12)
     assert float(image[0, :, :, -1].mean()) > 0.9 > float(image[0, :, :, 0].mean())  # top row now on the right
+    assert shown_size(tmp_path / "turned.jpg") == (16, 12)  # the header alone says the same
 
 
 def test_a_folder_is_named_as_one_and_a_flat_tensor_is_not_saved(tmp_path):

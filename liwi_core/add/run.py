@@ -36,7 +36,7 @@ from PIL import Image
 from ..dataset import Sample, sample_ids, write_sample
 from ..errors import LiWiError
 from ..filters import resize
-from ..imageio import load_image, load_mask
+from ..imageio import load_image, load_mask, shown_size
 from ..layers import Layer, LayerStack, coverage, default_layer_name
 from . import tools
 from .agents import CuratorLimits, Plan, Source, curate, plan_sample, sample_generator
@@ -110,10 +110,7 @@ def _readable_masks(source: Source, skipped: dict[str, list[str]]) -> list[torch
     """The masks of ``source`` that can be used, read; its list of mask files keeps only theirs. A
     mask that cannot be read, is empty, or is not its photo's size (a stretched mask would mark
     the wrong pixels) is skipped and counted, and the run goes on."""
-    with Image.open(source.path) as im:
-        w, h = im.size
-        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # shown turned a quarter, as load_image reads it
-            w, h = h, w
+    h, w = shown_size(source.path)
     kept, masks = [], []
     for path in source.masks:
         try:
