@@ -107,7 +107,9 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
             :data:`~liwi_core.engines.DEFAULT_ENGINE` (the refined one).
         order: ``"given"`` or ``"bottom"`` (front-to-back rule).
         names: layer names per mask index (default ``object_<i>``).
-        progress: called as ``progress(done, total)`` after each object (automatic mode: each image).
+        progress: called as ``progress(done, total)`` after each object; in automatic mode also once
+            each image's objects are found, ``total`` then counting the objects found so far plus
+            one per image not yet searched (engines that find objects themselves: one per image).
         find: automatic mode's :class:`~liwi_core.proposals.ProposalSettings` (default ones).
 
     Returns:
@@ -139,15 +141,15 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
     meta = {**engine.meta(), "order": order}
     if masks is None:
         results, found = [], []
+        counter = _ObjectProgress(progress, b)
         for i in range(b):
             one = rgb[i:i + 1].contiguous()
             if engine.needs_masks:
-                results.append(_proposed(engine, one, find, found))
+                results.append(_proposed(engine, one, find, found, counter))
             else:
                 results.append(engine.peel(one, None, None, None, find=find))
                 found.append(f"{len(results[-1].layers)} object(s)")
-            if progress is not None:
-                progress(i + 1, b)
+                counter.image_done()
         return _batched(results, image, c, {**engine.meta(), "mode": "automatic", "found": found})
     masks = prepare_masks(masks, (h, w))
     n = masks.shape[0]
@@ -184,19 +186,50 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
     return _batched(results, image, c, meta)
 
 
-def _proposed(engine, image: torch.Tensor, find, found: list[str]):
+class _ObjectProgress:
+    """Automatic mode's ``progress(done, total)`` counted in objects, whose number only each image's
+    search tells: ``total`` is the objects found so far plus one for each image not yet searched
+    (an image where nothing is found, or whose engine finds objects itself, counts one). So a
+    photo with three objects reports 0/3 once they are found, then 1/3, 2/3, 3/3 as each is
+    peeled, and ComfyUI's progress bar moves, and its Cancel is heard, between objects."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, images: int):
+        self.progress, self.done, self.total = progress, 0, images
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def found(self, count: int) -> None:
+        """An image's search found ``count`` objects (its one unit becomes ``count``)."""
+        self.total += max(count, 1) - 1
+        self._report()
+
+    def step(self) -> None:
+        """One object peeled."""
+        self.done += 1
+        self._report()
+
+    def image_done(self) -> None:
+        """An image counted as one unit is finished."""
+        self.step()
+
+
+def _proposed(engine, image: torch.Tensor, find, found: list[str], counter: _ObjectProgress):
     """Automatic mode for an engine that needs masks: the proposals, decomposed as prompts."""
     from .engines.base import Peeled
     from .proposals import ProposalSettings, find_objects
 
     proposals = find_objects(image, find)
     found.append(proposals.message)
-    if not len(proposals.masks):
-        warnings.warn(f"LiWi: {proposals.message}; the result is the background alone", stacklevel=3)
-        return Peeled(image, [], torch.zeros_like(image[:, :1]))
     count = len(proposals.masks)
+    counter.found(count)
+    if not count:
+        warnings.warn(f"LiWi: {proposals.message}; the result is the background alone", stacklevel=3)
+        counter.image_done()
+        return Peeled(image, [], torch.zeros_like(image[:, :1]))
     return engine.peel(image, list(proposals.masks[:, None]), [default_layer_name(j) for j in range(count)],
-                       list(range(count)), find=find if find is not None else ProposalSettings())
+                       list(range(count)), counter.step, find=find if find is not None else ProposalSettings())
 
 
 def _batched(results, image: torch.Tensor, channels: int, meta: dict) -> LayerStack:

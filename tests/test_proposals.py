@@ -124,3 +124,20 @@ def test_nothing_salient_gives_no_mask_and_says_why(kind):
 def test_settings_are_checked():
     with pytest.raises(LiWiError, match="threshold must be between 0.05 and 0.95"):
         find_objects(torch.rand(1, 3, 32, 32), ProposalSettings(threshold=2.0))
+
+
+def test_automatic_progress_counts_objects_so_cancel_is_heard_between_them():
+    from liwi_core.decompose import decompose
+
+    scene = _scene([(80, 80, 40, (0.9, 0.1, 0.1)), (170, 230, 45, (0.1, 0.2, 0.9))])
+    calls = []
+    stack = decompose(scene, None, create("classical"), progress=lambda done, total: calls.append((done, total)))
+    assert len(stack.layers) == 2
+    # found (0 of 2), then each object as it is peeled
+    assert calls == [(0, 2), (1, 2), (2, 2)]
+    # a batch: the second image holds nothing, one unit; the total grows as each search tells
+    calls.clear()
+    with pytest.warns(UserWarning, match="background alone"):
+        decompose(torch.cat([scene, torch.full_like(scene, 0.4)]), None, create("classical"),
+                  progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (2, 3), (3, 3)]
