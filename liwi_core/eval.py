@@ -37,8 +37,10 @@ Per sample and engine (definitions in :mod:`liwi_core.metrics`):
   ``auto_spurious`` (non-empty predicted layers without a match), ``auto_photo_objects``
   (1 when one of those is the background photo's own main object: the photo comes with a
   rough mask of it, :func:`~liwi_core.benchmark_scenes.photo_object_mask`, and the layer lies
-  on it, :func:`~liwi_core.metrics.photo_object_layer`; else 0) and ``auto_false_layers``
-  (spurious layers that are not: what automatic mode made up);
+  on it, :func:`~liwi_core.metrics.photo_object_layer`; else 0), ``auto_false_layers``
+  (spurious layers that are not: what automatic mode made up) and ``auto_order_right`` (of the
+  matched objects that touch, the share stacked in the right order,
+  :func:`~liwi_core.metrics.touching_order_right`; absent when none touch);
 * ``background_l1_hole``: background L1 inside the ground-truth hole;
 * ``recompose_psnr``: the prediction recomposed against the input (capped at 99 dB);
 * ``seconds`` per image (engine call only; for ``folder``, reading the files).
@@ -65,7 +67,8 @@ from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .imageio import atomic_write_bytes
 from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
-                      photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers)
+                      photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers,
+                      touching_order_right)
 
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
@@ -77,8 +80,10 @@ BENCHMARK_DIR = ROOT / "benchmarks" / "heldout-v2"
 OWN_PROMPT = "own"  # --prompt own: each layer's recorded kind (sample.json "prompt_kinds")
 MAX_EDITS = 5
 DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "rgb_l1", "alpha_iou")]
+# automatic flavour, only where two matched objects touch (its mean is over those samples)
+ORDER_METRIC = "auto_order_right"
 AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious", "auto_photo_objects",
-                "auto_false_layers"]  # automatic flavour only
+                "auto_false_layers", ORDER_METRIC]  # automatic flavour only
 AUTO_MIN_IOU = 0.5
 METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1"] + AUTO_METRICS + [
     "background_l1_hole", "shadow_l1", "shadow_l1_outside", "false_shadow", "recompose_psnr", "seconds"]
@@ -86,7 +91,7 @@ TABLE = ["dtw_rgb_l1@0", "dtw_alpha_iou@0", "dtw_rgb_l1@5", "dtw_alpha_iou@5", "
          "prompt_rgb_l1"] + AUTO_METRICS + ["background_l1_hole", "shadow_l1", "shadow_l1_outside",
                                                   "false_shadow", "recompose_psnr", "seconds"]
 # "auto_spurious" contains "iou" too: name it out (missed and spurious counts: lower is better)
-HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m and m != "auto_spurious"} | {"recompose_psnr"}
+HIGHER_IS_BETTER = {m for m in METRICS if "iou" in m and m != "auto_spurious"} | {"recompose_psnr", ORDER_METRIC}
 PSNR_CAP = 99.0
 
 
@@ -186,6 +191,9 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         row["auto_missed"] = float(len(gt_alphas) - len(matched))
         row["auto_spurious"] = float(sum(1 for a in pred_alphas if float(a.sum()) > 0) - len(matched))
         row["auto_pairs"] = matched
+        order = touching_order_right(matched, gt_alphas)
+        if order is not None:
+            row[ORDER_METRIC] = order
         object_mask = photo_object_mask(sample.meta.get("background"), gt.background.shape[-1])
         found = None
         if object_mask is not None and tuple(object_mask.shape[-2:]) == tuple(gt.background.shape[-2:]):
@@ -296,7 +304,8 @@ def _cell(m: str, v: float | None, base: float | None) -> str:
     if v is None:
         return "n/a"
     cell = (f"{v:.1f}" if m == "recompose_psnr" else f"{v:.3f}" if m == "seconds"
-            else f"{v:.2f}" if m in ("auto_missed", "auto_spurious", "auto_photo_objects", "auto_false_layers")
+            else f"{v:.2f}" if m in ("auto_missed", "auto_spurious", "auto_photo_objects", "auto_false_layers",
+                                     ORDER_METRIC)
             else f"{v:.4f}")
     if base:
         cell += f" ({v / base:.2f}x)"

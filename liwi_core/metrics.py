@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "shadow_l1_outside", "false_shadow",
            "recompose_psnr", "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align",
-           "match_stacks", "match_layers_by_alpha", "photo_object_layer"]
+           "match_stacks", "match_layers_by_alpha", "touching_order_right", "photo_object_layer"]
 
 
 def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor) -> float:
@@ -427,6 +427,35 @@ def match_layers_by_alpha(pred_alphas: list[torch.Tensor], gt_alphas: list[torch
     weight = [[v if v >= min_iou and v > 0 else 0.0 for v in row] for row in iou]
     pairs = [(live[r], c, iou[r][c]) for r, c in _max_weight_assignment(weight) if weight[r][c] > 0]
     return sorted(pairs, key=lambda p: p[1])
+
+
+TOUCH_ALPHA = 0.05  # where a layer is, for touching_order_right
+TOUCH_PX = 3  # two layers closer than this touch
+
+
+def touching_order_right(pairs: list[tuple[int, int, float]], gt_alphas: list[torch.Tensor]) -> float | None:
+    """Share of the matched objects that touch which are stacked in the right order.
+
+    Of the matched pairs ``(pred index, gt index, iou)`` of :func:`match_layers_by_alpha`
+    (both stacks back to front, as ``LayerStack.layers``), take every two whose ground-truth
+    objects touch: pixels with alpha above ``TOUCH_ALPHA`` (0.05) of one within ``TOUCH_PX``
+    (3) px of the other's. Their order is right when the predicted layers are stacked as the
+    true ones are (``pred_a < pred_b`` exactly when ``gt_a < gt_b``). Objects apart are left
+    out: their order changes no pixel, and the truth's order of them is arbitrary.
+
+    Returns:
+        right pairs / touching pairs, in [0, 1]; None when no two matched objects touch.
+    """
+    from .filters import dilate
+
+    near = {j: dilate((gt_alphas[j] > TOUCH_ALPHA).float(), TOUCH_PX) > 0.5 for _, j, _ in pairs}
+    right = total = 0
+    for a, (pa, ga, _) in enumerate(pairs):
+        for pb, gb, _ in pairs[a + 1:]:
+            if bool((near[ga] & (gt_alphas[gb] > TOUCH_ALPHA)).any()):
+                total += 1
+                right += (pa < pb) == (ga < gb)
+    return right / total if total else None
 
 
 PHOTO_OBJECT_INSIDE = 0.8  # share of a layer's alpha on the photo's object mask

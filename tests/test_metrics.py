@@ -310,3 +310,22 @@ def test_the_photos_own_object_is_the_unmatched_layer_lying_on_its_mask():
     assert photo_object_layer([part, on_it], [0, 1], subject, [placed]) == 1
     # all of it hidden by the pasted objects: nothing of it can be found
     assert photo_object_layer([on_it], [0], subject, [subject]) is None
+
+
+def test_touching_order_right_counts_only_objects_that_touch():
+    from liwi_core.metrics import match_layers_by_alpha, touching_order_right
+
+    def box(y0, y1, x0, x1):
+        a = torch.zeros(1, 1, 40, 60)
+        a[..., y0:y1, x0:x1] = 1.0
+        return a
+
+    back, front, far = box(5, 30, 5, 30), box(20, 38, 28, 45), box(2, 10, 50, 58)
+    truth = [back, front]  # back to front
+    assert touching_order_right(match_layers_by_alpha([back, front], truth), truth) == 1.0
+    assert touching_order_right(match_layers_by_alpha([front, back], truth), truth) == 0.0
+    # objects apart: their order changes no pixel
+    assert touching_order_right(match_layers_by_alpha([far, back], [back, far]), [back, far]) is None
+    # three objects, one apart: only the touching pair counts
+    truth = [back, front, far]
+    assert touching_order_right(match_layers_by_alpha([far, back, front], truth), truth) == 1.0
