@@ -56,6 +56,9 @@ EDGE_CUT = 0.5
 PROPOSER_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "liwi-proposer"
 #: one touching object is in front of another when it fills this much more of the other's bite
 OCCLUSION = 0.05
+#: two objects whose lowest points are within this fraction of the image's height stand level:
+#: the ground line does not say which is nearer, the bite does
+LEVEL = 0.02
 
 
 @dataclass
@@ -385,9 +388,14 @@ def _separate(part: np.ndarray, image: torch.Tensor, lab: np.ndarray, grad: np.n
     return [part]
 
 
-def _order(parts: list[np.ndarray], reach: int) -> list[int]:
-    """Front to back: by the ground line (the one reaching lowest first), except where two touch
-    and one plainly fills the other's bite (:func:`_occludes`): that one goes in front."""
+def _order(parts: list[np.ndarray], reach: int, level: int = 0) -> list[int]:
+    """Front to back: by the ground line (the one reaching lowest first), except where two touch,
+    stand level (lowest points at most ``level`` px apart, as when the frame's bottom cuts both:
+    an object held in front of a person in a portrait) and one plainly fills the other's bite
+    (:func:`_occludes`): that one goes in front. Where one reaches clearly lower, the ground
+    line decides: the bite of two rough proposals split from one region of the map is the
+    watershed's, not the scene's (on the photo tuning scenes it put the back one in front in 6 of
+    11 touching pairs, the ground line in none)."""
     lowest = [int(np.nonzero(p.any(axis=1))[0].max()) for p in parts]
     order = sorted(range(len(parts)), key=lambda i: -lowest[i])
     for _ in range(len(parts)):
@@ -395,6 +403,8 @@ def _order(parts: list[np.ndarray], reach: int) -> list[int]:
         for i in range(len(order)):
             for j in range(i + 1, len(order)):
                 back, front = parts[order[i]], parts[order[j]]
+                if abs(lowest[order[i]] - lowest[order[j]]) > level:
+                    continue
                 if (_grow(front, reach) & back).any() and _occludes(front, back) > OCCLUSION:
                     order.insert(i, order.pop(j))
                     moved = True
@@ -532,7 +542,8 @@ def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, 
                "nothing salient stands out from its surroundings (texture or noise?)" if vague else
                f"what stands out is smaller than {settings.min_size:.1%} of the image or thin")
         return Proposals(torch.zeros((0, 1, h, w)), resize(saliency, (h, w)), f"no object found: {why}")
-    parts = [parts[i] for i in _order(parts, max(2, round(0.01 * max(sal.shape))))]
+    parts = [parts[i] for i in _order(parts, max(2, round(0.01 * max(sal.shape))),
+                                      round(LEVEL * sal.shape[0]))]
     masks = torch.from_numpy(np.stack(parts).astype(np.float32))[:, None]
     # a rough mask a little larger than the object, as a user would draw it; the engine snaps it
     grow = max(1, round(0.01 * max(sal.shape)))

@@ -141,3 +141,23 @@ def test_automatic_progress_counts_objects_so_cancel_is_heard_between_them():
         decompose(torch.cat([scene, torch.full_like(scene, 0.4)]), None, create("classical"),
                   progress=lambda done, total: calls.append((done, total)))
     assert calls == [(0, 3), (1, 3), (2, 3), (2, 3), (3, 3)]
+
+
+def test_the_ground_line_decides_unless_two_objects_stand_level():
+    import numpy as np
+
+    from liwi_core.proposals import _occludes, _order
+
+    # a horse, nearer, and a box farther up the ground seen between its legs: the box's visible
+    # part fills the horse's bite, yet the horse reaches lower and is in front
+    horse = np.zeros((100, 100), bool)
+    horse[30:60, 20:80] = True
+    horse[60:95, 20:28] = horse[60:95, 72:80] = True
+    box = np.zeros_like(horse)
+    box[60:85, 29:71] = True
+    assert _occludes(box, horse) > 0.5
+    assert _order([box, horse], reach=2, level=2) == [1, 0]
+    # both cut by the frame's bottom: level, so the bite decides (an object held in front of a person)
+    box[85:, 29:71] = True
+    horse[95:, 20:28] = horse[95:, 72:80] = True
+    assert _order([horse, box], reach=2, level=2) == [1, 0]
