@@ -34,6 +34,8 @@ Per sample and engine (definitions in :mod:`liwi_core.metrics`):
   (:func:`~liwi_core.metrics.match_layers_by_alpha`): ``auto_matched_iou`` (mean over the
   ground-truth layers of the matched IoU, 0 for an unmatched one; absent when the ground
   truth has no layers), ``auto_missed`` (ground-truth layers without a match),
+  ``auto_merged`` (of the missed ones, those a larger predicted layer holds most of: merged
+  with another object or with the photo, :func:`~liwi_core.metrics.merged_layers`),
   ``auto_spurious`` (non-empty predicted layers without a match), ``auto_photo_objects``
   (1 when one of those is the background photo's own main object: the photo comes with a
   rough mask of it, :func:`~liwi_core.benchmark_scenes.photo_object_mask`, and the layer lies
@@ -67,8 +69,8 @@ from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .imageio import atomic_write_bytes
 from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
-                      photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside, stack_layers,
-                      touching_order_right)
+                      merged_layers, photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside,
+                      stack_layers, touching_order_right)
 
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
@@ -82,7 +84,7 @@ MAX_EDITS = 5
 DTW_METRICS = [f"dtw_{m}@{k}" for k in range(MAX_EDITS + 1) for m in ("cost", "rgb_l1", "alpha_iou")]
 # automatic flavour, only where two matched objects touch (its mean is over those samples)
 ORDER_METRIC = "auto_order_right"
-AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_spurious", "auto_photo_objects",
+AUTO_METRICS = ["auto_matched_iou", "auto_missed", "auto_merged", "auto_spurious", "auto_photo_objects",
                 "auto_false_layers", ORDER_METRIC]  # automatic flavour only
 AUTO_MIN_IOU = 0.5
 METRICS = DTW_METRICS + ["prompt_alpha_iou", "prompt_rgb_l1"] + AUTO_METRICS + [
@@ -189,6 +191,7 @@ def score_sample(sample, pred, prompted: bool = True, max_edits: int = MAX_EDITS
         if gt_alphas:
             row["auto_matched_iou"] = sum(iou for _, _, iou in matched) / len(gt_alphas)
         row["auto_missed"] = float(len(gt_alphas) - len(matched))
+        row["auto_merged"] = float(len(merged_layers(pred_alphas, gt_alphas, matched)))
         row["auto_spurious"] = float(sum(1 for a in pred_alphas if float(a.sum()) > 0) - len(matched))
         row["auto_pairs"] = matched
         order = touching_order_right(matched, gt_alphas)
@@ -304,7 +307,7 @@ def _cell(m: str, v: float | None, base: float | None) -> str:
     if v is None:
         return "n/a"
     cell = (f"{v:.1f}" if m == "recompose_psnr" else f"{v:.3f}" if m == "seconds"
-            else f"{v:.2f}" if m in ("auto_missed", "auto_spurious", "auto_photo_objects", "auto_false_layers",
+            else f"{v:.2f}" if m in ("auto_missed", "auto_merged", "auto_spurious", "auto_photo_objects", "auto_false_layers",
                                      ORDER_METRIC)
             else f"{v:.4f}")
     if base:

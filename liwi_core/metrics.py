@@ -11,7 +11,8 @@ import torch
 
 __all__ = ["rgb_l1", "alpha_soft_iou", "background_l1_in_hole", "shadow_l1", "shadow_l1_outside", "false_shadow",
            "recompose_psnr", "stack_layers", "merge_layers", "group_top_layers", "layer_cost", "dtw_path", "dtw_align",
-           "match_stacks", "match_layers_by_alpha", "touching_order_right", "photo_object_layer"]
+           "match_stacks", "match_layers_by_alpha", "touching_order_right", "photo_object_layer",
+           "merged_layers"]
 
 
 def rgb_l1(pred_rgb: torch.Tensor, gt_rgb: torch.Tensor, gt_alpha: torch.Tensor) -> float:
@@ -503,6 +504,42 @@ def photo_object_layer(pred_alphas: list[torch.Tensor], candidates: list[int], o
         if cover >= best_cover:
             best, best_cover = i, cover
     return best
+
+
+MERGED_COVER = 0.5  # share of a missed object's alpha one predicted layer holds, for merged_layers
+MERGED_SIZE = 2.0  # that layer's alpha mass over the object's
+
+
+def merged_layers(pred_alphas: list[torch.Tensor], gt_alphas: list[torch.Tensor],
+                  pairs: list[tuple[int, int, float]]) -> list[int]:
+    """The missed ground-truth layers that were found, but inside a larger layer: merged with
+    something else (another object, or the photo the objects stand on).
+
+    A ground-truth layer ``g`` in none of ``pairs`` (:func:`match_layers_by_alpha`) is merged
+    when some non-empty predicted layer ``a`` holds most of it and is much larger::
+
+        sum(min(a, g)) / sum(g) >= MERGED_COVER (0.5)   and   sum(a) > MERGED_SIZE (2) * sum(g)
+
+    Each such layer counts once, whichever predicted layer holds it (a predicted layer may hold
+    several). The other missed layers were not found, or found in part.
+
+    Args:
+        pred_alphas, gt_alphas: ``[B,1,H,W]`` alphas in [0, 1].
+        pairs: the matching, ``[(pred index, gt index, iou), ...]``.
+
+    Returns:
+        The indices into ``gt_alphas`` of the merged layers, ascending.
+    """
+    matched = {j for _, j, _ in pairs}
+    merged = []
+    for j, g in enumerate(gt_alphas):
+        mass = float(g.sum())
+        if j in matched or mass <= 0:
+            continue
+        if any(float(a.sum()) > MERGED_SIZE * mass and float(torch.minimum(a, g).sum()) >= MERGED_COVER * mass
+               for a in pred_alphas):
+            merged.append(j)
+    return merged
 
 
 def _max_weight_assignment(weight: list[list[float]]) -> list[tuple[int, int]]:

@@ -508,6 +508,12 @@ def test_the_background_photos_own_object_is_found_not_made_up(tmp_path):
     assert counts([pasted, elsewhere]) == (1.0, 0.0, 1.0)
     assert counts([pasted, astronaut * (1 - pasted), elsewhere]) == (2.0, 1.0, 1.0)
     assert counts([pasted]) == (0.0, 0.0, 0.0)
+    # the pasted object and the astronaut in one layer: missed and counted as merged (the layer
+    # lies on the astronaut, so it is her layer too, not made up)
+    row = score_sample(sample, _stack_of([torch.maximum(pasted, astronaut)], bg), prompted=False)
+    assert (row["auto_missed"], row["auto_merged"], row["auto_false_layers"]) == (1.0, 1.0, 0.0)
+    row = score_sample(sample, _stack_of([elsewhere], bg), prompted=False)
+    assert (row["auto_missed"], row["auto_merged"]) == (1.0, 0.0)
     # a scene whose photo has no mask: every spurious layer is made up
     plain = Sample("plain", gt.composite(), gt, [], {"background": {**background, "file": "brick.png"}})
     row = score_sample(plain, _stack_of([pasted, astronaut * (1 - pasted)], bg), prompted=False)

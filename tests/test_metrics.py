@@ -312,6 +312,28 @@ def test_the_photos_own_object_is_the_unmatched_layer_lying_on_its_mask():
     assert photo_object_layer([on_it], [0], subject, [subject]) is None
 
 
+def test_merged_layers_are_missed_objects_held_by_a_larger_layer():
+    from liwi_core.metrics import match_layers_by_alpha, merged_layers
+
+    small = _alpha(0, 4, 0, 4)  # 16 px
+    subject = _alpha(0, 12, 0, 12)  # what it stands on, as one layer with it: 144 px
+    apart = _alpha(14, 18, 14, 18)
+    gt = [small, apart]
+    pred = [subject]
+    pairs = match_layers_by_alpha(pred, gt)
+    assert pairs == [] and merged_layers(pred, gt, pairs) == [0]  # held by the subject's layer; the other unseen
+    # found on its own: matched, not merged, even beside the larger layer
+    pred = [subject * (1 - small), small, apart]
+    pairs = match_layers_by_alpha(pred, gt)
+    assert len(pairs) == 2 and merged_layers(pred, gt, pairs) == []
+    # a layer holding under half of it, or not much larger than it, is no merge
+    assert merged_layers([_alpha(0, 1, 0, 12) + _alpha(2, 12, 4, 12)], [small], []) == []
+    assert merged_layers([_alpha(0, 5, 0, 6)], [small], []) == []  # 30 px: under twice 16
+    assert merged_layers([_alpha(0, 6, 0, 6)], [small], []) == [0]  # 36 px
+    # two objects in one layer both count; an empty truth layer never does
+    assert merged_layers([_alpha(0, 18, 0, 18)], [small, apart, torch.zeros_like(small)], []) == [0, 1]
+
+
 def test_touching_order_right_counts_only_objects_that_touch():
     from liwi_core.metrics import match_layers_by_alpha, touching_order_right
 
