@@ -307,8 +307,7 @@ def _cell(m: str, v: float | None, base: float | None) -> str:
     if v is None:
         return "n/a"
     cell = (f"{v:.1f}" if m == "recompose_psnr" else f"{v:.3f}" if m == "seconds"
-            else f"{v:.2f}" if m in ("auto_missed", "auto_merged", "auto_spurious", "auto_photo_objects",
-                                     "auto_false_layers", ORDER_METRIC)
+            else f"{v:.2f}" if m in AUTO_METRICS and m != "auto_matched_iou"  # counts and a share
             else f"{v:.4f}")
     if base:
         cell += f" ({v / base:.2f}x)"
