@@ -531,13 +531,14 @@ def merged_layers(pred_alphas: list[torch.Tensor], gt_alphas: list[torch.Tensor]
         The indices into ``gt_alphas`` of the merged layers, ascending.
     """
     matched = {j for _, j, _ in pairs}
+    pred_masses = [float(a.sum()) for a in pred_alphas]
     merged = []
     for j, g in enumerate(gt_alphas):
         mass = float(g.sum())
         if j in matched or mass <= 0:
             continue
-        if any(float(a.sum()) > MERGED_SIZE * mass and float(torch.minimum(a, g).sum()) >= MERGED_COVER * mass
-               for a in pred_alphas):
+        if any(m > MERGED_SIZE * mass and float(torch.minimum(a, g).sum()) >= MERGED_COVER * mass
+               for a, m in zip(pred_alphas, pred_masses)):
             merged.append(j)
     return merged
 
