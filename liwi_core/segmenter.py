@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .checkpoints import load_pretrained
 from .filters import bounding_box
+from .precision import inference_precision
 from .saliency import U2NetP, lanczos_resize, load_saliency_model, normalise
 
 __all__ = ["DEFAULT_SEGMENTER", "PROMPT_MARGIN", "init_from_saliency", "load_segmenter", "prompt_window",
@@ -90,7 +91,8 @@ def segment_prompt(model: U2NetP, image: torch.Tensor, rough: torch.Tensor,
     inputs = segmenter_inputs(image[..., y0:y1, x0:x1], (rough[..., y0:y1, x0:x1] > 0.5).float(), side)
     param = next(model.parameters())
     inputs = inputs.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
-    prob = model(inputs, return_dict=False)[0].float().to(image.device)
+    with inference_precision(model):
+        prob = model(inputs, return_dict=False)[0].float().to(image.device)
     out = torch.zeros_like(rough[:, :1], dtype=torch.float32)
     out[..., y0:y1, x0:x1] = lanczos_resize(prob, (y1 - y0, x1 - x0)).clamp(0, 1)
     return out
