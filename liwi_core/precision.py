@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from .errors import LiWiError
 
-__all__ = ["NETWORK_PRECISIONS", "set_network_precision", "network_precision", "inference_precision"]
+__all__ = ["NETWORK_PRECISIONS", "set_network_precision", "using_precision", "network_precision",
+           "inference_precision"]
 
 #: what the networks' inference may compute in: ``auto`` is bfloat16 on a CPU that has it in
 #: hardware (AVX512-BF16 or AMX), float32 elsewhere; ``LIWI_NETWORK_PRECISION`` sets the default
@@ -32,6 +33,16 @@ def set_network_precision(name: str) -> str:
         raise LiWiError(f"network precision {name!r}: choose one of {', '.join(NETWORK_PRECISIONS)}")
     previous, _PRECISION[0] = _PRECISION[0], name
     return previous
+
+
+@contextlib.contextmanager
+def using_precision(name: str):
+    """:func:`set_network_precision` for the ``with`` block only."""
+    previous = set_network_precision(name)
+    try:
+        yield
+    finally:
+        _PRECISION[0] = previous
 
 
 @functools.cache

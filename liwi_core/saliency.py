@@ -276,30 +276,33 @@ def _weight_stamp(param: torch.Tensor) -> tuple:
 class _LastPass:
     """The network's output for the last input :func:`saliency_map` gave it, returned again for
     the same model, unchanged weights (their in-place version counters, which every optimiser
-    step and ``load_state_dict`` bump) and an equal input; one entry, so it holds one small
-    sample and its map."""
+    step and ``load_state_dict`` bump), an equal input and the same precision or float32; one
+    entry, so it holds one small sample and its map."""
 
     def __init__(self):
         self._entry = None
 
     @staticmethod
     def _key(model: nn.Module) -> tuple:
-        param = next(model.parameters())
-        return (model.training, network_precision(param.device)) + tuple(_weight_stamp(p) for p in model.parameters())
+        return (model.training,) + tuple(_weight_stamp(p) for p in model.parameters())
 
-    def get(self, model: nn.Module, sample: torch.Tensor) -> torch.Tensor | None:
+    def get(self, model: nn.Module, sample: torch.Tensor, precision: torch.dtype) -> torch.Tensor | None:
         entry = self._entry
         if entry is None:
             return None
-        ref, key, last, out = entry
+        ref, key, last, done_in, out = entry
+        # a float32 answer serves a lower-precision request too (automatic mode finds objects
+        # in float32, then the engine looks again at an object that fills the frame)
+        if done_in not in (precision, torch.float32):
+            return None
         # torch.equal is False for another shape; another dtype or device it would not compare
         if ref() is not model or key != self._key(model) or last.dtype != sample.dtype \
                 or last.device != sample.device or not torch.equal(last, sample):
             return None
         return out
 
-    def put(self, model: nn.Module, sample: torch.Tensor, out: torch.Tensor) -> None:
-        self._entry = (weakref.ref(model), self._key(model), sample, out)
+    def put(self, model: nn.Module, sample: torch.Tensor, precision: torch.dtype, out: torch.Tensor) -> None:
+        self._entry = (weakref.ref(model), self._key(model), sample, precision, out)
 
 
 _LAST_PASS = _LastPass()
@@ -341,11 +344,12 @@ def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True,
     param = next(model.parameters())
     # channels-last: oneDNN's convolutions take it directly (0.36 -> 0.30 s a pass on 2 CPU threads)
     sample = small.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
-    d0 = _LAST_PASS.get(model, sample)
+    precision = network_precision(param.device) if param.dtype == torch.float32 else param.dtype
+    d0 = _LAST_PASS.get(model, sample, precision)
     if d0 is None:
         with inference_precision(model):
             d0 = model(sample, return_dict=False)[0].float()
-        _LAST_PASS.put(model, sample, d0)
+        _LAST_PASS.put(model, sample, precision, d0)
     d0 = d0.float().to(rgb.device)
     if not normalize:
         return lanczos_resize(d0, (h, w)).clamp(0, 1)

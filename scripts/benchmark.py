@@ -5,6 +5,7 @@
     python scripts/benchmark.py --filters          # the filters kornia has vs the ones kept by hand
     python scripts/benchmark.py --automatic [--engines classical,refined]   # automatic mode, example photos at 1024x1024
     python scripts/benchmark.py --automatic --photos DIR --min-objects 3   # automatic mode, DIR's photos with 3+ objects
+    python scripts/benchmark.py --automatic --precisions float32,auto      # the network passes in each precision
     python scripts/benchmark.py --engines classical,refined [--large]   # engines side by side
     python scripts/benchmark.py --ratio classical,refined [--sizes 1024] [--repeats 7]   # time ratio, one process
 
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--ratio", metavar="A,B", help="time engine B against engine A in one process, runs "
                                                         "interleaved (A, B, A, B, ...), so the machine's drift "
                                                         "between processes does not enter the ratio")
+    parser.add_argument("--precisions", help="with --automatic: comma-separated network precisions (auto, float32, "
+                                             "bfloat16), each run side by side; default: the current setting")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -121,7 +124,8 @@ def main() -> None:
         photos = None
         if args.photos:
             photos = _photos_with_objects(Path(args.photos), args.min_objects, args.limit, args.threads)
-        time_automatic(args.threads, args.repeats, args.engines.split(",") if args.engines else None, photos)
+        time_automatic(args.threads, args.repeats, args.engines.split(",") if args.engines else None, photos,
+                       args.precisions.split(",") if args.precisions else None)
         return
     if args.engines:
         compare_engines(args)
@@ -231,44 +235,67 @@ def _photos_with_objects(folder: Path, min_objects: int, limit: int, threads: in
     return chosen
 
 
-def time_automatic(threads: int, repeats: int, engines: list[str] | None = None, photos: list[Path] | None = None
-                   ) -> None:
+def time_automatic(threads: int, repeats: int, engines: list[str] | None = None, photos: list[Path] | None = None,
+                   precisions: list[str] | None = None) -> None:
     """Automatic mode on each example photo (or each of ``photos``) resized to 1024x1024: finding
     the objects, and the whole decomposition (finding included) with each of ``engines``
-    (default: the default engine), run alternating; median of ``repeats`` after one warm-up run
-    that loads the networks."""
+    (default: the default engine) in each of the network ``precisions``
+    (:func:`~liwi_core.precision.set_network_precision`; default: the current setting), run
+    alternating; median of ``repeats`` after one warm-up run that loads the networks. Finding is
+    timed in the first precision; the objects column gives each precision's count where they differ."""
     import torch
 
     from liwi_core.decompose import decompose
     from liwi_core.engines import DEFAULT_ENGINE
     from liwi_core.filters import resize
     from liwi_core.imageio import load_image
+    from liwi_core.precision import network_precision, set_network_precision
     from liwi_core.proposals import find_objects
 
     torch.set_num_threads(threads)
     names = engines or [DEFAULT_ENGINE]
     chosen = [_engine(name) for name in names]
-    columns = " | ".join(f"{name}: whole decomposition (s, median of {repeats})" for name in names)
+    settings = precisions or [None]
+    runs = [(engine, name, setting) for setting in settings for engine, name in zip(chosen, names)]
+
+    def use(setting):
+        if setting is not None:
+            set_network_precision(setting)
+
+    def label(name, setting):
+        if setting is None:
+            return name
+        use(setting)
+        return f"{name}, {setting} ({str(network_precision()).removeprefix('torch.')})"
+
+    columns = " | ".join(f"{label(name, setting)}: whole decomposition (s, median of {repeats})"
+                         for _, name, setting in runs)
     print(f"| photo (1024x1024) | objects | finding (s) | {columns} |")
-    print("|---|---|---|" + "---|" * len(names))
+    print("|---|---|---|" + "---|" * len(runs))
     paths = photos or [ROOT / "example_images" / f"{name}.png" for name in ("coffee", "chelsea", "astronaut", "rocket")]
     for path in paths:
         name = path.stem
         image = resize(load_image(path)[:, :3], (1024, 1024))
+        use(settings[0])
         find_objects(image)
-        for engine in chosen:
-            decompose(image, None, engine)
-        finding, whole = [], [[] for _ in chosen]
+        counts = {}
+        for engine, _, setting in runs:
+            use(setting)
+            counts[setting] = len(decompose(image, None, engine).layers)
+        finding, whole = [], [[] for _ in runs]
         for _ in range(repeats):
+            use(settings[0])
             t = time.perf_counter()
             find_objects(image)
             finding.append(time.perf_counter() - t)
-            for times, engine in zip(whole, chosen):
+            for times, (engine, _, setting) in zip(whole, runs):
+                use(setting)
                 t = time.perf_counter()
-                stack = decompose(image, None, engine)
+                decompose(image, None, engine)
                 times.append(time.perf_counter() - t)
         cells = " | ".join(f"{_median(times):.2f}" for times in whole)
-        print(f"| {name} | {len(stack.layers)} | {_median(finding):.2f} | {cells} |")
+        objects = " / ".join(str(counts[s]) for s in settings) if len(set(counts.values())) > 1 else str(counts[settings[0]])
+        print(f"| {name} | {objects} | {_median(finding):.2f} | {cells} |")
 
 
 def time_filters(threads: int) -> None:
