@@ -30,6 +30,7 @@ from liwi_core.engines import create
 from liwi_core.filters import resize
 from liwi_core.imageio import load_image, load_mask
 from liwi_core.metrics import recompose_psnr
+from liwi_core.precision import set_network_precision
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 #: at most this share of a layer's pixels may differ by more than 0.05. Not zero: on an H200,
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 0
+    # like for like: the CPU's network passes would otherwise run in bfloat16 where it has it
+    set_network_precision("float32")
     cpu, gpu = create("learned"), create("learned")
     gpu.model.to(args.device)
     worst, ok = 0.0, True
