@@ -151,6 +151,25 @@ def test_dilate_and_erode_are_square_max_and_min_filters_on_any_path():
     assert torch.equal(dilate(grey, 0), grey) and torch.equal(erode(grey, 0), grey)
 
 
+def test_box_blur_and_guided_filter_match_kornias_on_every_path():
+    # the CPU path (OpenCV's running sums) and the other (kornia's, with a gradient or on a GPU)
+    # give kornia's box blur and guided filter, reflected or replicated borders, tiny images too
+    import kornia
+
+    from liwi_core.filters import _border, box_blur, guided_filter
+
+    g = torch.Generator().manual_seed(5)
+    for h, w in ((3, 5), (23, 31), (64, 48)):
+        guide, src = torch.rand(2, 3, h, w, generator=g), torch.rand(2, 1, h, w, generator=g)
+        for r in (1, 4):
+            border = _border(guide, r)
+            want = kornia.filters.box_blur(guide, 2 * r + 1, border_type=border)
+            assert torch.allclose(box_blur(guide, r, border), want, atol=1e-6)
+            assert torch.allclose(box_blur(guide.clone().requires_grad_(True), r, border).detach(), want, atol=1e-6)
+            ref = kornia.filters.guided_blur(guide, src, 2 * r + 1, 1e-3, border_type=border)
+            assert torch.allclose(guided_filter(guide, src, r, 1e-3), ref, atol=1e-4)
+
+
 def test_edge_alignment_on_distance_levels_is_the_morphological_definition():
     # the docstring's definition with dilate/erode, against the one-pass distance levels
     from liwi_core.filters import colour_edges, dilate, erode
