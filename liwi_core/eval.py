@@ -68,10 +68,10 @@ from .benchmark_scenes import HELDOUT_V2, SCENE_PROMPT_KINDS, build_heldout, pho
 from .dataset import PROMPT_KINDS, iter_samples, sample_ids
 from .errors import LiWiError
 from .imageio import atomic_write_bytes
-from .precision import network_precision
 from .metrics import (alpha_soft_iou, background_l1_in_hole, false_shadow, match_layers_by_alpha, match_stacks,
                       merged_layers, photo_object_layer, recompose_psnr, rgb_l1, shadow_l1, shadow_l1_outside,
                       stack_layers, touching_order_right)
+from .precision import network_precision
 
 __all__ = ["evaluate", "score_sample", "build_benchmark", "main", "BENCHMARK", "METRICS", "AUTO_METRICS"]
 
@@ -259,7 +259,7 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
         have it}``), ``by_prompt_kind`` (prompted: ``{kind: {"layers", "prompt_alpha_iou",
         "prompt_rgb_l1"}}`` over the ground-truth layers prompted with that kind),
         ``peak_rss_mb``, ``peak_extra_mb``, ``network_precision`` (what the networks' passes
-        computed in, :func:`~liwi_core.saliency.network_precision`) and ``rows`` (per sample).
+        computed in, :func:`~liwi_core.precision.network_precision`) and ``rows`` (per sample).
     """
     if flavour not in ("prompted", "automatic"):
         raise LiWiError(f"unknown flavour '{flavour}': use prompted or automatic")
@@ -300,7 +300,8 @@ def evaluate(dataset, engine: str, flavour: str = "prompted", prompt: str = "dil
     by_kind = {kind: {"layers": len(v), "prompt_alpha_iou": sum(i for i, _ in v) / len(v),
                       "prompt_rgb_l1": sum(l for _, l in v) / len(v)} for kind, v in sorted(per_kind.items())}
     return {"engine": engine, "flavour": flavour, "prompt": prompt if flavour == "prompted" else None,
-            "network_precision": str(network_precision()).removeprefix("torch."), "samples": len(rows), "failed": failures, "means": means, "by_prompt_kind": by_kind,
+            "network_precision": str(network_precision()).removeprefix("torch."),
+            "samples": len(rows), "failed": failures, "means": means, "by_prompt_kind": by_kind,
             "peak_rss_mb": _max_rss_mb(),
             "peak_extra_mb": _max_rss_mb() - base_rss, "rows": rows}
 

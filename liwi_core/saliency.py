@@ -51,7 +51,6 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-
 class _ConvBNReLU(nn.Module):
     """U²-Net's REBNCONV: 3x3 convolution (dilated) + batch norm + ReLU; without
     ``batch_norm`` the norm is taken as folded into the convolution."""
@@ -330,8 +329,8 @@ def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True,
             input is faster (256: 0.6x the time of 320) and sees the image coarser.
         size: the map's ``(H, W)``; None: the image's.
 
-    The pass computes in :func:`~liwi_core.precision.network_precision` (bfloat16 on a CPU that has it, by default).
-    The network's answer to the last input it was given is kept (:class:`_LastPass`): automatic
+    The pass computes in :func:`~liwi_core.precision.network_precision` (by default bfloat16 on
+    a CPU that has it in hardware). The network's answer to the last input it was given is kept (:class:`_LastPass`): automatic
     mode looks at a photo whole to find its objects, and the engine's look at an object that
     fills the frame is the same input again.
     """
