@@ -330,9 +330,9 @@ def saliency_map(model: U2NetP, image: torch.Tensor, normalize: bool = True,
         size: the map's ``(H, W)``; None: the image's.
 
     The pass computes in :func:`~liwi_core.precision.network_precision` (by default bfloat16 on
-    a CPU that has it in hardware). The network's answer to the last input it was given is kept (:class:`_LastPass`): automatic
-    mode looks at a photo whole to find its objects, and the engine's look at an object that
-    fills the frame is the same input again.
+    a CPU that has it in hardware). The network's answer to the last input it was given is kept
+    (:class:`_LastPass`): automatic mode looks at a photo whole to find its objects, and the
+    engine's look at an object that fills the frame is the same input again.
     """
     rgb = _as_rgb(image).float().clamp(0, 1)
     h, w = rgb.shape[-2:] if size is None else size
