@@ -58,13 +58,16 @@ def network_precision(device: torch.device | str = "cpu") -> torch.dtype:
     hardware, where U²-Net small's pass at 320² takes about 0.18 s instead of 0.30 s on 2
     threads (:class:`~liwi_core.saliency.U2NetP` keeps its few cancelling sums in float32);
     without it bfloat16 is emulated and slower, and on a GPU the passes are short
-    anyway, so both keep float32 (and a GPU run stays comparable with a float32 CPU run)."""
+    anyway, so both keep float32 (and a GPU run stays comparable with a float32 CPU run).
+    ``bfloat16`` forces it on a CPU or a CUDA GPU; other devices keep float32."""
     name = _PRECISION[0]
     if name not in NETWORK_PRECISIONS:
         raise LiWiError(f"LIWI_NETWORK_PRECISION={name!r}: choose one of {', '.join(NETWORK_PRECISIONS)}")
+    kind = torch.device(device).type
     if name == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cpu" and _cpu_has_bf16() else torch.float32
-    return torch.bfloat16 if name == "bfloat16" else torch.float32
+        return torch.bfloat16 if kind == "cpu" and _cpu_has_bf16() else torch.float32
+    # autocast to bfloat16 is known on these two; elsewhere (MPS, XPU) float32 rather than an error
+    return torch.bfloat16 if name == "bfloat16" and kind in ("cpu", "cuda") else torch.float32
 
 
 def inference_precision(model: nn.Module) -> contextlib.AbstractContextManager:

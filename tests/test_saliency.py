@@ -115,7 +115,7 @@ def test_network_precision_is_one_setting_with_a_one_line_error(precision):
     precision("float32")
     assert network_precision() == torch.float32
     assert set_network_precision("bfloat16") == "float32"
-    assert network_precision("cpu") == torch.bfloat16
+    assert network_precision("cpu") == torch.bfloat16 and network_precision("mps") == torch.float32
     set_network_precision("auto")
     assert network_precision("cuda") == torch.float32  # a GPU keeps float32 unless asked
     assert network_precision("cpu") in (torch.float32, torch.bfloat16)
