@@ -163,6 +163,31 @@ def test_finding_objects_computes_in_float32(model, precision):
     assert network_precision() == torch.bfloat16  # the setting is back
 
 
+def test_the_looks_at_a_box_compute_in_float32(model, precision):
+    # a box leaves the object's shape to the looks, which in bfloat16 lost alpha on boxes
+    from liwi_core.decompose import decompose
+    from liwi_core.engines import create
+    from liwi_core.filters import dilate
+    from liwi_core.proposals import saliency_model
+
+    precision("bfloat16")
+    image = load_image(EX / "coffee.png")[:, :3]
+    cup = load_mask(EX / "coffee_mask.png").reshape(1, 1, *image.shape[-2:])
+    box = torch.zeros_like(cup)
+    ys, xs = torch.nonzero(cup[0, 0] > 0.5, as_tuple=True)
+    box[..., ys.min():ys.max() + 1, xs.min():xs.max() + 1] = 1
+    seen = []
+    hook = saliency_model().register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    try:
+        for prompt in (box, (dilate(cup, 12) > 0.5).float()):
+            seen.clear()
+            decompose(image, prompt, create("classical"))
+            assert seen, "no look was taken"
+            assert not any(seen) if prompt is box else all(seen)
+    finally:
+        hook.remove()
+
+
 def test_the_last_pass_is_reused_only_for_the_same_input_and_weights():
     # automatic mode finds objects on the whole photo, then the engine zooms on an object that
     # fills the frame: the same network input, computed once; changed weights are never served stale
