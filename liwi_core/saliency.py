@@ -115,9 +115,7 @@ class _RSU(nn.Module):
             # only ever turns autocast off: ``enabled=True`` would turn it on in a float32 pass
             with torch.autocast(h.device.type, enabled=False) if exact else contextlib.nullcontext():
                 h = getattr(self, f"rebnconv{i}d")(torch.cat([_upsample_like(h, skip), skip], dim=1))
-        if h.dtype != xin.dtype:
-            return h + xin.float()
-        return h + xin
+        return h + xin.to(h.dtype)  # float32 where the last levels ran in it
 
 
 @dataclass

@@ -249,7 +249,7 @@ def time_automatic(threads: int, repeats: int, engines: list[str] | None = None,
     from liwi_core.engines import DEFAULT_ENGINE
     from liwi_core.filters import resize
     from liwi_core.imageio import load_image
-    from liwi_core.precision import network_precision, set_network_precision
+    from liwi_core.precision import network_precision, set_network_precision, using_precision
     from liwi_core.proposals import find_objects
 
     torch.set_num_threads(threads)
@@ -265,8 +265,8 @@ def time_automatic(threads: int, repeats: int, engines: list[str] | None = None,
     def label(name, setting):
         if setting is None:
             return name
-        use(setting)
-        return f"{name}, {setting} ({str(network_precision()).removeprefix('torch.')})"
+        with using_precision(setting):
+            return f"{name}, {setting} ({str(network_precision()).removeprefix('torch.')})"
 
     columns = " | ".join(f"{label(name, setting)}: whole decomposition (s, median of {repeats})"
                          for _, name, setting in runs)
