@@ -161,3 +161,26 @@ def test_the_ground_line_decides_unless_two_objects_stand_level():
     box[85:, 29:71] = True
     horse[95:, 20:28] = horse[95:, 72:80] = True
     assert _order([horse, box], reach=2, level=2) == [1, 0]
+
+
+@pytest.mark.parametrize("engine_name", ["classical", "refined"])
+def test_the_refined_engine_cuts_proposals_by_the_looks_and_prompts_by_grabcut(engine_name, monkeypatch):
+    import liwi_core.engines.classical as classical
+
+    cuts = []
+    grabcut = classical.refine_mask
+    monkeypatch.setattr(classical, "refine_mask", lambda *a, **k: cuts.append(1) or grabcut(*a, **k))
+    image = _scene([(120, 160, 50, (0.9, 0.1, 0.1))])
+    yy, xx = torch.meshgrid(torch.arange(240).float(), torch.arange(320).float(), indexing="ij")
+    disc = (((yy - 120) ** 2 + (xx - 160) ** 2) < 50 * 50).float()[None, None]
+    engine = create(engine_name)
+    auto = engine.decompose(image, None)
+    # automatic mode's proposal is the network's region: in the refined engine the zoomed looks give
+    # its shape, no GrabCut; the classical engine, with no edge network after it, keeps GrabCut
+    assert len(auto.layers) == 1 and bool(cuts) == (engine_name == "classical")
+    assert alpha_soft_iou(auto.layers[0].alpha, disc) >= 0.9
+    # a box knows nothing of the shape: GrabCut cuts it
+    box = torch.zeros_like(disc)
+    box[..., 60:181, 100:221] = 1
+    prompted = engine.decompose(image, box)
+    assert cuts and alpha_soft_iou(prompted.layers[0].alpha, disc) >= 0.9

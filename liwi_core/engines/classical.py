@@ -128,9 +128,10 @@ def estimate_layers(img: torch.Tensor, rough: torch.Tensor, settings: ClassicalS
     return _estimate(img, rough, settings, move_outline, others)[:2]
 
 
-def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, others):
+def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, others, proposal: bool = False):
     """:func:`estimate_layers`, whether the mask was kept as drawn (its outline on the edges), and the
-    salient-object look at the mask's window (:func:`salient_look`; None when none was taken)."""
+    salient-object look at the mask's window (:func:`salient_look`; None when none was taken).
+    ``proposal``: the mask is automatic mode's proposal, cut by the looks alone (:func:`proposal_cut`)."""
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
@@ -149,9 +150,11 @@ def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, other
             look = salient_look(img, rough)
             guide = prompt_saliency(img, rough, segmenter=shared_segmenter() if settings.prompt_segmenter else None,
                                     look=look)
-    seg = refine_mask(img, start, saliency=guide, others=others, timid=shift > 0,
-                      drawn=rough if shift < 0 and start is not rough else None) if snap else \
-        outline if kept else (rough > 0.5).float()
+    seg = proposal_cut(rough, guide) if snap and proposal and guide is not None else None
+    if seg is None:
+        seg = refine_mask(img, start, saliency=guide, others=others, timid=shift > 0,
+                          drawn=rough if shift < 0 and start is not rough else None) if snap else \
+            outline if kept else (rough > 0.5).float()
     if float((seg > 0.5).sum()) == 0:
         seg = (rough > 0.5).float()
     upscale = max(img.shape[-2:]) / 640.0 if settings.refine else 1.0
@@ -163,6 +166,24 @@ def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, other
     reach = round(settings.shadow_reach * max(_box_size(rough), 1))
     shadow = estimate_shadow(img, alpha, reach, settings.shadow_threshold, settings.shadow_channels)
     return alpha, shadow, kept and shift == 0, look
+
+
+def proposal_cut(rough: torch.Tensor, guide: torch.Tensor) -> torch.Tensor | None:
+    """An automatic-mode proposal ``rough`` ``[1,1,h,w]`` cut by the salient-object looks at its
+    window, ``guide`` ``[1,1,h,w]`` in [0,1] (:func:`prompt_saliency`): the object is where both
+    say so (guide > 0.5), as after GrabCut two of mask, cut and map must agree. None when they
+    share nothing (then GrabCut decides).
+
+    A proposal is the salient-object network's own region, not a brush that knows nothing of the
+    object's shape: the zoomed looks already draw that shape, and the refined engine's matting and
+    edge network then settle its edge; GrabCut cost about a third of each object's time. The
+    refined engine cuts its proposals so (README, Automatic mode: automatic on the four tuning
+    sets, matched alpha IoU 0.770 / 0.759 / 0.701 / 0.519 -> 0.782 / 0.758 / 0.704 / 0.542, three
+    objects at 1024 px 1-1.4 s less); the classical engine, with no edge network, keeps GrabCut
+    (photo tuning scenes 0.760 -> 0.747 without it).
+    """
+    seg = ((rough > 0.5) & (guide > 0.5)).float()
+    return seg if bool(seg.any()) else None
 
 
 def edge_outline(img: torch.Tensor, rough: torch.Tensor, max_side: int = 640, search: bool = True
@@ -278,7 +299,7 @@ def paste_region(image: torch.Tensor, region: tuple[int, int, int, int], fg: tor
 
 
 def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSettings, move_outline: bool = True,
-                others: torch.Tensor | None = None, extend: bool = True):
+                others: torch.Tensor | None = None, extend: bool = True, proposal: bool = False):
     """The classical answer for one object on its region (:func:`object_region`), made exact.
 
     Returns ``(region, img, rough, (fg, alpha, shadow, clean), drawn, look)``: the region, the
@@ -286,14 +307,15 @@ def peel_region(image: torch.Tensor, mask: torch.Tensor, settings: ClassicalSett
     whether the mask was kept as drawn (its outline already on the object's edges, neither
     snapped nor moved), and the salient-object look at the mask's window on the region
     (:func:`salient_look`), or None where the mask was kept or the look is off. The refined
-    engine and its training examples start from this same answer. ``move_outline``, ``others`` (on the whole canvas): as :func:`estimate_layers`; ``extend``:
+    engine and its training examples start from this same answer. ``move_outline``, ``others`` (on the whole canvas):
+    as :func:`estimate_layers`; ``proposal``: as :func:`_estimate`; ``extend``:
     as :func:`~liwi_core.engines.exact.explain_object`.
     """
     region = object_region(mask, settings)
     ry0, ry1, rx0, rx1 = region
     img, rough = image[..., ry0:ry1, rx0:rx1], mask[..., ry0:ry1, rx0:rx1]
     near = None if others is None else others[..., ry0:ry1, rx0:rx1]
-    alpha, shadow, drawn, look = _estimate(img, rough, settings, move_outline, near)
+    alpha, shadow, drawn, look = _estimate(img, rough, settings, move_outline, near, proposal)
     return region, img, rough, explain_object(img, alpha, shadow, fill=None, extend=extend), drawn, look
 
 

@@ -306,13 +306,13 @@ class RefinedEngine(Engine):
                                                   "edge_refiner": edges}}
 
     def _peel_one(self, image: torch.Tensor, mask: torch.Tensor, move_outline: bool = True,
-                  others: torch.Tensor | None = None):
+                  others: torch.Tensor | None = None, proposal: bool = False):
         from ..edge_refiner import MAX_EDGE_BLUR, refine_edges
         from ..refiner import apply_corrections, input_plane
 
         # the colours are solved again once corrected: carrying them outward now would be wasted
         region, img, rough, (fg, alpha, shadow, clean), drawn, look = peel_region(
-            image, mask, self.settings.classical(), move_outline, others, extend=False)
+            image, mask, self.settings.classical(), move_outline, others, extend=False, proposal=proposal)
         inputs, runners_up = refiner_example(img, rough, alpha, shadow, clean, self.saliency_model,
                                              self.refiner.config.working_size, self.refiner.config.saliency_size,
                                              self.refiner.config.get("cast_shadow", False), look=look,
@@ -345,8 +345,10 @@ class RefinedEngine(Engine):
         return paste_region(image, region, fg, alpha, shadow, clean)
 
     def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
-        move = find is None  # as the classical engine: proposals are not searched for an offset
+        # proposals are not searched for an offset (as in the classical engine), and are cut by
+        # the looks, not GrabCut (classical.proposal_cut)
+        move, proposal = find is None, find is not None
         return StackBuilder(image).peel_each(masks, names, prompt_indices,
                                              lambda current, mask, others: self._peel_one(current, mask, move,
-                                                                                          others),
+                                                                                          others, proposal),
                                              self.settings.shadow_channels, step)
