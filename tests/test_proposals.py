@@ -184,3 +184,16 @@ def test_the_refined_engine_cuts_proposals_by_the_looks_and_prompts_by_grabcut(e
     box[..., 60:181, 100:221] = 1
     prompted = engine.decompose(image, box)
     assert cuts and alpha_soft_iou(prompted.layers[0].alpha, disc) >= 0.9
+
+
+def test_a_proposal_the_looks_cover_only_in_part_goes_to_grabcut():
+    from liwi_core.engines.classical import PROPOSAL_COVER, proposal_cut
+
+    rough = torch.zeros(1, 1, 40, 40)
+    rough[..., 5:35, 5:35] = 1
+    guide = torch.zeros_like(rough)
+    guide[..., 6:34, 6:34] = 0.9  # the zoomed look marks the region again, all but its margin
+    assert torch.equal(proposal_cut(rough, guide), ((rough > 0.5) & (guide > 0.5)).float())
+    guide[..., 6:34, 20:34] = 0.1  # it marks only half: a wing the map took, the look does not
+    assert float((guide > 0.5).sum()) < PROPOSAL_COVER * float(rough.sum())
+    assert proposal_cut(rough, guide) is None
