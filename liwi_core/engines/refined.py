@@ -346,7 +346,7 @@ class RefinedEngine(Engine):
 
     def peel(self, image, masks, names, prompt_indices, step=None, find=None) -> Peeled:
         # proposals are not searched for an offset (as in the classical engine), and are cut by
-        # the looks, not GrabCut (classical.proposal_cut)
+        # the looks instead of GrabCut where the looks cover them (classical.proposal_cut)
         move, proposal = find is None, find is not None
         return StackBuilder(image).peel_each(masks, names, prompt_indices,
                                              lambda current, mask, others: self._peel_one(current, mask, move,
