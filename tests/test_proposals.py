@@ -25,7 +25,9 @@ def _scene(discs, h=240, w=320, seed=0):
     return image
 
 
-# the main object of each photo against its mask refined by the engine (the done-when bar is 0.85;
+# the main object of each photo against its mask refined by the engine, the classical one and the
+# default (the done-when bar is 0.85; the default engine measured 0.974, 0.895, 0.731 and 0.947 on
+# 2026-11-29, the cat's pale chest left out where the zoomed looks cut its proposal;
 # the astronaut's helmet touches her in the saliency map, in its shape and in colour, so the
 # proposal holds both and the layer covers the helmet too: measured 0.725; the cut along the
 # helmet's outline is found, but its colours overlap hers (0.575 > SAME_COLOURS 0.55, which was
@@ -33,10 +35,11 @@ def _scene(discs, h=240, w=320, seed=0):
 MAIN_OBJECT_IOU = {"coffee": 0.85, "chelsea": 0.85, "rocket": 0.85, "astronaut": 0.70}
 
 
+@pytest.mark.parametrize("engine_name", ["classical", "refined"])
 @pytest.mark.parametrize("name", list(MAIN_OBJECT_IOU))
-def test_main_object_of_each_example_photo_is_found(name):
+def test_main_object_of_each_example_photo_is_found(name, engine_name):
     image, mask = load_image(EX / f"{name}.png"), load_mask(EX / f"{name}_mask.png")
-    engine = create("classical")
+    engine = create(engine_name)
     reference = engine.decompose(image, mask).layers[0].alpha
     stack = engine.decompose(image, None)
     assert stack.layers, stack.meta["found"]
