@@ -188,8 +188,9 @@ def proposal_cut(rough: torch.Tensor, guide: torch.Tensor) -> torch.Tensor | Non
     a third of each object's time. Where the zoomed look marks only part of the region (a
     building's pale wing, a ruin's far half), GrabCut's colour models take the rest back.
     """
-    seg = ((rough > 0.5) & (guide > 0.5)).float()
-    covered = float(seg.sum()) / max(1.0, float((rough > 0.5).sum()))
+    inside = rough > 0.5
+    seg = (inside & (guide > 0.5)).float()
+    covered = float(seg.sum()) / max(1.0, float(inside.sum()))
     return seg if covered >= PROPOSAL_COVER else None
 
 
