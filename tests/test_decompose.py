@@ -305,6 +305,39 @@ def test_closed_form_matting_recovers_a_soft_edge_over_a_blotched_ground():
     assert float((tiled - converged).abs().max()) < 0.02
 
 
+def test_closed_form_system_is_the_matting_laplacian_of_its_definition():
+    """The system closed-form matting solves is the matting Laplacian summed window by window
+    (Levin et al. 2008), restricted to the free pixels, the fixed ones moved to the right-hand side."""
+    import numpy as np
+
+    from liwi_core.matting import matting_system
+
+    rng = np.random.default_rng(3)
+    h, w, eps = 9, 11, 1e-3
+    image = rng.random((h, w, 3))
+    free = rng.random((h, w)) < 0.4
+    free[0, 0] = True  # a free pixel in the corner, whose windows reach the tile's edge
+    alpha = rng.random((h, w))
+    laplacian = np.zeros((h * w, h * w))
+    for cy in range(1, h - 1):
+        for cx in range(1, w - 1):
+            pixels = [(cy + dy) * w + cx + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            colours = image.reshape(-1, 3)[pixels]
+            mean = colours.mean(0)
+            cov = (colours - mean).T @ (colours - mean) / 9
+            inverse = np.linalg.inv(cov + eps / 9 * np.eye(3))
+            for a, i in enumerate(pixels):
+                for b, j in enumerate(pixels):
+                    laplacian[i, j] += (a == b) - (1 + (colours[a] - mean) @ inverse @ (colours[b] - mean)) / 9
+    f = np.flatnonzero(free.ravel())
+    x = np.flatnonzero(~free.ravel())
+    system, rhs, index = matting_system(image, free, alpha, eps)
+    assert np.array_equal(index, f)
+    assert np.allclose(system.toarray(), laplacian[np.ix_(f, f)], atol=1e-9)
+    assert np.allclose(rhs, -laplacian[np.ix_(f, x)] @ alpha.ravel()[x], atol=1e-9)
+    assert matting_system(image, np.zeros((h, w), bool), alpha, eps) is None
+
+
 def test_a_third_colour_in_the_edge_band_keeps_the_segmentation_alpha():
     """A pixel far off the line between its object and background colours (a grass blade crossing
     the edge) is not a mix of the two: its alpha follows the segmentation, not the colour line."""
