@@ -133,11 +133,17 @@ def soft_edge_background(image: torch.Tensor, fg: torch.Tensor, alpha: torch.Ten
     if not bool(soft.any()) or not bool((source > 0).any()):
         return None
     carried = push_pull_fill(fg, source).clamp(0.0, 1.0)
-    below = clean * shadow
-    residual = image - alpha * carried - (1.0 - alpha) * below
+    # solved on the soft edge's box only, the rest is ``clean`` (a thin band of a large photo)
+    y0, y1, x0, x1 = bounding_box(soft.float())
+    box = (Ellipsis, slice(y0, y1), slice(x0, x1))
+    alpha, shadow = alpha[box], shadow[box]
+    below = clean[box] * shadow
+    residual = image[box] - alpha * carried[box] - (1.0 - alpha) * below
     weight = (1.0 - alpha) * spread ** 2 / (alpha ** 2 + (1.0 - alpha) ** 2 * spread ** 2)
     solved = ((below + weight * residual) / shadow.clamp_min(1e-6)).clamp(0.0, 1.0)
-    return torch.where(soft, solved, clean)
+    out = clean.clone()
+    out[box] = torch.where(soft[box], solved, clean[box])
+    return out
 
 
 def extend_colours(fg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
