@@ -429,11 +429,15 @@ def _grow(mask: np.ndarray, r: int) -> np.ndarray:
 
 def _stands_out(part: np.ndarray, saliency: np.ndarray, others: np.ndarray | None = None) -> bool:
     """The network is sure of ``part`` and of what surrounds it (see :data:`CONFIDENT`, :data:`SURROUND`);
-    ``others`` (objects found beside it, which may touch it) are no surroundings."""
+    ``others`` (objects found beside it, which may touch it) are no surroundings, unless they are
+    all it has. A part with nothing around it (the map above the threshold over the whole frame,
+    as on small noise images, or a piece of such a region hemmed in by the others) has shown
+    nothing to stand out from and does not; no part of the 436 training photos has an empty ring."""
     ring = _grow(part, max(2, round(0.03 * max(part.shape)))) & ~part
-    if others is not None:
+    if others is not None and (ring & ~others).any():
         ring &= ~others
-    return float(saliency[part].mean()) >= CONFIDENT and (not ring.any() or float(saliency[ring].mean()) <= SURROUND)
+    return (float(saliency[part].mean()) >= CONFIDENT and bool(ring.any())
+            and float(saliency[ring].mean()) <= SURROUND)
 
 
 def _is_thin(part: np.ndarray, side: int) -> bool:

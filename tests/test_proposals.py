@@ -124,6 +124,39 @@ def test_nothing_salient_gives_no_mask_and_says_why(kind):
     assert found.saliency.shape == (1, 1, 200, 260)
 
 
+@pytest.mark.parametrize("size,seed", [((200, 260), 0), ((200, 260), 4), ((200, 260), 10), ((200, 260), 11),
+                                       ((300, 300), 3)])
+def test_noise_the_map_covers_whole_gives_no_layer(size, seed):
+    """On these small noise images the map is above the threshold over the whole frame: the region,
+    or a piece of it hemmed in by the others, has no surroundings to stand out from (each of these
+    used to give a layer of noise, two of them the whole frame)."""
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(seed))
+    found = find_objects(image)
+    assert found.masks.shape[0] == 0
+    assert found.message.startswith("no object found: nothing salient stands out from its surroundings")
+
+
+def test_a_part_with_nothing_around_it_does_not_stand_out():
+    import numpy as np
+
+    from liwi_core.proposals import _stands_out
+
+    sal = np.full((60, 80), 0.95)
+    whole = np.ones((60, 80), bool)
+    assert not _stands_out(whole, sal)
+    # a piece hemmed in by another found object is judged against that object, as sure as itself
+    piece = np.zeros((60, 80), bool)
+    piece[20:40, 30:50] = True
+    assert not _stands_out(piece, sal, whole & ~piece)
+    # one with a quiet ring of its own stands out, an object touching it left aside
+    beside = np.zeros_like(piece)
+    beside[:, 50:] = True
+    beside[40:, :] = True
+    quiet = np.where(piece | beside, 0.95, 0.05)
+    assert _stands_out(piece, quiet, beside)
+    assert not _stands_out(piece, quiet)  # counted as surroundings, the neighbour spoils it
+
+
 def test_settings_are_checked():
     with pytest.raises(LiWiError, match="threshold must be between 0.05 and 0.95"):
         find_objects(torch.rand(1, 3, 32, 32), ProposalSettings(threshold=2.0))
