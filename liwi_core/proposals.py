@@ -22,15 +22,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .filters import dilate, erode, lab_edges, resize
 from .options import check_settings, option
 from .precision import using_precision
 
-__all__ = ["ProposalSettings", "Proposals", "find_objects", "proposal_model", "saliency_model"]
+__all__ = ["ProposalSettings", "Proposals", "content_box", "find_objects", "proposal_model", "saliency_model"]
 
 #: proposals are found at most at this size (the network itself sees 320 px)
 WORK_SIDE = 512
+#: a frame or letterbox bars (:func:`content_box`): edge rows / columns whose pixels, all but
+#: 1 - :data:`BORDER_SHARE` of them (a bird in a clear sky breaks the band), are within this of
+#: the edge's colour (0-1 scale, any channel) ...
+BORDER_TOLERANCE = 6 / 255
+BORDER_SHARE = 0.995
+#: ... ending at a row that differs from that colour on nearly all its pixels (a straight edge of
+#: content along the whole side, not an object's top on a flat ground), by at least this (median)
+BORDER_STEP = 0.08
 #: thresholds tried above ``threshold`` to split touching objects
 SPLIT_LEVELS = (0.7, 0.85, 0.95)
 #: fractions of the largest inscribed radius that cut a shape into blobs, coarse to fine (0.5
@@ -516,11 +525,58 @@ def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, 
             or a proposer (two: objects and their rims, :mod:`liwi_core.train_proposer`);
             default :func:`proposal_model`.
     """
+    settings = check_settings(settings or ProposalSettings())
+    model = model if model is not None else proposal_model()
+    h, w = image.shape[-2:]
+    # a frame or letterbox bars are no part of the photo: shown them, the network marks the whole
+    # picture inside as one object (a cheetah in a white frame: 73% of the image)
+    y0, y1, x0, x1 = content_box(image)
     # the thresholds below were chosen on float32 maps, and in bfloat16 a few of their decisions
     # flip (photo tuning scenes: matched IoU 0.758 -> 0.741); one photo's few passes stay exact
     with using_precision("float32"):
-        return _find_objects(image, check_settings(settings or ProposalSettings()),
-                             model if model is not None else proposal_model())
+        found = _find_objects(image[..., y0:y1, x0:x1], settings, model)
+    if (y0, y1, x0, x1) == (0, h, 0, w):
+        return found
+    pad = (x0, w - x1, y0, h - y1)
+    return Proposals(F.pad(found.masks, pad), F.pad(found.saliency, pad), found.message)
+
+
+def content_box(image: torch.Tensor) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``, end exclusive: ``image`` ``[1,C,H,W]`` in [0,1] less a uniform frame or
+    letterbox bars, each side on its own. A side's band is the edge rows (columns) of the edge
+    row's own colour (its median; all but 1 - :data:`BORDER_SHARE` of their pixels within
+    :data:`BORDER_TOLERANCE` of it), kept only where the first row past it differs from that
+    colour on at least 95% of its pixels, by :data:`BORDER_STEP` or more: a straight edge of
+    content along the whole side. On a flat ground with an object on it the rows above the
+    object are uniform too, but the first row past them is mostly ground, so nothing is taken
+    off; neither is a clear sky's slow gradient. The whole image when no side has such a band,
+    or when less than 16 px would be left."""
+    h, w = image.shape[-2:]
+    rgb = image[0, :3].float() if image.shape[1] >= 3 else image[0, :1].float()
+
+    def band(lines: torch.Tensor) -> int:
+        # lines [N, C, L]: the image's rows (or columns) from one edge inward
+        colour = lines[0].median(dim=-1).values[:, None]
+        step = (lines - colour).abs().amax(dim=1)
+        near = (step <= BORDER_TOLERANCE).float().mean(dim=-1)
+        past = torch.nonzero(near < BORDER_SHARE).flatten()
+        depth = int(past[0]) if len(past) else 0
+        edge = depth > 0 and float(near[depth]) <= 0.05 and float(step[depth].median()) >= BORDER_STEP
+        return depth if edge else 0
+
+    y0, y1, x0, x1 = 0, h, 0, w
+    for _ in range(3):  # a frame's sides meet: each side's edge of content shows once the others are off
+        if y1 - y0 < 16 or x1 - x0 < 16:
+            return 0, h, 0, w
+        crop = rgb[:, y0:y1, x0:x1]
+        rows, cols = crop.permute(1, 0, 2), crop.permute(2, 0, 1)
+        top, bottom, left, right = band(rows), band(rows.flip(0)), band(cols), band(cols.flip(0))
+        if not (top or bottom or left or right):
+            break
+        y0, y1, x0, x1 = y0 + top, y1 - bottom, x0 + left, x1 - right
+    if y1 - y0 < 16 or x1 - x0 < 16:
+        return 0, h, 0, w
+    return y0, y1, x0, x1
 
 
 def _find_objects(image: torch.Tensor, settings: ProposalSettings, model) -> Proposals:

@@ -9,7 +9,7 @@ from liwi_core.engines import create
 from liwi_core.errors import LiWiError
 from liwi_core.imageio import load_image, load_mask
 from liwi_core.metrics import alpha_soft_iou
-from liwi_core.proposals import ProposalSettings, find_objects
+from liwi_core.proposals import ProposalSettings, content_box, find_objects
 
 EX = Path(__file__).resolve().parent.parent / "example_images"
 
@@ -155,6 +155,33 @@ def test_a_part_with_nothing_around_it_does_not_stand_out():
     quiet = np.where(piece | beside, 0.95, 0.05)
     assert _stands_out(piece, quiet, beside)
     assert not _stands_out(piece, quiet)  # counted as surroundings, the neighbour spoils it
+
+
+@pytest.mark.parametrize("bars", ["letterbox", "pillarbox"])
+def test_letterbox_bars_are_left_out_of_the_search(bars):
+    """Bars of one colour along two sides are no part of the photo: the objects found in the barred
+    image are those of the photo itself, to the pixel, and the bars hold none."""
+    scene = _scene([(120, 160, 50, (0.9, 0.1, 0.1))])
+    pad = (0, 0, 40, 40) if bars == "letterbox" else (60, 60, 0, 0)
+    barred = torch.nn.functional.pad(scene, pad, value=0.0)
+    assert content_box(barred) == (pad[2], pad[2] + 240, pad[0], pad[0] + 320)
+    plain, found = find_objects(scene), find_objects(barred)
+    assert found.masks.shape[0] == plain.masks.shape[0] == 1
+    inside = (Ellipsis, slice(pad[2], pad[2] + 240), slice(pad[0], pad[0] + 320))
+    assert torch.equal(found.masks[inside], plain.masks)
+    assert float(found.masks.sum()) == float(plain.masks.sum())
+
+
+def test_content_box_keeps_a_flat_ground_and_a_clear_sky():
+    """Rows of one colour above an object on a flat ground, or a sky's slow gradient, are photo."""
+    flat = torch.full((1, 3, 200, 300), 0.8)
+    flat[..., 120:180, 130:170] = 0.1  # an object standing on the ground: uniform rows above it
+    assert content_box(flat) == (0, 200, 0, 300)
+    sky = torch.linspace(0.9, 0.6, 200).view(1, 1, 200, 1).expand(1, 3, 200, 300).clone()
+    sky[..., 150:, :] = 0.3  # a straight horizon below the gradient
+    sky[..., 150:190, 100:140] = 0.9
+    assert content_box(sky) == (0, 200, 0, 300)
+    assert content_box(torch.zeros(1, 3, 40, 40)) == (0, 40, 0, 40)
 
 
 def test_settings_are_checked():
