@@ -636,7 +636,8 @@ def solve_foreground(image: torch.Tensor, alpha: torch.Tensor, below: torch.Tens
     # F >= 0  <=>  alpha >= 1 - I / X          (where X > I)
     # F <= 1  <=>  alpha >= (I - X) / (1 - X)  (where I > X)
     lower_dark = torch.div(image, below.clamp_min(1e-8)).neg_().add_(1.0).masked_fill_(~(below > image), 0.0)
-    lower_bright = torch.sub(image, below).div_(torch.rsub(below, 1.0).clamp_min_(1e-8)).masked_fill_(~(image > below), 0.0)
+    lower_bright = (torch.sub(image, below).div_(torch.rsub(below, 1.0).clamp_min_(1e-8))
+                    .masked_fill_(~(image > below), 0.0))
     needed = torch.maximum(lower_dark, lower_bright, out=lower_dark).amax(dim=1, keepdim=True).clamp_(0.0, 1.0)
     # outside the object ``below`` should already equal the image; where it does not (float
     # noise aside), a faint alpha carries the difference rather than losing it
