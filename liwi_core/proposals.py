@@ -554,20 +554,29 @@ def content_box(image: torch.Tensor) -> tuple[int, int, int, int]:
     h, w = image.shape[-2:]
     rgb = image[0, :3].float() if image.shape[1] >= 3 else image[0, :1].float()
 
-    def band(lines: torch.Tensor) -> int:
-        # lines [N, C, L]: the image's rows (or columns) from one edge inward
-        colour = lines[0].median(dim=-1).values[:, None]
-        step = (lines - colour).abs().amax(dim=1)
-        near = (step <= BORDER_TOLERANCE).float().mean(dim=-1)
-        past = torch.nonzero(near < BORDER_SHARE).flatten()
-        depth = int(past[0]) if len(past) else 0
-        edge = depth > 0 and float(near[depth]) <= 0.05 and float(step[depth].median()) >= BORDER_STEP
-        return depth if edge else 0
+    def band(lines, count: int) -> int:
+        # lines(i, j): the ``[j - i, C, L]`` rows (or columns) i..j-1 counted from one edge inward,
+        # read in growing chunks, since most photos end their band at the first row (the whole of
+        # a 6000x4000 photo read four times took 1.6 s)
+        colour = lines(0, 1)[0].median(dim=-1).values[:, None]
+        start, chunk = 0, 8
+        while start < count:
+            step = (lines(start, min(count, start + chunk)) - colour).abs().amax(dim=1)
+            near = (step <= BORDER_TOLERANCE).float().mean(dim=-1)
+            past = torch.nonzero(near < BORDER_SHARE).flatten()
+            if len(past):
+                i = int(past[0])
+                edge = start + i > 0 and float(near[i]) <= 0.05 and float(step[i].median()) >= BORDER_STEP
+                return start + i if edge else 0
+            start, chunk = start + chunk, chunk * 2
+        return 0
 
     # a frame on all four sides is not taken off: each side's first row of content holds the
     # other sides' bands, so none ends at a straight edge (nor would a box product on white)
-    rows, cols = rgb.permute(1, 0, 2), rgb.permute(2, 0, 1)
-    y0, y1, x0, x1 = band(rows), h - band(rows.flip(0)), band(cols), w - band(cols.flip(0))
+    y0 = band(lambda i, j: rgb[:, i:j].permute(1, 0, 2), h)
+    y1 = h - band(lambda i, j: rgb[:, h - j:h - i].flip(1).permute(1, 0, 2), h)
+    x0 = band(lambda i, j: rgb[:, :, i:j].permute(2, 0, 1), w)
+    x1 = w - band(lambda i, j: rgb[:, :, w - j:w - i].flip(2).permute(2, 0, 1), w)
     if y1 - y0 < 16 or x1 - x0 < 16:
         return 0, h, 0, w
     return y0, y1, x0, x1
