@@ -406,7 +406,7 @@ def _order(parts: list[np.ndarray], reach: int, level: int = 0) -> list[int]:
     (:func:`_occludes`): that one goes in front. Where one reaches clearly lower, the ground
     line decides: the bite of two rough proposals split from one region of the map is often the
     split's, not the scene's (on the four tuning sets it put the farther one in front in 8 of 19
-    touching pairs, the ground line in none; README, Front to back)."""
+    touching pairs, the ground line in none; docs/automatic-mode.md, Front to back)."""
     lowest = [int(np.nonzero(p.any(axis=1))[0].max()) for p in parts]
     order = sorted(range(len(parts)), key=lambda i: -lowest[i])
     for _ in range(len(parts)):

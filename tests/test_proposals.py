@@ -182,7 +182,7 @@ def test_content_box_keeps_a_flat_ground_and_a_clear_sky():
     sky[..., 150:190, 100:140] = 0.9
     assert content_box(sky) == (0, 200, 0, 300)
     assert content_box(torch.zeros(1, 3, 40, 40)) == (0, 40, 0, 40)
-    # a frame on all four sides stays (its sides hide each other's straight edge; README, Letterbox bars)
+    # a frame on all four sides stays (its sides hide each other's straight edge; docs/automatic-mode.md, Letterbox bars)
     assert content_box(torch.nn.functional.pad(sky, (20, 20, 20, 20), value=1.0)) == (0, 240, 0, 340)
 
 

@@ -77,7 +77,7 @@ MIN_SHRUNK_SHARE = 0.25
 #: more gave 0.895-0.997 alpha IoU with GrabCut's layer (27 objects); below, a palace or a ruin came
 #: out in fragments (0.18-0.55 at 0.10-0.46 cover) and the rest 0.73-0.997. Unconditionally, the tuning
 #: sets gained (automatic matched IoU 0.770 / 0.759 / 0.701 / 0.519 -> 0.782 / 0.758 / 0.704 /
-#: 0.542) while such photos lost whole parts (README, Automatic mode)
+#: 0.542) while such photos lost whole parts (docs/automatic-mode.md, Proposals cut by the looks)
 PROPOSAL_COVER = 0.8
 
 
