@@ -26,6 +26,7 @@ __all__ = [
     "colour_edges",
     "lab_edges",
     "bounding_box",
+    "PixelSet",
 ]
 
 #: Rec. 709 luma weights (kornia's default is Rec. 601)
@@ -269,3 +270,24 @@ def bounding_box(mask: torch.Tensor, threshold: float = 0.5) -> tuple[int, int, 
         return None
     cols = torch.nonzero(hit.any(dim=0)).flatten()
     return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+class PixelSet:
+    """The pixels where a ``[1,1,H,W]`` mask is true, for per-pixel work on a thin band of a large
+    image (an object's soft edge): :meth:`take` gathers them, :meth:`put` writes values back.
+    Per-pixel arithmetic on the gathered values gives exactly what it gives on the whole image."""
+
+    def __init__(self, mask: torch.Tensor):
+        if mask.shape[0] != 1 or mask.shape[1] != 1:
+            raise ValueError(f"PixelSet: the mask must be [1,1,H,W], got {list(mask.shape)}")
+        self.index = mask.flatten(2).nonzero(as_tuple=True)[2]
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """``[1,C,N]``: the set's pixels of ``x`` ``[1,C,H,W]``, in raster order."""
+        return x.flatten(2)[..., self.index]
+
+    def put(self, base: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """A copy of ``base`` ``[1,C,H,W]`` with the set's pixels replaced by ``values`` ``[1,C|1,N]``."""
+        out = base.clone(memory_format=torch.contiguous_format)
+        out.flatten(2)[..., self.index] = values.to(out.dtype)
+        return out

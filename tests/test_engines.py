@@ -170,6 +170,45 @@ def test_box_blur_and_guided_filter_match_kornias_on_every_path():
             assert torch.allclose(guided_filter(guide, src, r, 1e-3), ref, atol=1e-4)
 
 
+def test_work_on_a_band_of_pixels_gives_what_work_on_the_whole_image_gives():
+    # the soft-edge background solve and the refined engine's edge keep work on the edge's pixels
+    # only; the same per-pixel arithmetic must give the same bytes as over the whole image
+    from liwi_core.engines.exact import soft_edge_background
+    from liwi_core.engines.refined import keep_edge_below
+    from liwi_core.filters import PixelSet
+
+    g = torch.Generator().manual_seed(3)
+    alpha = torch.zeros(1, 1, 40, 50)
+    alpha[..., 10:30, 12:40] = 1.0
+    alpha[..., 9:31, 11:41] += 0.4 * (alpha[..., 9:31, 11:41] == 0)  # a soft ring
+    image, fg, clean = (torch.rand(1, 3, 40, 50, generator=g) for _ in range(3))
+    shadow = 0.5 + 0.5 * torch.rand(1, 1, 40, 50, generator=g)
+    new_shadow, new_clean = 0.5 + 0.5 * torch.rand(1, 1, 40, 50, generator=g), torch.rand(1, 3, 40, 50, generator=g)
+    soft = (alpha > 0) & (alpha < 1)
+    band = PixelSet(soft)
+    assert band.take(image).shape == (1, 3, int(soft.sum()))
+    assert torch.equal(band.put(clean, band.take(image)), torch.where(soft, image, clean))
+
+    below = clean * shadow
+    weight = (1 - alpha) * 0.25 / (alpha ** 2 + (1 - alpha) ** 2 * 0.25)
+    residual = image - alpha * push_pull_carried(fg, alpha) - (1 - alpha) * below
+    whole = torch.where(soft, ((below + weight * residual) / shadow).clamp(0, 1), clean)
+    assert torch.equal(soft_edge_background(image, fg, alpha, shadow, clean, opaque=0.9, spread=0.5), whole)
+
+    ramp = ((alpha - 0.9) / 0.1).clamp(0, 1)
+    unshadowed = (clean * shadow / new_shadow).clamp(0, 1)
+    whole = torch.where(soft, ramp * new_clean + (1 - ramp) * unshadowed, new_clean)
+    assert torch.equal(keep_edge_below(alpha, shadow, clean, new_shadow, new_clean, opaque=0.9), whole)
+    with pytest.raises(ValueError, match=r"\[1,1,H,W\]"):
+        PixelSet(torch.ones(2, 1, 4, 4, dtype=torch.bool))
+
+
+def push_pull_carried(fg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    from liwi_core.filters import push_pull_fill
+
+    return push_pull_fill(fg, torch.where(alpha >= 0.9, alpha, torch.zeros_like(alpha))).clamp(0, 1)
+
+
 def test_edge_alignment_on_distance_levels_is_the_morphological_definition():
     # the docstring's definition with dilate/erode, against the one-pass distance levels
     from liwi_core.filters import colour_edges, dilate, erode

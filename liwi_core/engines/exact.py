@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..filters import bounding_box, erode, push_pull_fill
+from ..filters import PixelSet, bounding_box, erode, push_pull_fill
 from ..matting import MIN_ALPHA, is_box, offset_mask, solve_foreground
 
 __all__ = ["BACKGROUND_SPREAD", "HIDDEN_FRONT", "SOFT_EDGE_ALPHA", "UNKNOWN_BACKGROUND", "explain_object", "extend_colours",
@@ -68,9 +68,13 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
         if split is not None:
             # the first solve raised alpha wherever no colour explained the pixel over the
             # inpainted guess; over the solved background most of that is unneeded, so the
-            # colours are solved again from the estimate, raising only what still is
+            # colours are solved again from the estimate, raising only what still is. The solve
+            # is per pixel and the background moved only under the soft edge: solved there alone
+            moved = PixelSet((split != clean).any(dim=1, keepdim=True))
             clean = split
-            fg, alpha = _solve_where_estimated(image, estimate, clean * shadow)
+            fg_moved, alpha_moved = solve_foreground(moved.take(image), moved.take(estimate),
+                                                     moved.take(clean) * moved.take(shadow))
+            fg, alpha = moved.put(fg, fg_moved), moved.put(alpha, alpha_moved)
     return (extend_colours(fg, alpha) if extend else fg), alpha, shadow, clean
 
 
@@ -133,17 +137,16 @@ def soft_edge_background(image: torch.Tensor, fg: torch.Tensor, alpha: torch.Ten
     if not bool(soft.any()) or not bool((source > 0).any()):
         return None
     carried = push_pull_fill(fg, source).clamp(0.0, 1.0)
-    # solved on the soft edge's box only, the rest is ``clean`` (a thin band of a large photo)
-    y0, y1, x0, x1 = bounding_box(soft.float())
-    box = (Ellipsis, slice(y0, y1), slice(x0, x1))
-    alpha, shadow = alpha[box], shadow[box]
-    below = clean[box] * shadow
-    residual = image[box] - alpha * carried[box] - (1.0 - alpha) * below
+    # solved on the soft edge's pixels only, the rest is ``clean``: a thin band, whose box is
+    # most of a large object's region (a 12 MP crab: 14% of its box's pixels, the solve 1.3 s
+    # over the box)
+    band = PixelSet(soft)
+    alpha, shadow = band.take(alpha), band.take(shadow)
+    below = band.take(clean) * shadow
+    residual = band.take(image) - alpha * band.take(carried) - (1.0 - alpha) * below
     weight = (1.0 - alpha) * spread ** 2 / (alpha ** 2 + (1.0 - alpha) ** 2 * spread ** 2)
     solved = ((below + weight * residual) / shadow.clamp_min(1e-6)).clamp(0.0, 1.0)
-    out = clean.clone()
-    out[box] = torch.where(soft[box], solved, clean[box])
-    return out
+    return band.put(clean, solved)
 
 
 def extend_colours(fg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

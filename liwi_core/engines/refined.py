@@ -22,7 +22,7 @@ import torch
 
 from ..checkpoints import load_pretrained
 from ..errors import LiWiError
-from ..filters import dilate, gaussian_blur, resize
+from ..filters import PixelSet, dilate, gaussian_blur, resize
 from ..matting import SALIENCY_HIGH, edge_blur
 from ..options import check_settings, option, option_specs
 from ..shadow import OPAQUE, continue_under_object, fit_cast_shadow, roughness_grid, smoothest_shadow
@@ -196,10 +196,11 @@ def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch
 
     All ``[1,C,H,W]`` on one grid: ``alpha`` 1 channel, shadows 1 or 3, backgrounds 3.
     """
-    weight = ((alpha - opaque) / (1 - opaque)).clamp(0, 1)
-    edge = (alpha > 0) & (alpha < 1)
-    unshadowed = (background * shadow / new_shadow.clamp_min(1e-3)).clamp(0, 1)
-    return torch.where(edge, weight * new_background + (1 - weight) * unshadowed, new_background)
+    # on the edge's pixels only: a thin band of a large photo's region
+    edge = PixelSet((alpha > 0) & (alpha < 1))
+    weight = ((edge.take(alpha) - opaque) / (1 - opaque)).clamp(0, 1)
+    unshadowed = (edge.take(background) * edge.take(shadow) / edge.take(new_shadow).clamp_min(1e-3)).clamp(0, 1)
+    return edge.put(new_background, weight * edge.take(new_background) + (1 - weight) * unshadowed)
 
 
 def other_objects(alpha: torch.Tensor, saliency: torch.Tensor, reach: float = OTHER_OBJECTS_REACH) -> torch.Tensor:
