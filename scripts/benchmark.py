@@ -6,7 +6,7 @@
     python scripts/benchmark.py --automatic [--engines classical,refined]   # automatic mode, example photos at 1024x1024
     python scripts/benchmark.py --automatic --photos DIR --min-objects 3   # automatic mode, DIR's photos with 3+ objects
     python scripts/benchmark.py --automatic --precisions float32,auto      # the network passes in each precision
-    python scripts/benchmark.py --engines classical,refined [--large]   # engines side by side
+    python scripts/benchmark.py --engines classical,refined [--large] [--against REV]   # engines side by side
     python scripts/benchmark.py --ratio classical,refined [--sizes 1024] [--repeats 7]   # time ratio, one process
 
 Each size runs in a fresh process so peak memory (max RSS) is its own; "peak MB" is the
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,6 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the checkout this script lies in, not whatever liwi_core the environment installed (an editable
+# install points at one checkout, and a git worktree is another); a PYTHONPATH is how ``--against``
+# runs another revision's code through this script, and then it decides
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(ROOT))
 
 
 def _median(times: list[float]) -> float:
@@ -128,7 +134,8 @@ def main() -> None:
                        args.precisions.split(",") if args.precisions else None)
         return
     if args.engines:
-        compare_engines(args)
+        with _trees(args.against) as trees:
+            compare_engines(args, trees)
         return
     if args.large:
         print(json.dumps(run_large(args.threads, args.engine)))
@@ -136,19 +143,13 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.threads, args.repeats, args.engine)))
         return
-    trees = {"this tree": ROOT}
-    with contextlib.ExitStack() as stack:
-        if args.against:
-            other = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tree"
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(other), args.against], cwd=ROOT, check=True)
-            stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT)
-            trees[args.against] = other
+    with _trees(args.against) as trees:
         rows = []
         for size in args.sizes:
             for name, tree in trees.items():  # alternating, so both see the same machine load
                 out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", str(size), "--threads",
                                       str(args.threads), "--repeats", str(args.repeats)], capture_output=True,
-                                     text=True, check=True, cwd=tree, env={"PYTHONPATH": str(tree), "PATH": ""})
+                                     text=True, check=True, cwd=tree, env=_tree_env(tree))
                 rows.append({"tree": name, **json.loads(out.stdout.strip().splitlines()[-1])})
     print(f"| code | size | seconds (median of {args.repeats}) | peak extra memory (MB) | recompose PSNR (dB) |")
     print("|---|---|---|---|---|")
@@ -157,25 +158,46 @@ def main() -> None:
               f"| {r['psnr_db']:.1f} |")
 
 
-def compare_engines(args) -> None:
-    """Each size (and the 6000x4000 photo with ``--large``) for each engine, alternating, each run
-    in its own process so its peak memory is its own."""
+@contextlib.contextmanager
+def _trees(against: str | None):
+    """``{name: checkout}``: this tree, and with ``against`` that git revision in a temporary
+    worktree (removed afterwards)."""
+    trees = {"this tree": ROOT}
+    with contextlib.ExitStack() as stack:
+        if against:
+            other = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tree"
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(other), against], cwd=ROOT, check=True)
+            stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT)
+            trees[against] = other
+        yield trees
+
+
+def _tree_env(tree: Path) -> dict:
+    """This process's environment (``LIWI_NETWORK_PRECISION`` among it), importing ``tree``'s ``liwi_core``."""
+    return dict(os.environ, PYTHONPATH=str(tree))
+
+
+def compare_engines(args, trees: dict) -> None:
+    """Each size (and the 6000x4000 photo with ``--large``) for each engine, and with ``--against``
+    for each tree, alternating, each run in its own process so its peak memory is its own."""
     engines = args.engines.split(",")
     rows = []
     sizes = [("large", None)] if args.large else [(str(s), s) for s in args.sizes]
     for label, size in sizes:
         for engine in engines:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--engine", engine, "--threads", str(args.threads)]
-            cmd += ["--large"] if size is None else ["--one", str(size), "--repeats", str(args.repeats)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            seconds = result.get("seconds_median", result.get("seconds"))
-            peak = result.get("peak_mb", result.get("peak_extra_mb"))
-            rows.append((engine, "6000x4000" if size is None else f"{size}x{size}", seconds, peak))
-    print("| engine | size | seconds | peak extra memory (MB) |")
-    print("|---|---|---|---|")
-    for engine, size, seconds, peak in rows:
-        print(f"| {engine} | {size} | {seconds:.2f} | {peak:.0f} |")
+            for name, tree in trees.items():
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--engine", engine, "--threads", str(args.threads)]
+                cmd += ["--large"] if size is None else ["--one", str(size), "--repeats", str(args.repeats)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tree, env=_tree_env(tree))
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                seconds = result.get("seconds_median", result.get("seconds"))
+                peak = result.get("peak_mb", result.get("peak_extra_mb"))
+                rows.append((name, engine, "6000x4000" if size is None else f"{size}x{size}", seconds, peak))
+    print("| code | engine | size | seconds | peak extra memory (MB) |" if len(trees) > 1 else
+          "| engine | size | seconds | peak extra memory (MB) |")
+    print("|---|---|---|---|---|" if len(trees) > 1 else "|---|---|---|---|")
+    for name, engine, size, seconds, peak in rows:
+        print(f"| {name} " * (len(trees) > 1) + f"| {engine} | {size} | {seconds:.2f} | {peak:.0f} |")
 
 
 def time_ratio(engines: list[str], sizes: list[int], threads: int, repeats: int) -> None:
