@@ -30,9 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # the checkout this script lies in, not whatever liwi_core the environment installed (an editable
-# install points at one checkout, and a git worktree is another); a PYTHONPATH is how ``--against``
-# runs another revision's code through this script, and then it decides
-if not os.environ.get("PYTHONPATH"):
+# install points at one checkout, and a git worktree is another), unless a PYTHONPATH entry holds a
+# liwi_core: that is how ``--against`` runs another revision's code through this script
+if not any((Path(entry) / "liwi_core").is_dir() for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry):
     sys.path.insert(0, str(ROOT))
 
 
