@@ -251,7 +251,7 @@ def choose_gate(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tensor, 
 
     The gate is learnt per pixel and cannot weigh the whole silhouette against the image; the
     ground can. On the tuning scenes the maps it keeps miss less shadow and darken less where none
-    is cast than the gate alone (Refined engine in the README)."""
+    is cast than the gate alone (docs/refined-engine.md, step 4)."""
     from ..refiner import RefinerOutput, corrected_shadow
 
     def maps(size, gates, planes):
