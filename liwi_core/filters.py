@@ -57,7 +57,8 @@ def box_blur(x: torch.Tensor, r: int, border: str = "reflect") -> torch.Tensor:
     return torch.from_numpy(np.stack(out).reshape(x.shape))
 
 
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float,
+                  where: torch.Tensor | None = None) -> torch.Tensor:
     """Colour guided filter (He et al. 2010): ``src`` smoothed so its edges follow ``guide``.
 
     Args:
@@ -65,15 +66,24 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) ->
         src: ``[B,1,H,W]`` input (e.g. a coarse alpha).
         r: window radius in pixels (a ``(2r+1)^2`` window, reflected at the borders).
         eps: regulariser; smaller keeps more guide detail.
+        where: ``[1,1,H,W]`` bool, the pixels whose output is wanted (a thin band), or None
+            (all). The windows' 3x3 solves, most of the filter's time, are then made only
+            for the windows within ``r`` of them (the others' coefficients are 0); elsewhere
+            the output is not the filter's. There it is the same bit for bit wherever the
+            coefficients beyond are 0 anyway (``src`` flat there, as around a segmentation's
+            band); else OpenCV's running box sums may round the last bit differently.
 
     kornia's ``guided_blur`` computes the same (within 1e-5, tested), with its box blur.
     """
-    a, bias = _guided_coefficients(guide, src, r, eps)
+    a, bias = _guided_coefficients(guide, src, r, eps, where)
     return (a * guide).sum(dim=1, keepdim=True) + bias
 
 
-def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float):
-    """Per-pixel linear model ``src ~ a . guide + b`` over ``(2r+1)^2`` windows, box-averaged."""
+def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float,
+                         where: torch.Tensor | None = None):
+    """Per-pixel linear model ``src ~ a . guide + b`` over ``(2r+1)^2`` windows, box-averaged;
+    ``where``: as :func:`guided_filter` (the windows that reach it are solved, the others' ``a``
+    is 0)."""
     border = _border(guide, r)
 
     def box(t: torch.Tensor) -> torch.Tensor:
@@ -86,10 +96,21 @@ def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: fl
     prod = torch.stack([guide[:, i:i + 1] * guide for i in range(3)], dim=1)  # [B,3,3,H,W]
     b, _, _, h, w = prod.shape
     mean_ii = box(prod.reshape(b, 9, h, w)).reshape(b, 3, 3, h, w)
-    var = mean_ii - mean_i[:, :, None] * mean_i[:, None, :]
-    var = var.permute(0, 3, 4, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
-    a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1)  # [B,H,W,3]
-    a = a.permute(0, 3, 1, 2)
+    if where is not None:
+        # each window's solve is its own: solved on the windows that reach ``where`` alone (a
+        # band's neighbourhood), the box blurs below give the same there
+        solved = PixelSet(dilate(where.float(), r) > 0.5)
+        mean_window = solved.take(mean_i)  # [1,3,N]
+        var = (solved.take(mean_ii.reshape(b, 9, h, w)).reshape(b, 3, 3, -1)
+               - mean_window[:, :, None] * mean_window[:, None, :])
+        var = var.permute(0, 3, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
+        a = torch.linalg.solve(var, solved.take(cov_ip).permute(0, 2, 1).unsqueeze(-1)).squeeze(-1)  # [1,N,3]
+        a = solved.put(torch.zeros_like(mean_i), a.permute(0, 2, 1))
+    else:
+        var = mean_ii - mean_i[:, :, None] * mean_i[:, None, :]
+        var = var.permute(0, 3, 4, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
+        a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1)  # [B,H,W,3]
+        a = a.permute(0, 3, 1, 2)
     bias = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
     return box(a), box(bias)
 

@@ -203,6 +203,32 @@ def test_work_on_a_band_of_pixels_gives_what_work_on_the_whole_image_gives():
         PixelSet(torch.ones(2, 1, 4, 4, dtype=torch.bool))
 
 
+def test_band_alpha_on_the_band_gives_what_the_whole_tile_gives():
+    # the colour-line alpha and its guided-filter fallback are worked out on the unknown band's
+    # pixels (the filter's solves on the windows that reach them): the same bytes as on the tile
+    from liwi_core.filters import dilate, erode, guided_filter
+    from liwi_core.matting import _band_alpha
+
+    g = torch.Generator().manual_seed(7)
+    seg = torch.zeros(1, 1, 60, 70)
+    seg[..., 15:45, 10:50] = 1.0
+    seg[..., 30:40, 50:62] = 1.0
+    image, fg, bg = (torch.rand(1, 3, 60, 70, generator=g) for _ in range(3))
+    unknown = dilate(seg, 3) - erode(seg, 3)
+    for radius in (1, 2):
+        whole = guided_filter(image, seg, radius, 1e-3)
+        assert torch.equal(guided_filter(image, seg, radius, 1e-3, where=unknown > 0)[unknown > 0], whole[unknown > 0])
+        diff = fg - bg
+        denom = (diff * diff).sum(dim=1, keepdim=True)
+        projected = (((image - bg) * diff).sum(dim=1, keepdim=True) / denom.clamp_min(1e-6)).clamp(0, 1)
+        off_line = image - (bg + projected * diff)
+        fit = torch.exp(-(off_line * off_line).sum(dim=1, keepdim=True) / (2 * 0.05 ** 2))
+        confidence = denom / (denom + 0.01) * fit
+        band = confidence * projected + (1 - confidence) * whole.clamp(0, 1)
+        want = ((seg > 0.5) & (unknown == 0)).float() + unknown * band
+        assert torch.equal(_band_alpha(image, fg, bg, seg, unknown, radius, 0.05), want)
+
+
 def push_pull_carried(fg: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     from liwi_core.filters import push_pull_fill
 
