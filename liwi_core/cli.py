@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .decompose import ORDERS, decompose
+from .decompose import MASK_KINDS, ORDERS, decompose
 from .engines import DEFAULT_ENGINE, create, settings_type
 from .errors import LiWiError
 from .imageio import load_image, load_mask, save_image
@@ -73,8 +73,11 @@ def _cmd_decompose(args) -> None:
     find = given_options(ProposalSettings, args)
     if find and masks is not None:
         raise LiWiError(f"{flag_of(ProposalSettings, next(iter(find)))} is for automatic mode: leave out --mask")
+    if args.mask_kind != "drawn" and masks is None:
+        raise LiWiError(f"--mask-kind {args.mask_kind} says what the --mask files are: give them, or leave both out "
+                        "for automatic mode")
     stack = decompose(image, masks, engine, order=args.order, names=names, progress=progress,
-                      find=check_settings(ProposalSettings(**find)))
+                      find=check_settings(ProposalSettings(**find)), mask_kind=args.mask_kind)
     stack.meta["source"] = str(args.image)
     save_layers_dir(stack, args.out)
     for name in ("psd", "ora"):
@@ -114,6 +117,10 @@ def _add_layer_commands(sub) -> None:
     d.add_argument("--out", required=True, help="output folder (background.png, layer_NN.png, shadow_NN.png, "
                    "shadow.png, layers.json)")
     d.add_argument("--name", action="append", help="layer name per mask (default: the mask's file name)")
+    d.add_argument("--mask-kind", choices=MASK_KINDS, default="drawn",
+                   help="drawn (default): painted, a box, or a segmentation model's; a brush off the object's edges "
+                        "by an even margin is moved onto them. found: automatic mode's proposals (LiWi Find "
+                        "Objects), edited or not, decomposed as automatic mode decomposes its own")
     d.add_argument("--order", choices=ORDERS, default="given",
                    help="front-to-back order: as given, or by the lowest point of each mask")
     d.add_argument("--engine", choices=DECOMPOSE_ENGINES, default=DEFAULT_ENGINE,

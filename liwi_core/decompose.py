@@ -32,9 +32,12 @@ from .errors import LiWiError
 from .filters import ASPECT_TOLERANCE, aspect_mismatch, bounding_box, resize
 from .layers import LayerStack, default_layer_name
 
-__all__ = ["decompose", "prepare_masks", "front_to_back", "ORDERS"]
+__all__ = ["decompose", "prepare_masks", "front_to_back", "ORDERS", "MASK_KINDS"]
 
 ORDERS = ("given", "bottom")
+#: what the masks given to :func:`decompose` are: ``"drawn"`` by a user or a segmentation model, or
+#: ``"found"`` by automatic mode's search (:func:`liwi_core.proposals.find_objects`, LiWi Find Objects)
+MASK_KINDS = ("drawn", "found")
 #: a float image whose values go above this is on another scale (0-255), not slightly out of range
 MAX_IMAGE_VALUE = 2.0
 
@@ -92,7 +95,7 @@ def front_to_back(masks: torch.Tensor, order: str) -> list[int]:
 
 def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, order: str = "given",
               names: list[str] | None = None, progress: Callable[[int, int], None] | None = None,
-              find=None) -> LayerStack:
+              find=None, mask_kind: str = "drawn") -> LayerStack:
     """Split ``image`` into a clean background and one layer (with shadow) per mask.
 
     Args:
@@ -111,6 +114,14 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
             each image's objects are found, ``total`` then counting the objects found so far plus
             one per image not yet searched (engines that find objects themselves: one per image).
         find: automatic mode's :class:`~liwi_core.proposals.ProposalSettings` (default ones).
+        mask_kind: what ``masks`` are (:data:`MASK_KINDS`). ``"drawn"``: a user's brush, box or
+            outline, or a segmentation model's mask; one off the object's edges by an even margin
+            (a loose or timid brush) is moved onto them. ``"found"``: automatic mode's proposals
+            (:func:`~liwi_core.proposals.find_objects`, LiWi Find Objects), edited or not, which
+            follow the network's smooth map rather than a brush: they are decomposed as automatic
+            mode decomposes its own (no search for an even offset; the refined engine cuts each by
+            its zoomed looks where they cover it), so unedited proposals give automatic mode's
+            layers. Engines that do not snap masks (learned, baseline) treat both alike.
 
     Returns:
         A :class:`LayerStack` whose ``composite()`` equals the input's colour. Images of a batch
@@ -138,6 +149,8 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
     image = image.clamp(0.0, 1.0)
     b, c, h, w = image.shape
     rgb = image if c == 3 else (image.expand(b, 3, h, w) if c == 1 else image[:, :3])
+    if mask_kind not in MASK_KINDS:
+        raise LiWiError(f"unknown mask_kind '{mask_kind}': use one of {', '.join(MASK_KINDS)}")
     meta = {**engine.meta(), "order": order}
     if masks is None:
         results, found = [], []
@@ -166,6 +179,12 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         raise LiWiError(f"{b} images and {n} masks: give one mask per image, one mask for all, "
                         "or a single image with one mask per object")
 
+    proposals = None
+    if mask_kind == "found":
+        from .proposals import ProposalSettings
+
+        proposals = find if find is not None else ProposalSettings()
+        meta["masks"] = "found"
     total = b * per_image[0].shape[0]
     done = 0
 
@@ -182,7 +201,7 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         layer_names = [(names[j] if names and j < len(names) else default_layer_name(j)) for j in order_idx]
         prompt_index = order_idx if b == 1 else [i if n == b else 0 for _ in order_idx]
         results.append(engine.peel(rgb[i:i + 1].contiguous(), [m[j:j + 1] for j in order_idx], layer_names,
-                                   prompt_index, step))
+                                   prompt_index, step, find=proposals))
     return _batched(results, image, c, meta)
 
 

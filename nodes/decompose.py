@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..liwi_core.decompose import ORDERS, decompose
+from ..liwi_core.decompose import MASK_KINDS, ORDERS, decompose
 from ..liwi_core.engines import DEFAULT_ENGINE, create
 from ..liwi_core.engines.learned import LearnedSettings
 from ..liwi_core.engines.refined import APPENDED_OPTIONS, LEADING_OPTIONS, RefinedSettings
@@ -48,6 +48,11 @@ class LiWiDecompose(io.ComfyNode):
                                tooltip="Without a model: refined = the classical engine's layers corrected by the "
                                        "bundled refiner network (liwi-refiner); classical = no network at all."),
                 *settings_inputs(RefinedSettings, APPENDED_OPTIONS, prefix_tooltip="Refined and classical engines (no model): "),
+                io.Combo.Input("mask_kind", options=list(MASK_KINDS), default="drawn",
+                               tooltip="What the masks are. drawn: painted, a box, or from SAM or background "
+                                       "removal; a brush off the object's edges by an even margin is moved onto "
+                                       "them. found: from LiWi Find Objects, edited or not; decomposed as automatic "
+                                       "mode decomposes its own, so unedited masks give its layers."),
             ],
             outputs=[
                 Layers.Output("layers", tooltip="The layer stack, for Recompose, Shadow Layer and Save Layers."),
@@ -65,7 +70,8 @@ class LiWiDecompose(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, order, masks=None, model=None, engine=DEFAULT_ENGINE, **widgets) -> io.NodeOutput:
+    def execute(cls, image, order, masks=None, model=None, engine=DEFAULT_ENGINE, mask_kind="drawn",
+                **widgets) -> io.NodeOutput:
         img = image_to_bchw(image)
         m = None if masks is None else mask_to_b1hw(masks)
         if model is not None:
@@ -76,7 +82,7 @@ class LiWiDecompose(io.ComfyNode):
             chosen = create("refined", settings=settings) if engine == "refined" else create(
                 "classical", settings=settings.classical())
         stack = decompose(img, m, chosen, order=order, progress=comfy_progress(),
-                          find=settings_from_widgets(ProposalSettings, widgets))
+                          find=settings_from_widgets(ProposalSettings, widgets), mask_kind=mask_kind)
         fg = stack.layer_images()
         message = f"{len(stack.layers)} layer(s)"
         if stack.meta.get("found"):

@@ -60,7 +60,7 @@ DECOMPOSE_OUT = [("layers", "LIWI_LAYERS"), ("background", "IMAGE"), ("foregroun
                  ("foreground_alphas", "MASK"), ("shadow", "IMAGE"), ("hole", "MASK"), ("message", "STRING")]
 DECOMPOSE_WIDGETS = ["given", *widget_defaults(RefinedSettings, LEADING_OPTIONS),
                      *widget_defaults(ProposalSettings, ("max_objects",)), DEFAULT_ENGINE,
-                     *widget_defaults(RefinedSettings, APPENDED_OPTIONS)]
+                     *widget_defaults(RefinedSettings, APPENDED_OPTIONS), "drawn"]
 
 
 def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:
@@ -71,8 +71,8 @@ def load_pair(g: Graph, name: str, y: int = 0) -> tuple[int, int]:
     return image, mask
 
 
-def decompose(g: Graph, image: int, mask: int, pos=(360, 100)) -> int:
-    node = g.node("LiWiDecompose", pos, widgets=DECOMPOSE_WIDGETS,
+def decompose(g: Graph, image: int, mask: int, pos=(360, 100), mask_kind: str = "drawn") -> int:
+    node = g.node("LiWiDecompose", pos, widgets=[*DECOMPOSE_WIDGETS[:-1], mask_kind],
                   inputs=[("image", "IMAGE"), ("masks", "MASK")], outputs=DECOMPOSE_OUT)
     g.link(image, 0, node, "image")
     g.link(mask, 0, node, "masks")
@@ -203,15 +203,17 @@ def find_objects() -> None:
     find = g.node("LiWiFindObjects", (360, 0), widgets=widget_defaults(ProposalSettings), inputs=[("image", "IMAGE")],
                   outputs=[("masks", "MASK"), ("saliency", "MASK"), ("count", "INT"), ("message", "STRING")])
     g.link(image, 0, find, "image")
-    dec = decompose(g, image, find, pos=(760, 0))
+    dec = decompose(g, image, find, pos=(760, 0), mask_kind="found")
     save_layers(g, dec, "LiWi/found", (1160, 0))
     preview = g.node("MaskToImage", (760, 420), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")])
     g.link(find, 1, preview, "mask")
     sal = g.node("SaveImage", (1160, 420), widgets=["LiWi/found_saliency"], inputs=[("images", "IMAGE")])
     g.link(preview, 0, sal, "images")
     g.note("Find Objects proposes one rough mask per salient object (front-most first). Edit or drop masks before "
-           "Decompose if you like (e.g. with mask nodes); Decompose with no mask at all runs the same search "
-           "inside. When nothing stands out, Find Objects says so in its message.", (0, 760))
+           "Decompose if you like (e.g. with mask nodes); Decompose's mask_kind 'found' decomposes them as "
+           "automatic mode does its own, so unedited masks give the layers that Decompose with no mask at all "
+           "gives (it runs the same search inside). When nothing stands out, Find Objects says so in its message.",
+           (0, 760))
     g.save("find_objects.json")
 
 

@@ -44,6 +44,8 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
      "--radius is an option of the baseline engine; add --engine baseline"),
     (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o",
       "--shadow-reach", "9"], "shadow_reach must be between 0.0 and 4.0"),
+    (["decompose", str(EX / "coffee.png"), "--out", "o", "--mask-kind", "found"],
+     "--mask-kind found says what the --mask files are: give them, or leave both out for automatic mode"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -208,9 +208,10 @@ def test_decompose_widgets_come_from_the_engine_settings(comfy):
     # widgets added later come after ``engine``: saved workflows' positional values stay in place
     assert [i.id for i in inputs] == ["image", "masks", "model", "order", "refine_masks", "edge_radius",
                                       "shadow_reach", "shadow_threshold", "shadow_channels", "max_objects", "engine",
-                                      "saliency_guide", "refine_edges", "prompt_segmenter"]
-    assert [i.default for i in inputs[4:9] + inputs[11:]] == widget_defaults(RefinedSettings) == [
+                                      "saliency_guide", "refine_edges", "prompt_segmenter", "mask_kind"]
+    assert [i.default for i in inputs[4:9] + inputs[11:14]] == widget_defaults(RefinedSettings) == [
         True, 0, 0.75, 0.06, "grey", True, True, True]
+    assert inputs[14].default == "drawn" and inputs[14].options == ["drawn", "found"]
     assert inputs[10].default == DEFAULT_ENGINE and inputs[10].options == ["refined", "classical"]
     by_id = {i.id: i for i in inputs}
     for f, meta in option_specs(RefinedSettings):
@@ -234,9 +235,13 @@ def test_find_objects_node_feeds_decompose(comfy):
     layers = comfy.execute_node("LiWiDecompose", image=image, masks=masks, **DECOMPOSE_DEFAULTS)[0]
     assert len(layers.layers) == 1
     auto = comfy.execute_node("LiWiDecompose", image=image, **DECOMPOSE_DEFAULTS)[0]
-    # the same object; not bit-identical: a connected mask is a mask like any drawn one and may
-    # be moved onto the edges by an even offset, a proposal inside automatic mode is not
+    # the same object; as drawn masks (the default) not bit-identical: a drawn mask may be moved
+    # onto the edges by an even offset, a proposal inside automatic mode is not
     assert alpha_soft_iou(auto.layers[0].alpha, layers.layers[0].alpha) > 0.9
+    # said to be found, they are decomposed as automatic mode decomposes its own: the same layers
+    found = comfy.execute_node("LiWiDecompose", image=image, masks=masks, mask_kind="found", **DECOMPOSE_DEFAULTS)[0]
+    assert torch.equal(found.layers[0].rgba, auto.layers[0].rgba) and torch.equal(found.background, auto.background)
+    assert torch.equal(found.layers[0].shadow, auto.layers[0].shadow)
 
 
 def test_find_objects_node_says_when_nothing_stands_out(comfy):

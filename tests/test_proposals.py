@@ -251,6 +251,24 @@ def test_the_refined_engine_cuts_proposals_by_the_looks_and_prompts_by_grabcut(e
     assert cuts and alpha_soft_iou(prompted.layers[0].alpha, disc) >= 0.9
 
 
+@pytest.mark.parametrize("engine_name", ["classical", "refined"])
+def test_found_masks_given_back_give_automatic_modes_layers(engine_name):
+    from liwi_core.decompose import decompose
+
+    image = _scene([(80, 80, 40, (0.9, 0.1, 0.1)), (170, 230, 45, (0.1, 0.2, 0.9))])
+    engine = create(engine_name)
+    auto = decompose(image, None, engine)
+    found = find_objects(image).masks
+    # a proposal handed back as found (LiWi Find Objects -> Decompose) is not snapped as a brush would be
+    again = decompose(image, found, engine, mask_kind="found")
+    assert len(again.layers) == len(auto.layers) == 2 and again.meta["masks"] == "found"
+    for a, b in zip(again.layers, auto.layers):
+        assert torch.equal(a.rgba, b.rgba) and torch.equal(a.shadow, b.shadow)
+    assert torch.equal(again.background, auto.background)
+    with pytest.raises(LiWiError, match="unknown mask_kind 'proposal'"):
+        decompose(image, found, engine, mask_kind="proposal")
+
+
 def test_a_proposal_the_looks_cover_only_in_part_goes_to_grabcut():
     from liwi_core.engines.classical import PROPOSAL_COVER, proposal_cut
 
