@@ -27,7 +27,8 @@ class LiWiFindObjects(io.ComfyNode):
             ],
             outputs=[
                 io.Mask.Output("masks", tooltip="One rough mask per object, 1 = object, front-most first. A single "
-                               "empty mask when nothing was found."),
+                               "empty mask when nothing was found. Into Decompose with its mask_kind set to found, "
+                               "they give automatic mode's layers."),
                 io.Mask.Output("saliency", tooltip="The network's saliency map, 1 = salient (to judge what it saw)."),
                 io.Int.Output("count", tooltip="How many objects were found (0: nothing stands out)."),
                 io.String.Output("message", tooltip="What was found, or why nothing was."),
