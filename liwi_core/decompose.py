@@ -179,11 +179,12 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         raise LiWiError(f"{b} images and {n} masks: give one mask per image, one mask for all, "
                         "or a single image with one mask per object")
 
-    proposals = None
+    # drawn masks call peel as before, so an engine written without ``find`` keeps working with them
+    as_found = {}
     if mask_kind == "found":
         from .proposals import ProposalSettings
 
-        proposals = find if find is not None else ProposalSettings()
+        as_found = {"find": find if find is not None else ProposalSettings()}
         meta["masks"] = "found"
     total = b * per_image[0].shape[0]
     done = 0
@@ -201,7 +202,7 @@ def decompose(image: torch.Tensor, masks: torch.Tensor | None, engine=None, orde
         layer_names = [(names[j] if names and j < len(names) else default_layer_name(j)) for j in order_idx]
         prompt_index = order_idx if b == 1 else [i if n == b else 0 for _ in order_idx]
         results.append(engine.peel(rgb[i:i + 1].contiguous(), [m[j:j + 1] for j in order_idx], layer_names,
-                                   prompt_index, step, find=proposals))
+                                   prompt_index, step, **as_found))
     return _batched(results, image, c, meta)
 
 

@@ -33,7 +33,7 @@ class FolderEngine(Engine):
         if not self.settings.path or not Path(self.settings.path).is_dir():
             raise LiWiError(f"prediction folder '{self.settings.path}' does not exist")
 
-    def peel(self, image, masks, names, prompt_indices, step=None):
+    def peel(self, image, masks, names, prompt_indices, step=None, find=None):
         raise LiWiError("the folder engine reads finished stacks: call its decompose with key=<sample id>")
 
     def decompose(self, image=None, masks=None, key: str | None = None, **kwargs) -> LayerStack:
