@@ -92,27 +92,30 @@ def _guided_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: fl
     mean_i = box(guide)
     mean_p = box(src)
     cov_ip = box(guide * src) - mean_i * mean_p  # [B,3,H,W]
-    # 3x3 covariance of the guide per pixel, as [B,H,W,3,3]
+    # the guide's second moments per window
     prod = torch.stack([guide[:, i:i + 1] * guide for i in range(3)], dim=1)  # [B,3,3,H,W]
     b, _, _, h, w = prod.shape
     mean_ii = box(prod.reshape(b, 9, h, w)).reshape(b, 3, 3, h, w)
-    if where is not None:
+    if where is None:
+        a = _window_slopes(mean_i, mean_ii, cov_ip, eps)
+    else:
         # each window's solve is its own: solved on the windows that reach ``where`` alone (a
         # band's neighbourhood), the box blurs below give the same there
         solved = PixelSet(dilate(where.float(), r) > 0.5)
-        mean_window = solved.take(mean_i)  # [1,3,N]
-        var = (solved.take(mean_ii.reshape(b, 9, h, w)).reshape(b, 3, 3, -1)
-               - mean_window[:, :, None] * mean_window[:, None, :])
-        var = var.permute(0, 3, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
-        a = torch.linalg.solve(var, solved.take(cov_ip).permute(0, 2, 1).unsqueeze(-1)).squeeze(-1)  # [1,N,3]
-        a = solved.put(torch.zeros_like(mean_i), a.permute(0, 2, 1))
-    else:
-        var = mean_ii - mean_i[:, :, None] * mean_i[:, None, :]
-        var = var.permute(0, 3, 4, 1, 2) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
-        a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1)  # [B,H,W,3]
-        a = a.permute(0, 3, 1, 2)
+        slopes = _window_slopes(solved.take(mean_i), solved.take(mean_ii.reshape(b, 9, h, w)).reshape(b, 3, 3, -1),
+                                solved.take(cov_ip), eps)
+        a = solved.put(torch.zeros_like(mean_i), slopes)
     bias = mean_p - (a * mean_i).sum(dim=1, keepdim=True)
     return box(a), box(bias)
+
+
+def _window_slopes(mean_i: torch.Tensor, mean_ii: torch.Tensor, cov_ip: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each window's ``a`` in ``src ~ a . guide + b``: ``(cov(guide) + eps I)^-1 cov(guide, src)``,
+    from the box means ``mean_i`` ``[B,3,*S]``, ``mean_ii`` ``[B,3,3,*S]`` and ``cov_ip`` ``[B,3,*S]``
+    (``*S`` the windows: ``H,W`` or a pixel set's ``N``); ``[B,3,*S]``."""
+    var = mean_ii - mean_i[:, :, None] * mean_i[:, None, :]
+    var = var.movedim((1, 2), (-2, -1)) + eps * torch.eye(3, dtype=var.dtype, device=var.device)
+    return torch.linalg.solve(var, cov_ip.movedim(1, -1).unsqueeze(-1)).squeeze(-1).movedim(-1, 1)
 
 
 def guided_upsample(src_low: torch.Tensor, guide_low: torch.Tensor, guide: torch.Tensor,
