@@ -79,6 +79,8 @@ def _cmd_decompose(args) -> None:
     stack = decompose(image, masks, engine, order=args.order, names=names, progress=progress,
                       find=check_settings(ProposalSettings(**find)), mask_kind=args.mask_kind)
     stack.meta["source"] = str(args.image)
+    if masks is None:  # automatic mode: what was found, and any cuts offered for --split
+        print("; ".join(stack.meta.get("found", [])), file=sys.stderr)
     save_layers_dir(stack, args.out)
     for name in ("psd", "ora"):
         if getattr(args, name):

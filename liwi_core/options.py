@@ -88,6 +88,6 @@ def widget_defaults(settings_type, only: tuple[str, ...] | None = None) -> list:
     for f, meta in option_specs(settings_type, only):
         if meta["labels"]:
             out.append(next(k for k, v in meta["labels"].items() if v == f.default))
-        elif isinstance(f.default, (bool, int, float)):
+        elif isinstance(f.default, (bool, int, float, str)):
             out.append(f.default)
     return out

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import LiWiError
 from .filters import dilate, erode, lab_edges, resize
 from .options import check_settings, option
 from .precision import using_precision
 
-__all__ = ["ProposalSettings", "Proposals", "content_box", "find_objects", "proposal_model", "saliency_model"]
+__all__ = ["FIND_OBJECTS_OPTIONS", "ProposalSettings", "Proposals", "content_box", "find_objects", "proposal_model",
+           "saliency_model", "split_numbers"]
 
 #: proposals are found at most at this size (the network itself sees 320 px)
 WORK_SIDE = 512
@@ -72,6 +74,11 @@ OCCLUSION = 0.05
 LEVEL = 0.02
 
 
+#: the settings LiWi Find Objects shows as widgets, in this order (later ones last, so saved
+#: workflows keep their widget values in place); the node always offers the cuts it does not take
+FIND_OBJECTS_OPTIONS = ("max_objects", "min_size", "threshold", "split")
+
+
 @dataclass
 class ProposalSettings:
     """How automatic mode finds objects (shown as CLI flags and Find Objects widgets)."""
@@ -82,6 +89,12 @@ class ProposalSettings:
                              maximum=0.5, step=0.001)
     threshold: float = option(0.5, "Saliency above which a pixel belongs to an object; lower finds more "
                                    "and fainter objects.", minimum=0.05, maximum=0.95, step=0.05)
+    split: str = option("", "Offered cuts to take, by number (1, or 1,3): each offered piece becomes an object "
+                            "of its own, cut from the object that held it. Cuts are offered where an object may "
+                            "hold another in front of it but the two share too many colours to be sure; the "
+                            "numbers are those of the same photo found with the same settings.")
+    offer_cuts: bool = option(False, "Also look for the cuts that were not taken (one more network look per "
+                                     "candidate) and say them in the message, numbered for split.")
 
 
 @dataclass
@@ -92,11 +105,18 @@ class Proposals:
         masks: ``[N,1,H,W]`` rough masks (1 = object), front to back; ``N`` may be 0.
         saliency: ``[1,1,H,W]`` the network's map in [0,1].
         message: one line saying what was found, or why nothing was.
+        offered: ``[K,1,H,W]`` rough masks of the pieces offered as cuts (``split`` numbers them
+            1..K, taken or not), or None where none were looked for (``offer_cuts`` and ``split``
+            both unset).
+        offered_in: for each offered piece, the number (1-based, front to back) of the object
+            that holds it as found without any split.
     """
 
     masks: torch.Tensor
     saliency: torch.Tensor
     message: str
+    offered: torch.Tensor | None = None
+    offered_in: tuple[int, ...] = ()
 
 
 _MODEL = None
@@ -383,20 +403,30 @@ def _zoomed(model, image: torch.Tensor, piece: np.ndarray, rest: np.ndarray) -> 
 
 
 def _separate(part: np.ndarray, image: torch.Tensor, lab: np.ndarray, grad: np.ndarray, model,
-              min_area: float) -> list[np.ndarray]:
+              min_area: float, offer: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
     """``part`` as two objects when one stands in front of the other: a cut along an outline inside
     it (:func:`_cut_candidates`) whose smaller side is big enough, differs in colour from the other
     side, and that the network, looking at that side alone, is sure of while the other side in
     view fades (:data:`CONFIDENT`, :data:`SURROUND`). A limb, a head or a pattern keeps its colours
-    or its salient surroundings and stays whole. ``[part]`` when no cut passes."""
+    or its salient surroundings and stays whole. ``([part], offered)`` when no cut passes, where
+    ``offered`` is, with ``offer``, the smaller side of the first cut that fails the colour test
+    alone (the astronaut's helmet, whose black and white her suit shares), else None."""
+    candidates = []
     for a, b, _ in _cut_candidates(part, lab, grad):
         piece, rest = (a, b) if a.sum() <= b.sum() else (b, a)
-        if piece.sum() < max(min_area, MIN_PIECE * part.sum()) or _colour_overlap(lab, a, b) > SAME_COLOURS:
+        if piece.sum() < max(min_area, MIN_PIECE * part.sum()):
+            continue
+        if _colour_overlap(lab, a, b) > SAME_COLOURS:
+            candidates.append((piece, rest))
             continue
         inside, around = _zoomed(model, image, piece, rest)
         if inside >= CONFIDENT and around <= SURROUND:
-            return [piece, rest]
-    return [part]
+            return [piece, rest], None
+    for piece, rest in candidates if offer else ():
+        inside, around = _zoomed(model, image, piece, rest)
+        if inside >= CONFIDENT and around <= SURROUND:
+            return [part], piece
+    return [part], None
 
 
 def _order(parts: list[np.ndarray], reach: int, level: int = 0) -> list[int]:
@@ -456,10 +486,11 @@ def _is_thin(part: np.ndarray, side: int) -> bool:
 
 
 def _parts_of_saliency(sal: np.ndarray, small: torch.Tensor, threshold: float, min_area: float,
-                       model) -> list[np.ndarray]:
+                       model, offer: bool = False) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Objects in a one-channel saliency map: connected parts split where the map has a valley or
     the shape a waist (:func:`_split`), and an object standing in front of another cut out of
-    their region along its outline (:func:`_separate`)."""
+    their region along its outline (:func:`_separate`). Returns the parts and, for each, the
+    piece offered as a cut of it (with ``offer``; else None)."""
     parts = []
     for part in _components(sal > threshold):
         if part.sum() >= min_area:
@@ -470,9 +501,15 @@ def _parts_of_saliency(sal: np.ndarray, small: torch.Tensor, threshold: float, m
     grad = _gradient(lab)
     # a part that may hold an object in front of another (the checks in find_objects decide what is kept)
     every = np.logical_or.reduce(parts) if parts else None
-    return [q for p in parts for q in (_separate(p, small, lab, grad, model, min_area)
-                                       if _stands_out(p, sal, every & ~p) and not _is_thin(p, max(sal.shape))
-                                       else [p])]
+    found, offers = [], []
+    for p in parts:
+        if _stands_out(p, sal, every & ~p) and not _is_thin(p, max(sal.shape)):
+            pieces, offered = _separate(p, small, lab, grad, model, min_area, offer)
+        else:
+            pieces, offered = [p], None
+        found += pieces
+        offers += [offered] * len(pieces)
+    return found, offers
 
 
 def _rejoin_thin(pieces: list[np.ndarray], side: int) -> list[np.ndarray]:
@@ -538,7 +575,8 @@ def find_objects(image: torch.Tensor, settings: ProposalSettings | None = None, 
     if (y0, y1, x0, x1) == (0, h, 0, w):
         return found
     pad = (x0, w - x1, y0, h - y1)
-    return Proposals(F.pad(found.masks, pad), F.pad(found.saliency, pad), found.message)
+    return Proposals(F.pad(found.masks, pad), F.pad(found.saliency, pad), found.message,
+                     None if found.offered is None else F.pad(found.offered, pad), found.offered_in)
 
 
 def content_box(image: torch.Tensor) -> tuple[int, int, int, int]:
@@ -594,31 +632,79 @@ def _find_objects(image: torch.Tensor, settings: ProposalSettings, model) -> Pro
     saliency = maps[:, :1]
     sal = saliency[0, 0].cpu().numpy()
     min_area = settings.min_size * sal.size
+    chosen = split_numbers(settings.split)
+    offer = settings.offer_cuts or bool(chosen)
     if maps.shape[1] == 2:  # a proposer: the objects, and the rims that part touching ones
         parts = _parts_between_edges(sal > settings.threshold, maps[0, 1].cpu().numpy(), min_area)
+        offers = [None] * len(parts)
     else:
-        parts = _parts_of_saliency(sal, small, settings.threshold, min_area, model)
+        parts, offers = _parts_of_saliency(sal, small, settings.threshold, min_area, model, offer)
     # a thin part is kept only when the network is sure of it and not of what surrounds it (a
     # candy cane, a syringe, an insect's legs); a thin fragment of a vague region is dropped
     every = np.logical_or.reduce(parts) if parts else None
     standing = [_stands_out(p, sal, every & ~p) for p in parts]
     thin = sum(1 for p, ok in zip(parts, standing) if not ok and _is_thin(p, max(sal.shape)))
     vague = standing.count(False) - thin
-    parts = [p for p, ok in zip(parts, standing) if ok]
-    parts = sorted(parts, key=lambda p: -int(p.sum()))[: settings.max_objects]
-    if not parts:
+    kept = sorted((i for i, ok in enumerate(standing) if ok), key=lambda i: -int(parts[i].sum()))
+    kept = kept[: settings.max_objects]
+    if not kept:
+        if chosen:
+            raise LiWiError(f"split {settings.split}: no cut was offered (no object found)")
         peak = float(sal.max())
         why = (f"the saliency peaks at {peak:.2f}, below the threshold {settings.threshold}"
                if peak <= settings.threshold else
                "nothing salient stands out from its surroundings (texture or noise?)" if vague else
                f"what stands out is smaller than {settings.min_size:.1%} of the image or thin")
-        return Proposals(torch.zeros((0, 1, h, w)), resize(saliency, (h, w)), f"no object found: {why}")
-    parts = [parts[i] for i in _order(parts, max(2, round(0.01 * max(sal.shape))),
-                                      round(LEVEL * sal.shape[0]))]
-    masks = torch.from_numpy(np.stack(parts).astype(np.float32))[:, None]
+        return Proposals(torch.zeros((0, 1, h, w)), resize(saliency, (h, w)), f"no object found: {why}",
+                         torch.zeros((0, 1, h, w)) if offer else None)
+    reach, level = max(2, round(0.01 * max(sal.shape))), round(LEVEL * sal.shape[0])
+    parts, offers = zip(*[(parts[kept[i]], offers[kept[i]]) for i in _order([parts[i] for i in kept], reach, level)])
+    # offered cuts are numbered front to back, as found without any split, so that a number
+    # means the same piece when the photo is found again to take it
+    offered = [(j, piece) for j, piece in enumerate(offers) if piece is not None]
+    if any(k > len(offered) for k in chosen):
+        numbers = "" if not offered else " (number 1)" if len(offered) == 1 else f" (numbers 1-{len(offered)})"
+        raise LiWiError(f"split {settings.split}: only {len(offered)} cut(s) offered{numbers}")
+    found = list(parts)
+    if chosen:
+        for k in chosen:
+            j, piece = offered[k - 1]
+            found[j] = found[j] & ~piece
+            found.append(piece)
+        found = [found[i] for i in _order(found, reach, level)]
     # a rough mask a little larger than the object, as a user would draw it; the engine snaps it
     grow = max(1, round(0.01 * max(sal.shape)))
-    masks = (resize(dilate(masks, grow), (h, w), mode="bilinear") > 0.5).float()
+
+    def rough(pieces: list[np.ndarray]) -> torch.Tensor:
+        if not pieces:
+            return torch.zeros((0, 1, h, w))
+        masks = torch.from_numpy(np.stack(pieces).astype(np.float32))[:, None]
+        return (resize(dilate(masks, grow), (h, w), mode="bilinear") > 0.5).float()
+
     dropped = [f"{n} {what}" for n, what in ((thin, "thin fragment(s)"), (vague, "vague region(s)")) if n]
     note = f" ({', '.join(dropped)} dropped)" if dropped else ""
-    return Proposals(masks, resize(saliency, (h, w)), f"found {len(parts)} object(s){note}")
+    message = f"found {len(found)} object(s){note}"
+    if offer:
+        message += _offers_message(offered, parts, chosen)
+    return Proposals(rough(found), resize(saliency, (h, w)), message,
+                     rough([piece for _, piece in offered]) if offer else None,
+                     tuple(j + 1 for j, _ in offered))
+
+
+def split_numbers(text: str) -> tuple[int, ...]:
+    """The offered cuts a ``split`` setting names (``"1"``, ``"1,3"``; blank: none), sorted, or a
+    one-line :class:`LiWiError`."""
+    words = [w.strip() for w in str(text).replace(";", ",").split(",")]
+    if not any(words):
+        return ()
+    if not all(w.isdigit() and int(w) > 0 for w in words):
+        raise LiWiError(f"split {text!r}: give offered cut numbers separated by commas, such as 1 or 1,3")
+    return tuple(sorted({int(w) for w in words}))
+
+
+def _offers_message(offered: list[tuple[int, np.ndarray]], parts, chosen: tuple[int, ...]) -> str:
+    if not offered:
+        return "; no cut offered"
+    said = [f"{k}: {int(round(100 * piece.sum() / parts[j].sum()))}% of object {j + 1}"
+            + (", taken" if k in chosen else "") for k, (j, piece) in enumerate(offered, 1)]
+    return f"; {len(offered)} cut(s) offered, split takes them by number ({'; '.join(said)})"

@@ -37,6 +37,8 @@ def settings_inputs(settings_type, only: tuple[str, ...] | None = None, prefix_t
         elif isinstance(default, float):
             inputs.append(io.Float.Input(name, default=default, min=meta["min"], max=meta["max"],
                                          step=meta["step"], tooltip=tooltip))
+        elif isinstance(default, str):
+            inputs.append(io.String.Input(name, default=default, tooltip=tooltip))
     return inputs
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from liwi_core.engines import DEFAULT_ENGINE
 from liwi_core.engines.refined import APPENDED_OPTIONS, LEADING_OPTIONS, RefinedSettings
-from liwi_core.proposals import ProposalSettings
+from liwi_core.proposals import FIND_OBJECTS_OPTIONS, ProposalSettings
 from liwi_core.options import widget_defaults
 
 OUT = Path(__file__).resolve().parent.parent / "workflows"
@@ -200,8 +200,9 @@ def automatic_mode() -> None:
 def find_objects() -> None:
     g = Graph()
     image = g.node("LoadImage", (0, 0), widgets=["astronaut.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
-    find = g.node("LiWiFindObjects", (360, 0), widgets=widget_defaults(ProposalSettings), inputs=[("image", "IMAGE")],
-                  outputs=[("masks", "MASK"), ("saliency", "MASK"), ("count", "INT"), ("message", "STRING")])
+    find = g.node("LiWiFindObjects", (360, 0), widgets=widget_defaults(ProposalSettings, FIND_OBJECTS_OPTIONS),
+                  inputs=[("image", "IMAGE")], outputs=[("masks", "MASK"), ("saliency", "MASK"), ("count", "INT"),
+                                                         ("message", "STRING"), ("offered", "MASK")])
     g.link(image, 0, find, "image")
     dec = decompose(g, image, find, pos=(760, 0), mask_kind="found")
     save_layers(g, dec, "LiWi/found", (1160, 0))
@@ -212,7 +213,10 @@ def find_objects() -> None:
     g.note("Find Objects proposes one rough mask per salient object (front-most first). Edit or drop masks before "
            "Decompose if you like (e.g. with mask nodes); Decompose's mask_kind 'found' decomposes them as "
            "automatic mode does its own, so unedited masks give the layers that Decompose with no mask at all "
-           "gives (it runs the same search inside). When nothing stands out, Find Objects says so in its message.",
+           "gives (it runs the same search inside). When nothing stands out, Find Objects says so in its message. "
+           "Where an object may hold another in front of it (here the helmet she holds), it offers the cut: its "
+           "message numbers the offered pieces (its offered output shows them) and split takes them (type 1 and "
+           "queue again).",
            (0, 760))
     g.save("find_objects.json")
 

