@@ -210,6 +210,11 @@ def find_objects() -> None:
     g.link(find, 1, preview, "mask")
     sal = g.node("SaveImage", (1160, 420), widgets=["LiWi/found_saliency"], inputs=[("images", "IMAGE")])
     g.link(preview, 0, sal, "images")
+    pieces = g.node("MaskToImage", (760, 560), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")],
+                    title="offered cuts (white = piece)")
+    g.link(find, 4, pieces, "mask")
+    shown = g.node("PreviewImage", (1160, 560), inputs=[("images", "IMAGE")])
+    g.link(pieces, 0, shown, "images")
     g.note("Find Objects proposes one rough mask per salient object (front-most first). Edit or drop masks before "
            "Decompose if you like (e.g. with mask nodes); Decompose's mask_kind 'found' decomposes them as "
            "automatic mode does its own, so unedited masks give the layers that Decompose with no mask at all "
