@@ -146,31 +146,40 @@ def dataset_rows(root, num: int) -> list[list[tuple[str, torch.Tensor]]]:
 
 def automatic_rows(names: list[str]) -> tuple[list, dict]:
     """Automatic mode (no mask, the default engine) on the bundled photos: the saliency map,
-    the proposals outlined on the photo, each layer, the background. Returns the rows and,
-    per photo, the found objects' alpha IoU with the layer the photo's own mask gives."""
+    the proposals outlined on the photo, each layer, the background; for a photo where Find
+    Objects offers cuts, a second row with them taken (``split``). Returns the rows and, per
+    photo, the found objects' alpha IoU with the layer the photo's own mask gives."""
     from liwi_core.metrics import alpha_soft_iou
-    from liwi_core.proposals import find_objects
+    from liwi_core.proposals import ProposalSettings, find_objects
 
     engine = create(DEFAULT_ENGINE)
     rows, scores = [], {}
+    colours = [(1.0, 0.15, 0.1), (0.1, 0.6, 1.0), (0.2, 0.9, 0.2), (1.0, 0.8, 0.1)]
     for name in names:
         image = load_image(EXAMPLES / f"{name}.png")[:, :3]
         reference = engine.decompose(image, load_mask(EXAMPLES / f"{name}_mask.png")).layers[0].alpha
-        found = find_objects(image)
-        # automatic mode itself (the proposals decomposed as proposals, not as drawn masks)
-        stack = engine.decompose(image, None) if len(found.masks) else None
-        outline = image.clone()
-        colours = [(1.0, 0.15, 0.1), (0.1, 0.6, 1.0), (0.2, 0.9, 0.2), (1.0, 0.8, 0.1)]
-        for k, m in enumerate(found.masks):
-            edge = (torch.nn.functional.max_pool2d(m[None], 7, 1, 3) - m[None]).clamp(0, 1)
-            outline = outline * (1 - edge) + torch.tensor(colours[k % 4]).view(1, 3, 1, 1) * edge
-        row = [("saliency", found.saliency.expand(1, 3, -1, -1)), (found.message, outline)]
-        layers = stack.layers[::-1] if stack else []  # front-most first, like the proposals
-        row += [(f"layer {k} (IoU {alpha_soft_iou(l.alpha, reference):.2f})", on_checker(l))
-                for k, l in enumerate(layers)]
-        row.append(("background", stack.background if stack else image))
-        scores[name] = [round(alpha_soft_iou(l.alpha, reference), 3) for l in layers]
-        rows.append(row)
+        offered = find_objects(image, ProposalSettings(offer_cuts=True)).offered
+        splits = [("", name)]
+        if len(offered):
+            numbers = ",".join(str(k) for k in range(1, len(offered) + 1))
+            splits.append((numbers, f"{name}, split {numbers}"))
+        for split, key in splits:
+            settings = ProposalSettings(split=split)
+            found = find_objects(image, settings)
+            # automatic mode itself (the proposals decomposed as proposals, not as drawn masks)
+            stack = engine.decompose(image, None, find=settings) if len(found.masks) else None
+            outline = image.clone()
+            for k, m in enumerate(found.masks):
+                edge = (torch.nn.functional.max_pool2d(m[None], 7, 1, 3) - m[None]).clamp(0, 1)
+                outline = outline * (1 - edge) + torch.tensor(colours[k % 4]).view(1, 3, 1, 1) * edge
+            message = found.message.split(";")[0] + (f" (offered cut {split} taken)" if split else "")
+            row = [("saliency", found.saliency.expand(1, 3, -1, -1)), (message, outline)]
+            layers = stack.layers[::-1] if stack else []  # front-most first, like the proposals
+            row += [(f"layer {k} (IoU {alpha_soft_iou(l.alpha, reference):.2f})", on_checker(l))
+                    for k, l in enumerate(layers)]
+            row.append(("background", stack.background if stack else image))
+            scores[key] = [round(alpha_soft_iou(l.alpha, reference), 3) for l in layers]
+            rows.append(row)
     return rows, scores
 
 
