@@ -61,17 +61,20 @@ def test_separate_objects_are_separate_proposals_front_to_back():
     assert len(find_objects(image, ProposalSettings(max_objects=1)).masks) == 1
 
 
-def test_an_object_held_in_front_of_another_is_cut_out_and_put_in_front():
-    # an orange figure (a head touching a rounded body) with a dark disc in front of its lower
-    # right, sticking out of it: one region of the saliency map, no valley, no shape to split by
+def _held_disc_scene():
+    """An orange figure (a head touching a rounded body) with a dark disc in front of its lower
+    right, sticking out of it: one region of the saliency map, no valley, no shape to split by."""
     h, w = 240, 320
     yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
     image = _scene([])
     figure = ((((yy - 78) ** 2 + (xx - 150) ** 2) < 28 ** 2) | ((((yy - 250) / 150) ** 2 + ((xx - 150) / 85) ** 2) < 1))
     image = torch.where(figure, torch.tensor([0.9, 0.45, 0.1]).view(1, 3, 1, 1), image)
     disc = ((yy - 200) ** 2 + (xx - 225) ** 2) < 55 ** 2
-    image = torch.where(disc, torch.tensor([0.08, 0.08, 0.1]).view(1, 3, 1, 1), image)
-    found = find_objects(image)
+    return torch.where(disc, torch.tensor([0.08, 0.08, 0.1]).view(1, 3, 1, 1), image)
+
+
+def test_an_object_held_in_front_of_another_is_cut_out_and_put_in_front():
+    found = find_objects(_held_disc_scene())
     assert found.message == "found 2 object(s)"
     front, back = found.masks[:, 0]
     # both reach the bottom: the disc is in front because it fills the figure's bite
@@ -185,16 +188,6 @@ def test_content_box_keeps_a_flat_ground_and_a_clear_sky():
     assert content_box(torch.zeros(1, 3, 40, 40)) == (0, 40, 0, 40)
     # a frame on all four sides stays (its sides hide each other's straight edge; docs/automatic-mode.md, Letterbox bars)
     assert content_box(torch.nn.functional.pad(sky, (20, 20, 20, 20), value=1.0)) == (0, 240, 0, 340)
-
-
-def _held_disc_scene():
-    h, w = 240, 320
-    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
-    image = _scene([])
-    figure = ((((yy - 78) ** 2 + (xx - 150) ** 2) < 28 ** 2) | ((((yy - 250) / 150) ** 2 + ((xx - 150) / 85) ** 2) < 1))
-    image = torch.where(figure, torch.tensor([0.9, 0.45, 0.1]).view(1, 3, 1, 1), image)
-    disc = ((yy - 200) ** 2 + (xx - 225) ** 2) < 55 ** 2
-    return torch.where(disc, torch.tensor([0.08, 0.08, 0.1]).view(1, 3, 1, 1), image)
 
 
 def test_a_cut_failing_only_the_colour_test_is_offered_and_split_takes_it(monkeypatch):
