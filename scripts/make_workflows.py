@@ -206,14 +206,14 @@ def find_objects() -> None:
     g.link(image, 0, find, "image")
     dec = decompose(g, image, find, pos=(760, 0), mask_kind="found")
     save_layers(g, dec, "LiWi/found", (1160, 0))
-    preview = g.node("MaskToImage", (760, 420), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")])
+    preview = g.node("MaskToImage", (360, 320), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")])
     g.link(find, 1, preview, "mask")
-    sal = g.node("SaveImage", (1160, 420), widgets=["LiWi/found_saliency"], inputs=[("images", "IMAGE")])
+    sal = g.node("SaveImage", (360, 420), widgets=["LiWi/found_saliency"], inputs=[("images", "IMAGE")])
     g.link(preview, 0, sal, "images")
-    pieces = g.node("MaskToImage", (760, 560), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")],
+    pieces = g.node("MaskToImage", (1160, 420), inputs=[("mask", "MASK")], outputs=[("IMAGE", "IMAGE")],
                     title="offered cuts (white = piece)")
     g.link(find, 4, pieces, "mask")
-    shown = g.node("PreviewImage", (1160, 560), inputs=[("images", "IMAGE")])
+    shown = g.node("PreviewImage", (1160, 520), inputs=[("images", "IMAGE")])
     g.link(pieces, 0, shown, "images")
     g.note("Find Objects proposes one rough mask per salient object (front-most first). Edit or drop masks before "
            "Decompose if you like (e.g. with mask nodes); Decompose's mask_kind 'found' decomposes them as "
