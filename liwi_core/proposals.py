@@ -675,18 +675,25 @@ def _find_objects(image: torch.Tensor, settings: ProposalSettings, model) -> Pro
     # a rough mask a little larger than the object, as a user would draw it; the engine snaps it
     grow = max(1, round(0.01 * max(sal.shape)))
 
-    def rough(pieces: list[np.ndarray]) -> torch.Tensor:
+    def rough(pieces: list[np.ndarray], behind: bool = False) -> torch.Tensor:
         if not pieces:
             return torch.zeros((0, 1, h, w))
         masks = torch.from_numpy(np.stack(pieces).astype(np.float32))[:, None]
-        return (resize(dilate(masks, grow), (h, w), mode="bilinear") > 0.5).float()
+        grown = dilate(masks, grow)
+        if behind:
+            # an object's margin stops at the objects in front of it: the engine completes a layer
+            # under those where its mask goes on (exact.hidden_part), and a margin is no shape, so
+            # it left an opaque band along the front object's outline (the astronaut's layer kept
+            # an arc of her helmet's rim, over the wall)
+            grown = grown * ((torch.cumsum(masks, 0) - masks) < 0.5)
+        return (resize(grown, (h, w), mode="bilinear") > 0.5).float()
 
     dropped = [f"{n} {what}" for n, what in ((thin, "thin fragment(s)"), (vague, "vague region(s)")) if n]
     note = f" ({', '.join(dropped)} dropped)" if dropped else ""
     message = f"found {len(found)} object(s){note}"
     if offer:
         message += _offers_message(offered, parts, chosen)
-    return Proposals(rough(found), resize(saliency, (h, w)), message,
+    return Proposals(rough(found, behind=True), resize(saliency, (h, w)), message,
                      rough([piece for _, piece in offered]) if offer else None,
                      tuple(j + 1 for j, _ in offered))
 
