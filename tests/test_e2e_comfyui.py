@@ -253,6 +253,23 @@ def test_core_join_node_wiring_gives_the_layer_alpha(server):
     assert cut_alpha.mean() > 20  # the object is opaque, not inverted
 
 
+def test_find_objects_takes_the_offered_cut_through_the_server(server):
+    """The find_objects workflow with its split widget set to 1: Find Objects parts the astronaut's
+    helmet from her (its message says the cut was taken) and Decompose makes two layers of them."""
+    workflow = json.loads((REPO / "workflows" / "find_objects.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == "LiWiFindObjects":
+            node["widgets_values"][-1] = "1"
+            find_id = str(node["id"])
+        if node["type"] in ("SaveImage", "LiWiSaveLayers"):
+            node["widgets_values"][0] = node["widgets_values"][0].replace("LiWi/", "LiWi/split_")
+    entry = ce.post_and_wait(server.base_url, ce.ui_to_api(workflow, server.all_object_info), timeout=PROMPT_TIMEOUT)
+    message = entry["outputs"][find_id]["text"][0]
+    assert message.startswith("found 2 object(s)") and "(1: 23% of object 1, taken)" in message
+    layer_dirs = sorted(p for p in (server.output_dir / "LiWi").glob("split_found*") if p.is_dir())
+    assert layer_dirs and len(json.loads((layer_dirs[-1] / "layers.json").read_text())["layers"]) == 2
+
+
 @pytest.mark.parametrize("where", ["absolute", "dotdot"])
 def test_add_save_folder_cannot_leave_the_output_folder(server, tmp_path, where):
     """The traversal prompt of the security issue: it must fail with the one-line error and
