@@ -704,7 +704,8 @@ def split_numbers(text: str) -> tuple[int, ...]:
     words = [w.strip() for w in str(text).replace(";", ",").split(",")]
     if not any(words):
         return ()
-    if not all(w.isdigit() and int(w) > 0 for w in words):
+    # ASCII digits only: str.isdigit() also takes superscripts, which int() refuses
+    if not all(w.isascii() and w.isdigit() and int(w) > 0 for w in words):
         raise LiWiError(f"split {text!r}: give offered cut numbers separated by commas, such as 1 or 1,3")
     return tuple(sorted({int(w) for w in words}))
 

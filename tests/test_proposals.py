@@ -217,7 +217,7 @@ def test_split_names_offered_cuts_or_says_what_is_wrong():
     image = _held_disc_scene()
     with pytest.raises(LiWiError, match="only 0 cut"):
         find_objects(image, ProposalSettings(split="1"))
-    for bad in ("x", "0", "1-2", "-1"):
+    for bad in ("x", "0", "1-2", "-1", "\u00b2", "1 2"):
         with pytest.raises(LiWiError, match="give offered cut numbers"):
             find_objects(image, ProposalSettings(split=bad))
     with pytest.raises(LiWiError, match="no cut was offered"):
