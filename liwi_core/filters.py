@@ -19,6 +19,7 @@ __all__ = [
     "gaussian_blur",
     "defocus_rgba",
     "push_pull_fill",
+    "enclosed_holes",
     "resize",
     "aspect_mismatch",
     "ASPECT_TOLERANCE",
@@ -250,6 +251,17 @@ def aspect_mismatch(size: tuple[int, int], target: tuple[int, int]) -> float:
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """Rec. 709 luma of ``[B,3,H,W]`` -> ``[B,1,H,W]``."""
     return kornia.color.rgb_to_grayscale(rgb, rgb_weights=rgb.new_tensor(REC709))
+
+
+def enclosed_holes(mask: torch.Tensor) -> torch.Tensor:
+    """The pixels outside ``mask`` that it encloses: ``[B,1,H,W]`` bool, true where ``mask``
+    (``[B,1,H,W]`` bool) is false and no path through such pixels (4-connected) reaches the
+    image's border: an arch's opening, the gap between a cup and its handle."""
+    from scipy.ndimage import binary_fill_holes
+
+    planes = mask.detach().cpu().numpy().reshape(-1, *mask.shape[-2:])
+    filled = np.stack([binary_fill_holes(plane) for plane in planes]).reshape(mask.shape)
+    return torch.from_numpy(filled).to(mask.device) & ~mask
 
 
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

@@ -291,6 +291,79 @@ def test_a_darker_refined_shadow_does_not_shadow_the_soft_edge_twice():
     assert 0.6 < float(out[0, 0, 0, 3]) < 0.8  # ramps between the two near opaque
 
 
+def test_an_opening_keeps_the_classical_shadow_and_a_gap_open_to_the_frame_is_no_opening():
+    from liwi_core.engines.refined import shadow_through_openings
+
+    alpha = torch.zeros(1, 1, 40, 40)
+    alpha[..., 8:32, 8:32] = 1.0
+    alpha[..., 14:26, 14:26] = 0.0  # an arch's opening
+    corrected = torch.full((1, 1, 40, 40), 0.6)
+    classical = torch.full((1, 1, 40, 40), 1.0)
+    classical[..., 18:22, 18:22] = 0.5  # a shadow the photo shows through the opening
+    out = shadow_through_openings(corrected, classical, alpha)
+    assert torch.equal(out[..., 14:26, 14:26], torch.maximum(corrected, classical)[..., 14:26, 14:26])
+    assert float(out[0, 0, 15, 15]) == 1.0 and float(out[0, 0, 19, 19]) == pytest.approx(0.6)
+    opening = torch.zeros_like(alpha, dtype=torch.bool)
+    opening[..., 14:26, 14:26] = True
+    assert torch.equal(out[~opening], corrected[~opening])  # on and around the object: as corrected
+    gap = alpha.clone()
+    gap[..., 14:26, 14:] = 0.0  # the same hole opened to the frame's edge: what is beside the object
+    assert torch.equal(shadow_through_openings(corrected, classical, gap), corrected)
+
+
+def test_the_shadow_on_a_soft_edge_is_no_darker_than_on_the_ground_seen_beside_it():
+    from liwi_core.engines.refined import shadow_on_soft_edge
+
+    alpha = torch.zeros(1, 1, 40, 40)
+    alpha[..., 10:30, 10:30] = 1.0
+    alpha[..., 9, 10:30] = alpha[..., 30, 10:30] = 0.5  # soft edges above and below
+    shadow = torch.full((1, 1, 40, 40), 0.6)
+    shadow[..., :9, :] = 1.0  # lit above (sky), in the object's shadow below
+    out = shadow_on_soft_edge(shadow, alpha, reach=0.1)
+    # the upper edge as lit as the sky, the lower one as shadowed as the ground (the ends of each,
+    # within reach of the ground beside the object, are left out)
+    assert torch.equal(out[..., 9, 14:26], torch.ones(1, 1, 12))
+    assert torch.equal(out[..., 30, 10:30], shadow[..., 30, 10:30])
+    not_edge = (alpha <= 0) | (alpha >= 1)
+    assert torch.equal(out[not_edge], shadow[not_edge])
+    assert torch.equal(shadow_on_soft_edge(shadow, torch.ones_like(alpha) * 0.5), shadow)  # no ground seen
+
+
+def test_the_refined_engine_does_not_brighten_what_shows_through_or_beside_the_object(monkeypatch):
+    """A refiner that darkens the object's whole area, opening and soft edge included (as the
+    bundled one did on a ruin's arcade and a camel's back against the sky): what the photo shows
+    through the opening and the ground beside the soft edge keep their colours in the background,
+    instead of being brightened by a shadow divided out; the stack stays exact."""
+    import math
+
+    import liwi_core.engines.refined as refined
+    from liwi_core.filters import gaussian_blur
+
+    size = 96
+    solid = torch.zeros(1, 1, size, size)
+    solid[..., 24:72, 24:72] = 1.0
+    solid[..., 40:56, 40:56] = 0.0  # the opening
+    alpha = gaussian_blur(solid, 1.0)
+    ground = torch.tensor([0.55, 0.5, 0.45]).view(1, 3, 1, 1)
+    image = alpha * torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1) + (1 - alpha) * ground
+    area = torch.zeros(1, 1, size, size)
+    area[..., 24:72, 24:72] = 1.0  # the object's area, its opening and the inner half of its soft edge
+
+    def darken(model, inputs, grid, *args, **kwargs):
+        box = refined.resize(area, grid, mode="bilinear") > 0.5
+        return RefinerOutput(torch.zeros(1, 1, *grid), box.float() * math.log(0.6), torch.zeros(1, 3, *grid))
+
+    monkeypatch.setattr(refined, "predict_corrections", darken)
+    out = decompose(image, (solid > 0.5).float(), create("refined", refine_edges=False))
+    background = out.background
+    assert recompose_psnr(out.composite(), image) >= 45
+    inside = background[..., 44:52, 44:52]
+    assert float((inside - image[..., 44:52, 44:52]).abs().max()) < 0.02  # 1/0.6 brighter before
+    edge = ((alpha > 0.05) & (alpha < 0.95) & (solid > 0.5)).expand_as(background).clone()
+    edge[..., 36:60, 36:60] = False  # the outer edge only
+    assert float((background - ground)[edge].max()) < 0.05
+
+
 def test_the_refined_darkening_spares_other_salient_objects_away_from_this_one():
     """A dark object beside this one (the astronaut's helmet) is dark in itself: the refiner's
     darkening is dropped where the salient-object map marks something beyond the reach, kept near
@@ -566,7 +639,6 @@ def test_fit_config_errors_are_one_line(tmp_path, capsys):
 def test_the_gate_is_chosen_by_the_ground_and_made_at_full_size(monkeypatch):
     from liwi_core.engines import refined
     from liwi_core.filters import gaussian_blur
-    from liwi_core.refiner import RefinerOutput
     from liwi_core.shadow import synthesize_cast_shadow
 
     h, w = 160, 192

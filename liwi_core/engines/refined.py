@@ -22,7 +22,7 @@ import torch
 
 from ..checkpoints import load_pretrained
 from ..errors import LiWiError
-from ..filters import PixelSet, dilate, gaussian_blur, resize
+from ..filters import PixelSet, dilate, enclosed_holes, erode, gaussian_blur, push_pull_fill, resize
 from ..matting import SALIENCY_HIGH, edge_blur
 from ..options import check_settings, option, option_specs
 from ..shadow import OPAQUE, continue_under_object, fit_cast_shadow, roughness_grid, smoothest_shadow
@@ -203,6 +203,49 @@ def keep_edge_below(alpha: torch.Tensor, shadow: torch.Tensor, background: torch
     return edge.put(new_background, weight * edge.take(new_background) + (1 - weight) * unshadowed)
 
 
+#: the ground seen beside an object's soft edge bounds the shadow on the edge within this
+#: fraction of the region's longest side (:func:`shadow_on_soft_edge`)
+SEEN_GROUND_REACH = 0.01
+
+
+def shadow_through_openings(corrected: torch.Tensor, classical: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The refined shadow map ``corrected`` no darker than the ``classical`` one in the openings the
+    object encloses (alpha < 0.5 inside its outline, :func:`~liwi_core.filters.enclosed_holes`).
+
+    The refiner learnt its shadow correction on objects standing on a ground, where the shadow
+    falls under and around them, and it darkens the object's whole area. Through an opening (an
+    arch, a window, the gap of a handle) the photo shows what lies behind: often sky or far
+    trees, which the object cannot shade. The background there is the image with the shadow
+    divided out, so the openings of a ruin's arcade glowed once the ruin was taken away (a
+    training photo of the Trier baths: 0.83 there, the classical map 1.0). The classical map is
+    read from those pixels (darker than what is lit around the object) and keeps a shadow that
+    the photo shows. All ``[1,C,h,w]`` on one grid, ``alpha`` one channel."""
+    holes = enclosed_holes(alpha >= 0.5)
+    if not bool(holes.any()):
+        return corrected
+    return torch.where(holes, torch.maximum(corrected, classical), corrected)
+
+
+def shadow_on_soft_edge(shadow: torch.Tensor, alpha: torch.Tensor, reach: float = SEEN_GROUND_REACH) -> torch.Tensor:
+    """``shadow`` on the object's soft edge (0 < alpha < 1) no darker than the darkest it is on the
+    ground seen (alpha 0) within ``reach`` of the region's longest side, or, where none is seen
+    that near, than on the nearest seen (push-pull).
+
+    What lies below a soft edge is the ground beside it, and so is its shadow. The refiner's
+    correction continues the shadow from under the object out to its edge, also where the ground
+    beside the edge is lit (a camel's back against the sky), and the background under the edge,
+    that shadow divided out (:func:`keep_edge_below`), drew a bright line along the outline once
+    the object was taken away. All ``[1,C,h,w]`` on one grid, ``alpha`` one channel."""
+    seen, edge = alpha <= 0, (alpha > 0) & (alpha < 1)
+    if not bool(edge.any()) or not bool(seen.any()):
+        return shadow
+    r = max(2, round(reach * max(alpha.shape[-2:])))
+    darkest = erode(torch.where(seen, shadow, torch.ones_like(shadow)), r)
+    near = dilate(seen.float(), r) > 0.5
+    bound = torch.where(near, darkest, push_pull_fill(darkest, near.float()))
+    return torch.where(edge, torch.maximum(shadow, bound), shadow)
+
+
 def other_objects(alpha: torch.Tensor, saliency: torch.Tensor, reach: float = OTHER_OBJECTS_REACH) -> torch.Tensor:
     """Where ``saliency`` (``[1,1,*,*]`` in [0,1], any grid; resized) marks an object more than
     ``reach`` (fraction of the region's longest side) from this one's (``alpha`` ``[1,1,h,w]`` >
@@ -337,10 +380,17 @@ class RefinedEngine(Engine):
         # a soft edge is left to the matting, which keeps it soft
         if self.edge_refiner is not None and not drawn and edge_blur(img, new_alpha) <= MAX_EDGE_BLUR:
             new_alpha = refine_edges(self.edge_refiner, img, new_alpha, rough)
+        # where the photo shows what is below the object, its shadow is what the photo shows; under
+        # the opaque object it continues from the map before the edge's bound (so that a moved
+        # object's shadow keeps its reach under it)
+        hidden = new_shadow
+        if corrected:
+            hidden = shadow_through_openings(new_shadow, shadow, new_alpha)
+            new_shadow = shadow_on_soft_edge(hidden, new_alpha)
         if corrected or not torch.equal(new_alpha, alpha):
             new_clean = keep_edge_below(new_alpha, shadow, clean, new_shadow, new_clean)
-            fg, alpha, shadow, clean = explain_object(img, new_alpha, continue_under_object(new_shadow, new_alpha),
-                                                      new_clean)
+            below = torch.where(new_alpha < OPAQUE, new_shadow, continue_under_object(hidden, new_alpha))
+            fg, alpha, shadow, clean = explain_object(img, new_alpha, below, new_clean)
         else:
             fg = extend_colours(fg, alpha)
         return paste_region(image, region, fg, alpha, shadow, clean)
