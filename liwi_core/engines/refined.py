@@ -242,7 +242,9 @@ def shadow_on_soft_edge(shadow: torch.Tensor, alpha: torch.Tensor, reach: float 
     r = max(2, round(reach * max(alpha.shape[-2:])))
     darkest = erode(torch.where(seen, shadow, torch.ones_like(shadow)), r)
     near = dilate(seen.float(), r) > 0.5
-    bound = torch.where(near, darkest, push_pull_fill(darkest, near.float()))
+    bound = darkest
+    if bool((edge & ~near).any()):  # the fill costs 0.1-0.2 s on a 900-px region: only where it is read
+        bound = torch.where(near, darkest, push_pull_fill(darkest, near.float()))
     return torch.where(edge, torch.maximum(shadow, bound), shadow)
 
 
