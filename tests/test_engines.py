@@ -1,5 +1,6 @@
 """The engine registry and interface: every engine is built by create() and runs through decompose()."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -578,3 +579,24 @@ def test_the_back_disc_goes_on_under_the_front_one_and_the_stack_stays_exact():
 
     kept = StackBuilder(image).peel_each([front, back], ["a", "b"], [0, 1], peel_one, hidden_parts=False)
     assert float(kept.layers[0].alpha[under].max()) == 0  # switched off, the engine's alpha is left alone
+
+
+def test_enclosed_holes_are_the_openings_not_what_reaches_the_frame():
+    from scipy.ndimage import binary_fill_holes
+
+    from liwi_core.filters import enclosed_holes, gaussian_blur
+
+    ring = torch.zeros(1, 1, 20, 20, dtype=torch.bool)
+    ring[..., 4:16, 4:16] = True
+    ring[..., 8:12, 8:12] = False
+    holes = enclosed_holes(ring)
+    assert int(holes.sum()) == 16 and bool(holes[..., 8:12, 8:12].all())
+    ring[..., 10, 8:] = False  # a channel to the frame: no longer enclosed
+    assert not bool(enclosed_holes(ring).any())
+    diagonal = torch.zeros(1, 1, 5, 5, dtype=torch.bool)
+    diagonal[..., 1, 2] = diagonal[..., 2, 1] = diagonal[..., 2, 3] = diagonal[..., 3, 2] = True
+    assert bool(enclosed_holes(diagonal)[0, 0, 2, 2])  # closed off by 4-connectivity, as scipy's
+    g = torch.Generator().manual_seed(0)
+    masks = gaussian_blur(torch.rand(3, 1, 61, 83, generator=g), 1.5) > 0.5
+    reference = torch.from_numpy(np.stack([binary_fill_holes(m[0].numpy()) for m in masks]))[:, None] & ~masks
+    assert torch.equal(enclosed_holes(masks), reference)
