@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .filters import (PixelSet, bounding_box, colour_edges, dilate, erode, gaussian_blur, guided_filter, luminance,
-                      push_pull_fill, resize)
+from .filters import (PixelSet, bounding_box, colour_edges, dilate, enclosed_holes, erode, gaussian_blur, guided_filter,
+                      luminance, push_pull_fill, resize)
 
 # saliency below / above which a rough mask's pixel is taken as probably background / object
 SALIENCY_LOW, SALIENCY_HIGH = 0.25, 0.75
@@ -176,19 +176,11 @@ def refine_mask(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4,
             # the user's vote also covers what they painted beyond the shrunk mask where the
             # network is sure of it (the nose an even shrink cut off), except in the holes the
             # shrunk mask encloses (a stethoscope's loops, which the loose brush filled)
-            own |= painted[0, 0].numpy() & ~claimed & ~_holes(small_mask[0, 0].numpy()) & (sal > SALIENCY_HIGH)
+            holes = enclosed_holes(small_mask)[0, 0].numpy()
+            own |= painted[0, 0].numpy() & ~claimed & ~holes & (sal > SALIENCY_HIGH)
         votes = seg + torch.from_numpy(own.astype(np.float32))[None, None] + (torch.from_numpy(sal) > 0.5).float()[None, None]
         seg = (votes >= 2).float()
     return resize(seg, (h, w), mode="bilinear").clamp(0, 1)
-
-
-def _holes(mask: np.ndarray) -> np.ndarray:
-    """The pixels outside the bool ``[h,w]`` ``mask`` that it encloses (not 4-connected to the frame)."""
-    import cv2
-
-    _, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    frame = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return ~mask & ~np.isin(labels, frame)
 
 
 def _salient_reach(mask: np.ndarray, sal: np.ndarray, taken: np.ndarray | None = None) -> np.ndarray:
