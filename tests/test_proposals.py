@@ -334,9 +334,30 @@ def test_a_proposal_the_looks_cover_only_in_part_goes_to_grabcut():
 
     rough = torch.zeros(1, 1, 40, 40)
     rough[..., 5:35, 5:35] = 1
-    guide = torch.zeros_like(rough)
-    guide[..., 6:34, 6:34] = 0.9  # the zoomed look marks the region again, all but its margin
-    assert torch.equal(proposal_cut(rough, guide), ((rough > 0.5) & (guide > 0.5)).float())
-    guide[..., 6:34, 20:34] = 0.1  # it marks only half: a wing the map took, the look does not
-    assert float((guide > 0.5).sum()) < PROPOSAL_COVER * float(rough.sum())
-    assert proposal_cut(rough, guide) is None
+    look = torch.zeros_like(rough)
+    look[..., 6:34, 6:34] = 0.9  # the zoomed look marks the region again, all but its margin
+    assert torch.equal(proposal_cut(rough, look), ((rough > 0.5) & (look > 0.5)).float())
+    segmented = look.clone()
+    segmented[..., 6:34, 6:7] = 0.2  # the segmenter leaves a thin strip out: both must say so
+    assert torch.equal(proposal_cut(rough, look, segmented), ((rough > 0.5) & (segmented > 0.5)).float())
+    look[..., 6:34, 20:34] = 0.1  # it marks only half: a wing the map took, the look does not
+    assert float((look > 0.5).sum()) < PROPOSAL_COVER * float(rough.sum())
+    assert proposal_cut(rough, look) is None
+
+
+def test_a_proposal_whose_two_looks_disagree_goes_to_grabcut():
+    from liwi_core.engines.classical import LOOKS_DISAGREE, PROPOSAL_COVER, proposal_cut
+
+    rough = torch.zeros(1, 1, 40, 40)
+    rough[..., 5:35, 5:35] = 1
+    segmented = torch.zeros_like(rough)
+    segmented[..., 5:35, 5:35] = 0.9
+    look = segmented.clone()
+    look[..., 29:35, 5:15] = 0.3  # the look is unsure of a pale patch the segmenter marks (a cat's chest)
+    both = (rough > 0.5) & (look > 0.5) & (segmented > 0.5)
+    assert float(both.sum()) >= PROPOSAL_COVER * float(rough.sum())  # they cover it together ...
+    assert 60 > LOOKS_DISAGREE * float(rough.sum())  # ... but differ on 60 of its 900 pixels
+    assert proposal_cut(rough, look, segmented) is None
+    look[..., 29:35, 5:15] = 0.9
+    look[..., 33:35, 5:15] = 0.3  # on a thin strip only (20 pixels): the looks decide
+    assert torch.equal(proposal_cut(rough, look, segmented), ((rough > 0.5) & (look > 0.5)).float())
