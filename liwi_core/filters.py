@@ -19,6 +19,7 @@ __all__ = [
     "gaussian_blur",
     "defocus_rgba",
     "push_pull_fill",
+    "membrane_fill",
     "enclosed_holes",
     "resize",
     "aspect_mismatch",
@@ -301,6 +302,67 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         # (about 2x faster at 6000x4000, the same within 3e-7)
         coarse = torch.addcmul(val, 1.0 - wt, up)
     return coarse
+
+
+def membrane_fill(image: torch.Tensor, known: torch.Tensor, iterations: int = 6) -> torch.Tensor:
+    """Fill unknown pixels with the membrane (harmonic) interpolant of their boundary: the
+    smoothest surface that meets the known pixels around the hole (Laplace's equation inside it).
+
+    :func:`push_pull_fill` averages every known pixel of a coarse cell, so the middle of a large
+    hole takes the broad mean of the photo for some way around it, far pixels included; the
+    membrane reads only the hole's edge, so each side of the hole carries its own colour into it
+    (a hole in a ramp is filled with the ramp). Solved coarse to fine on the hole's box: the push-pull
+    fill of the coarsest level, then at each finer level the coarser answer upsampled and
+    ``iterations`` Jacobi sweeps (doubling per coarser level, at most 48), which reaches the
+    converged fill's error (to about 0.0001 of background L1 on the tuning scenes). Pixels
+    outside the box do not enter, so it costs about as much as a push-pull of the whole image.
+
+    Args:
+        image: ``[B,C,H,W]`` values; only pixels with weight > 0 are used.
+        known: ``[B,1,H,W]`` weight in [0,1], 1 = known, 0 = to fill; a partial weight holds
+            its pixel to its value that much.
+        iterations: Jacobi sweeps at full resolution.
+
+    Returns:
+        ``[B,C,H,W]``: ``known * image + (1 - known) * fill``; where nothing at all is known,
+        :func:`push_pull_fill`'s answer (0).
+    """
+    w = known.clamp(0.0, 1.0)
+    box = bounding_box(1.0 - w, 0.0)
+    if box is None:
+        return image * w
+    height, width = image.shape[-2:]
+    y0, y1, x0, x1 = box
+    # one pixel of the known ring around the hole: its boundary condition
+    y0, x0, y1, x1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1 + 1, height), min(x1 + 1, width)
+    wt = w[..., y0:y1, x0:x1]
+    if float(wt.amax()) <= 0:
+        return push_pull_fill(image, known)
+    levels = []
+    val = image[..., y0:y1, x0:x1] * wt
+    while min(val.shape[-2:]) > 6:
+        levels.append((val, wt))
+        val = F.avg_pool2d(val, 2, ceil_mode=True) * 4
+        wt = F.avg_pool2d(wt, 2, ceil_mode=True) * 4
+        capped = wt.clamp(max=1.0)
+        val = val * (capped / wt.clamp_min(1e-8))
+        wt = capped
+    levels.append((val, wt))
+    fill = None
+    for depth, (val, wt) in zip(range(len(levels) - 1, -1, -1), reversed(levels)):
+        mean = val / wt.clamp_min(1e-8)
+        if fill is None:
+            fill = push_pull_fill(mean, wt)
+        else:
+            fill = F.interpolate(fill, size=val.shape[-2:], mode="bilinear", align_corners=False)
+        held = mean * wt
+        for _ in range(min(48, iterations * 2 ** depth)):
+            p = F.pad(fill, (1, 1, 1, 1), mode="replicate")
+            neighbours = (p[..., 1:-1, :-2] + p[..., 1:-1, 2:] + p[..., :-2, 1:-1] + p[..., 2:, 1:-1]) * 0.25
+            fill = torch.addcmul(held, 1.0 - wt, neighbours)
+    out = image * w
+    out[..., y0:y1, x0:x1] = fill
+    return out
 
 
 def bounding_box(mask: torch.Tensor, threshold: float = 0.5) -> tuple[int, int, int, int] | None:

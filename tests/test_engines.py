@@ -171,6 +171,31 @@ def test_box_blur_and_guided_filter_match_kornias_on_every_path():
             assert torch.allclose(guided_filter(guide, src, r, 1e-3), ref, atol=1e-4)
 
 
+def test_the_membrane_fill_carries_the_holes_edge_into_it_and_ignores_far_pixels():
+    # the hidden background is filled from the hole's edge alone: a hole in a ramp gets about the
+    # ramp (closer than push-pull, which averages far pixels too), and pixels far from the hole do
+    # not change the fill
+    from liwi_core.filters import membrane_fill, push_pull_fill
+
+    ramp = torch.linspace(0, 1, 96).view(1, 1, 1, 96).expand(1, 3, 64, 96).clone()
+    known = torch.ones(1, 1, 64, 96)
+    known[..., 16:48, 30:70] = 0
+    hole = known == 0
+    membrane, push_pull = membrane_fill(ramp, known), push_pull_fill(ramp, known)
+    assert torch.equal(membrane[~hole.expand_as(ramp)], ramp[~hole.expand_as(ramp)])
+    err = (membrane - ramp).abs().amax().item()
+    assert err < 0.015 and err < (push_pull - ramp).abs().amax().item()
+
+    far = ramp.clone()
+    far[..., :8, :] = 1.0  # rows far above the hole, not on its edge
+    far[..., :, 85:] = 0.0
+    assert torch.equal(membrane_fill(far, known)[hole.expand_as(ramp)], membrane[hole.expand_as(ramp)])
+    assert not torch.equal(push_pull_fill(far, known)[hole.expand_as(ramp)], push_pull[hole.expand_as(ramp)])
+
+    assert torch.equal(membrane_fill(ramp, torch.ones_like(known)), ramp)
+    assert torch.equal(membrane_fill(ramp, torch.zeros_like(known)), torch.zeros_like(ramp))
+
+
 def test_work_on_a_band_of_pixels_gives_what_work_on_the_whole_image_gives():
     # the soft-edge background solve and the refined engine's edge keep work on the edge's pixels
     # only; the same per-pixel arithmetic must give the same bytes as over the whole image

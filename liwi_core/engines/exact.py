@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..filters import PixelSet, bounding_box, erode, push_pull_fill
+from ..filters import PixelSet, bounding_box, erode, membrane_fill, push_pull_fill
 from ..matting import MIN_ALPHA, is_box, offset_mask, solve_foreground
 
 __all__ = ["BACKGROUND_SPREAD", "HIDDEN_FRONT", "SOFT_EDGE_ALPHA", "UNKNOWN_BACKGROUND", "explain_object", "extend_colours",
@@ -59,7 +59,7 @@ def explain_object(image: torch.Tensor, alpha: torch.Tensor, shadow: torch.Tenso
     seen = (alpha <= 0).float()
     unshadowed = image / shadow.clamp_min(1e-6)
     if fill is None:
-        fill = push_pull_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
+        fill = membrane_fill(unshadowed, seen) if float(seen.sum()) > 0 else torch.full_like(image, UNKNOWN_BACKGROUND)
     clean = torch.where(seen > 0, unshadowed, fill).clamp(0.0, 1.0)
     estimate = alpha
     fg, alpha = _solve_where_estimated(image, estimate, clean * shadow)
