@@ -271,6 +271,21 @@ def enclosed_holes(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack(holes).reshape(mask.shape)).to(mask.device)
 
 
+def _known_pyramid(image: torch.Tensor, weight: torch.Tensor, smallest: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(image * weight, weight)`` halved until a side is at most ``smallest``: finest first,
+    each coarser level holding its cells' weighted sums and their weight capped at 1 (a cell is
+    known once anything in it is), the mean ``val / wt`` kept."""
+    levels = [(image * weight, weight)]
+    while min(levels[-1][0].shape[-2:]) > smallest:
+        val, wt = levels[-1]
+        # sums of 2x2 blocks (ceil so odd sizes keep their last row/column)
+        val = F.avg_pool2d(val, 2, ceil_mode=True) * 4
+        wt = F.avg_pool2d(wt, 2, ceil_mode=True) * 4
+        capped = wt.clamp(max=1.0)
+        levels.append((val * (capped / wt.clamp_min(1e-8)), capped))
+    return levels
+
+
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """Fill unknown pixels by pyramid push-pull interpolation (smooth membrane fill); kornia has none.
 
@@ -283,18 +298,7 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         neighbourhood, ``known * image + (1 - known) * fill``. Where nothing at all is
         known the result is 0.
     """
-    w = known.clamp(0.0, 1.0)
-    levels = []
-    val, wt = image * w, w
-    while min(val.shape[-2:]) > 1:
-        levels.append((val, wt))
-        # sums of 2x2 blocks (ceil so odd sizes keep their last row/column)
-        val = F.avg_pool2d(val, 2, ceil_mode=True) * 4
-        wt = F.avg_pool2d(wt, 2, ceil_mode=True) * 4
-        # cap the weight, keeping the mean val / wt: a coarse cell is "known" once it has any data
-        capped = wt.clamp(max=1.0)
-        val = val * (capped / wt.clamp_min(1e-8))
-        wt = capped
+    *levels, (val, wt) = _known_pyramid(image, known.clamp(0.0, 1.0), 1)
     coarse = val / wt.clamp_min(1e-8)
     for val, wt in reversed(levels):
         up = F.interpolate(coarse, size=val.shape[-2:], mode="bilinear", align_corners=False)
@@ -338,16 +342,7 @@ def membrane_fill(image: torch.Tensor, known: torch.Tensor, iterations: int = 6)
     wt = w[..., y0:y1, x0:x1]
     if float(wt.amax()) <= 0:
         return push_pull_fill(image, known)
-    levels = []
-    val = image[..., y0:y1, x0:x1] * wt
-    while min(val.shape[-2:]) > 6:
-        levels.append((val, wt))
-        val = F.avg_pool2d(val, 2, ceil_mode=True) * 4
-        wt = F.avg_pool2d(wt, 2, ceil_mode=True) * 4
-        capped = wt.clamp(max=1.0)
-        val = val * (capped / wt.clamp_min(1e-8))
-        wt = capped
-    levels.append((val, wt))
+    levels = _known_pyramid(image[..., y0:y1, x0:x1], wt, 6)
     fill = None
     for depth, (val, wt) in zip(range(len(levels) - 1, -1, -1), reversed(levels)):
         mean = val / wt.clamp_min(1e-8)
