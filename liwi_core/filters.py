@@ -328,8 +328,7 @@ def membrane_fill(image: torch.Tensor, known: torch.Tensor, iterations: int = 6)
         iterations: Jacobi sweeps at full resolution.
 
     Returns:
-        ``[B,C,H,W]``: ``known * image + (1 - known) * fill``; where nothing at all is known,
-        :func:`push_pull_fill`'s answer (0).
+        ``[B,C,H,W]``: ``known * image + (1 - known) * fill``; 0 where nothing at all is known.
     """
     w = known.clamp(0.0, 1.0)
     box = bounding_box(1.0 - w, 0.0)
@@ -339,22 +338,20 @@ def membrane_fill(image: torch.Tensor, known: torch.Tensor, iterations: int = 6)
     y0, y1, x0, x1 = box
     # one pixel of the known ring around the hole: its boundary condition
     y0, x0, y1, x1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1 + 1, height), min(x1 + 1, width)
-    wt = w[..., y0:y1, x0:x1]
-    if float(wt.amax()) <= 0:
-        return push_pull_fill(image, known)
-    levels = _known_pyramid(image[..., y0:y1, x0:x1], wt, 6)
+    if float(w[..., y0:y1, x0:x1].amax()) <= 0:  # the box is the whole image and nothing is known
+        return image * w
+    levels = _known_pyramid(image[..., y0:y1, x0:x1], w[..., y0:y1, x0:x1], 6)
     fill = None
-    for depth, (val, wt) in zip(range(len(levels) - 1, -1, -1), reversed(levels)):
-        mean = val / wt.clamp_min(1e-8)
+    for depth in reversed(range(len(levels))):
+        val, wt = levels[depth]  # val: the known values times their weight
         if fill is None:
-            fill = push_pull_fill(mean, wt)
+            fill = push_pull_fill(val / wt.clamp_min(1e-8), wt)
         else:
             fill = F.interpolate(fill, size=val.shape[-2:], mode="bilinear", align_corners=False)
-        held = mean * wt
         for _ in range(min(48, iterations * 2 ** depth)):
             p = F.pad(fill, (1, 1, 1, 1), mode="replicate")
             neighbours = (p[..., 1:-1, :-2] + p[..., 1:-1, 2:] + p[..., :-2, 1:-1] + p[..., 2:, 1:-1]) * 0.25
-            fill = torch.addcmul(held, 1.0 - wt, neighbours)
+            fill = torch.addcmul(val, 1.0 - wt, neighbours)
     out = image * w
     out[..., y0:y1, x0:x1] = fill
     return out
